@@ -1,2 +1,16 @@
-//! kdbt's host-side lab: everything `cargo xtask` does lives here so tests can call it.
+//! kdbt's host-side lab: building the guest kernel, image and module, booting QEMU guests and
+//! running commands in them, and storing results. `cargo xtask` is a thin CLI over this crate,
+//! so tests can call the same functions.
+
+pub mod apt_sources;
+pub mod cache;
+pub mod console;
+pub mod image;
+pub mod kconfig;
+pub mod kernel;
+pub mod module;
+pub mod process;
+pub mod qemu;
+pub mod setup;
 pub mod store;
+pub mod vm;

@@ -1,1 +1,201 @@
-fn main() {}
+//! `cargo xtask`: kdbt's command line. A thin clap layer; the work lives in `kdbt-harness`.
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand};
+use kdbt_harness::qemu::{Accel, Clock};
+use kdbt_harness::{cache, image, kernel, module, vm};
+use std::path::PathBuf;
+use std::process::{Command, ExitCode};
+use std::time::{Duration, Instant};
+
+#[derive(Parser)]
+#[command(name = "cargo xtask", about = "kdbt: build the guest lab, run guests, benchmark")]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Build the guest kernel (cached; a no-op when current).
+    Kernel,
+    /// Build the guest root filesystem image (cached).
+    Image,
+    /// Build kdbt.ko against the guest kernel.
+    Module,
+    /// Boot a guest and run one command in it; exits with the command's status.
+    Vm(VmArgs),
+    /// Build everything and run the benchmark matrix.
+    Bench(VmOpts),
+    /// The whole test suite: fmt, clippy, the lab's builds, host tests and VM tests.
+    Test,
+}
+
+#[derive(Args, Clone)]
+struct VmOpts {
+    /// auto (KVM only where the CPU shows vmx/svm), tcg or kvm.
+    #[arg(long, default_value = "auto")]
+    accel: Accel,
+    /// wall, or icount (TCG: guest clock = guest instructions, 1 ns each).
+    #[arg(long, default_value = "wall")]
+    clock: Clock,
+    /// Guest vCPUs.
+    #[arg(long, default_value_t = 2)]
+    cpus: u32,
+    /// Guest memory, MiB.
+    #[arg(long, default_value_t = 1024)]
+    mem: u32,
+    /// Limit for the whole guest run, seconds.
+    #[arg(long, default_value_t = 900)]
+    timeout: u64,
+}
+
+#[derive(Args)]
+struct VmArgs {
+    #[command(flatten)]
+    opts: VmOpts,
+    /// The command to run in the guest (in /kdbt, where kdbt.ko and the workloads are).
+    #[arg(last = true, required = true)]
+    command: Vec<String>,
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        Cmd::Kernel => {
+            let k = timed("kernel", kernel::build)?;
+            println!("bzImage {} (release {}, config {})", k.bzimage.display(), k.release, k.config_hash);
+        }
+        Cmd::Image => {
+            let i = timed("image", image::build)?;
+            println!("rootfs {}", i.rootfs.display());
+        }
+        Cmd::Module => {
+            let k = timed("kernel", kernel::build)?;
+            let ko = timed("module", || module::build(&k))?;
+            println!("module {}", ko.display());
+        }
+        Cmd::Vm(args) => {
+            let lab = build_lab()?;
+            let spec = lab.spec(&args.opts, args.command);
+            let out = vm::run(&lab.kernel.bzimage, &lab.rootfs, &spec, &mut std::io::stdout())?;
+            eprintln!(
+                "guest: {} accelerator, {} clock, {:.1} s wall; console log {}",
+                out.accel,
+                args.opts.clock,
+                out.wall.as_secs_f64(),
+                out.console_log.display()
+            );
+            return Ok(ExitCode::from(out.exit_status.clamp(0, 255) as u8));
+        }
+        Cmd::Bench(opts) => {
+            let lab = build_lab()?;
+            let spec = lab.spec(&opts, vec!["uname".into(), "-r".into()]);
+            let out = vm::run(&lab.kernel.bzimage, &lab.rootfs, &spec, &mut std::io::stdout())?;
+            if out.exit_status != 0 {
+                bail!("the guest could not run a command (exit {})", out.exit_status);
+            }
+            eprintln!(
+                "kdbt bench: the lab works (guest booted with {}, {} s wall), but no benchmark is wired yet; nothing was measured and no results were written.",
+                out.accel,
+                out.wall.as_secs()
+            );
+        }
+        Cmd::Test => return test(),
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Everything a guest run needs, built or taken from the cache.
+struct Lab {
+    kernel: kernel::Kernel,
+    rootfs: PathBuf,
+    files: Vec<PathBuf>,
+}
+
+impl Lab {
+    fn spec(&self, o: &VmOpts, command: Vec<String>) -> vm::RunSpec {
+        vm::RunSpec {
+            accel: o.accel,
+            clock: o.clock,
+            cpus: o.cpus,
+            mem_mib: o.mem,
+            timeout: Duration::from_secs(o.timeout),
+            files: self.files.clone(),
+            command,
+        }
+    }
+}
+
+fn build_lab() -> Result<Lab> {
+    let kernel = timed("kernel", kernel::build)?;
+    let image = timed("image", image::build)?;
+    let ko = timed("module", || module::build(&kernel))?;
+    let mut files = vec![ko];
+    files.extend(timed("workloads", build_workloads)?);
+    Ok(Lab {
+        kernel,
+        rootfs: image.rootfs,
+        files,
+    })
+}
+
+/// Builds the guest binaries of `workloads/` (the guest runs the same Debian release as the
+/// build host, so they run there as built) and returns their paths.
+fn build_workloads() -> Result<Vec<PathBuf>> {
+    let root = cache::repo_root();
+    let status = Command::new(env!("CARGO"))
+        .args(["build", "--release", "--quiet", "--package", "kdbt-workloads", "--bins"])
+        .current_dir(&root)
+        .status()?;
+    if !status.success() {
+        bail!("building the workloads failed ({status})");
+    }
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("target"));
+    Ok(WORKLOAD_BINARIES
+        .iter()
+        .map(|b| target.join("release").join(b))
+        .filter(|p| p.exists())
+        .collect())
+}
+
+/// Guest binaries shared into every guest.
+const WORKLOAD_BINARIES: &[&str] = &["kdbt-workload", "kdbtctl"];
+
+/// Runs `f`, printing how long it took to stderr.
+fn timed<T>(what: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
+    let start = Instant::now();
+    let out = f().with_context(|| format!("{what} step failed"))?;
+    eprintln!("[{what}: {:.1} s]", start.elapsed().as_secs_f64());
+    Ok(out)
+}
+
+/// fmt and clippy, the lab's builds, then every test including the VM tests (which are
+/// `#[ignore]`d in a plain `cargo test` because they need the lab built first).
+fn test() -> Result<ExitCode> {
+    let root = cache::repo_root();
+    let cargo = |args: &[&str]| -> Result<()> {
+        eprintln!("$ cargo {}", args.join(" "));
+        let status = Command::new(env!("CARGO")).args(args).current_dir(&root).status()?;
+        if !status.success() {
+            bail!("cargo {} failed ({status})", args.join(" "));
+        }
+        Ok(())
+    };
+    cargo(&["fmt", "--all", "--check"])?;
+    cargo(&["clippy", "--workspace", "--all-targets", "--quiet", "--", "-D", "warnings"])?;
+    build_lab()?;
+    cargo(&["test", "--workspace", "--", "--include-ignored"])?;
+    Ok(ExitCode::SUCCESS)
+}

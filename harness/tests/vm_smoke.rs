@@ -1,0 +1,62 @@
+//! VM smoke tests: boot the cached guest under QEMU and run commands through the agent.
+//!
+//! They need the lab built (kernel, image, kdbt.ko), so a plain `cargo test` skips them as
+//! ignored; `cargo xtask test` builds the lab and runs them with `--include-ignored`.
+
+use kdbt_harness::qemu::{Accel, Clock};
+use kdbt_harness::{image, kernel, module, vm};
+use std::time::Duration;
+
+/// Boots a 2-vCPU TCG guest (KVM where the CPU has it) and runs `command` with kdbt.ko shared.
+fn run_in_guest(command: &[&str]) -> vm::Outcome {
+    let kernel = kernel::cached().expect("guest kernel (cargo xtask kernel)");
+    let image = image::cached().expect("guest image (cargo xtask image)");
+    let ko = module::cached().expect("kdbt.ko (cargo xtask module)");
+    let spec = vm::RunSpec {
+        accel: Accel::Auto,
+        clock: Clock::Wall,
+        cpus: 2,
+        mem_mib: 1024,
+        timeout: Duration::from_secs(600),
+        files: vec![ko],
+        command: command.iter().map(|s| s.to_string()).collect(),
+    };
+    vm::run(&kernel.bzimage, &image.rootfs, &spec, &mut std::io::sink())
+        .expect("guest run (console log named in the error)")
+}
+
+#[test]
+#[ignore = "needs the guest lab: run through `cargo xtask test`"]
+fn guest_boots_the_612_kernel_and_reports_its_release() {
+    let kernel = kernel::cached().unwrap();
+    let out = run_in_guest(&["uname", "-r"]);
+    assert_eq!(out.exit_status, 0);
+    assert_eq!(out.output.trim(), kernel.release);
+    assert!(kernel.release.starts_with("6.12."), "{}", kernel.release);
+}
+
+#[test]
+#[ignore = "needs the guest lab: run through `cargo xtask test`"]
+fn kdbt_module_loads_decodes_the_syscall_entry_and_unloads() {
+    let out = run_in_guest(&[
+        "sh",
+        "-c",
+        "insmod kdbt.ko && cat /sys/kernel/debug/kdbt/status && rmmod kdbt && ! test -e /sys/kernel/debug/kdbt",
+    ]);
+    assert_eq!(out.exit_status, 0, "output:\n{}", out.output);
+    assert!(out.output.contains("state: off"), "{}", out.output);
+    assert!(out.output.contains("lstar: 0xffffffff"), "{}", out.output);
+    // entry_SYSCALL_64 starts by switching to the kernel's GS base.
+    assert!(out.output.contains(": swapgs"), "{}", out.output);
+    let console = std::fs::read_to_string(&out.console_log).unwrap();
+    assert!(console.contains("kdbt: loaded"), "{console}");
+    assert!(console.contains("kdbt: unloaded"), "{console}");
+}
+
+#[test]
+#[ignore = "needs the guest lab: run through `cargo xtask test`"]
+fn failing_guest_command_returns_its_exit_status() {
+    let out = run_in_guest(&["sh", "-c", "echo before; exit 7"]);
+    assert_eq!(out.exit_status, 7);
+    assert_eq!(out.output.trim(), "before");
+}

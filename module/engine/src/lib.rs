@@ -1,0 +1,100 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! The translator inside `kdbt.ko`: `kdbt-modes` behind a small `extern "C"` surface, with the
+//! kernel's heap as global allocator and a panic that stops the kernel with the message.
+//!
+//! The C side of each hook is in module/shim.c; the Rust caller of each export is in
+//! module/translator.rs.
+#![no_std]
+
+extern crate alloc;
+
+use core::alloc::{GlobalAlloc, Layout};
+use core::fmt::Write;
+
+extern "C" {
+    fn kdbt_engine_alloc(size: usize, align: usize) -> *mut u8;
+    fn kdbt_engine_free(ptr: *mut u8);
+    fn kdbt_engine_panic(msg: *const u8, len: usize) -> !;
+}
+
+/// The kernel heap (kmalloc with GFP_ATOMIC, through the shim).
+struct KernelHeap;
+
+// SAFETY: kmalloc returns memory of at least `size` bytes, aligned as the shim rounds it, or
+// null; kfree releases exactly what kmalloc gave.
+unsafe impl GlobalAlloc for KernelHeap {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: the shim accepts any size and power-of-two alignment.
+        unsafe { kdbt_engine_alloc(layout.size(), layout.align()) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, _layout: Layout) {
+        // SAFETY: `ptr` came from `alloc` above (GlobalAlloc's contract).
+        unsafe { kdbt_engine_free(ptr) }
+    }
+}
+
+#[global_allocator]
+static HEAP: KernelHeap = KernelHeap;
+
+/// A fixed buffer that `core::fmt` writes into, truncating when full.
+struct Truncating<'a> {
+    buf: &'a mut [u8],
+    len: usize,
+}
+
+impl Write for Truncating<'_> {
+    fn write_str(&mut self, s: &str) -> core::fmt::Result {
+        let n = s.len().min(self.buf.len() - self.len);
+        self.buf[self.len..self.len + n].copy_from_slice(&s.as_bytes()[..n]);
+        self.len += n;
+        if n < s.len() {
+            return Err(core::fmt::Error);
+        }
+        Ok(())
+    }
+}
+
+#[panic_handler]
+fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
+    let mut buf = [0u8; 256];
+    let mut w = Truncating { buf: &mut buf, len: 0 };
+    let _ = write!(w, "{info}");
+    // SAFETY: the pointer and length describe the initialized part of `buf`.
+    unsafe { kdbt_engine_panic(w.buf.as_ptr(), w.len) }
+}
+
+/// `EINVAL`: the output buffer cannot hold the text.
+const EINVAL: isize = 22;
+
+/// Decodes up to `max_insns` instructions of the `code_len` bytes at `code` (native address
+/// `ip`) and writes them as text lines (see `kdbt_modes::decode::write_disassembly`) to `out`.
+///
+/// Returns the bytes written, or `-EINVAL` when `out` is too small for all of them.
+///
+/// # Safety
+/// `code` must be readable for `code_len` bytes and `out` writable for `out_len` bytes, neither
+/// changing during the call.
+#[no_mangle]
+pub unsafe extern "C" fn kdbt_engine_disassemble(
+    code: *const u8,
+    code_len: usize,
+    ip: u64,
+    max_insns: usize,
+    out: *mut u8,
+    out_len: usize,
+) -> isize {
+    // SAFETY: the caller guarantees both ranges (this function's contract).
+    let (code, out) = unsafe {
+        (
+            core::slice::from_raw_parts(code, code_len),
+            core::slice::from_raw_parts_mut(out, out_len),
+        )
+    };
+    let mut w = Truncating { buf: out, len: 0 };
+    match kdbt_modes::decode::write_disassembly(code, ip, max_insns, &mut w) {
+        Ok(_) => w.len as isize,
+        Err(_) => -EINVAL,
+    }
+}
