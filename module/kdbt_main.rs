@@ -35,13 +35,13 @@ struct Kdbt {
 impl kernel::Module for Kdbt {
     fn init(_module: &'static ThisModule) -> Result<Self> {
         let lstar = msr::read(msr::MSR_LSTAR);
-        pr_info!("kdbt: loaded; MSR_LSTAR (entry_SYSCALL_64) = {:#x}\n", lstar);
+        pr_info!("loaded; MSR_LSTAR (entry_SYSCALL_64) = {:#x}\n", lstar);
         let mut text = KVec::from_elem(0u8, status_file::STATUS_MAX, GFP_KERNEL)?;
         let n = write_entry_disassembly(lstar, &mut text)?;
         for line in text[..n].split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
             // The engine writes ASCII only; anything else would be a bug worth seeing as such.
             let line = core::str::from_utf8(line).unwrap_or("(non-ASCII disassembly)");
-            pr_info!("kdbt:   {}\n", line);
+            pr_info!("  {}\n", line);
         }
         let status = status_file::StatusFile::create()?;
         Ok(Kdbt { _status: status })
@@ -50,7 +50,7 @@ impl kernel::Module for Kdbt {
 
 impl Drop for Kdbt {
     fn drop(&mut self) {
-        pr_info!("kdbt: unloaded\n");
+        pr_info!("unloaded\n");
     }
 }
 

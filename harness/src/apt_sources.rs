@@ -144,8 +144,11 @@ mod tests {
     #[test]
     fn no_source_for_suite_is_a_clear_error() {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("sources.list"), "deb http://x/debian trixie main\n")
-            .unwrap();
+        std::fs::write(
+            dir.path().join("sources.list"),
+            "deb http://x/debian trixie main\n",
+        )
+        .unwrap();
         let err = host_mirror(dir.path(), "bookworm").unwrap_err();
         assert!(err.to_string().contains("bookworm"), "{err}");
     }

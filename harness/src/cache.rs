@@ -51,7 +51,10 @@ impl Key {
 
     /// The key as 16 lowercase hex digits.
     pub fn hex(self) -> String {
-        self.0.finalize()[..8].iter().map(|b| format!("{b:02x}")).collect()
+        self.0.finalize()[..8]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
     }
 }
 

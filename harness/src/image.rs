@@ -51,8 +51,11 @@ mount -t tmpfs tmpfs /dev/shm
 mount -t tmpfs tmpfs /run
 mount -t tmpfs tmpfs /tmp
 mount -t debugfs debugfs /sys/kernel/debug
-mkdir -p /run/lock /run/apache2 /var/log/apache2
-mount -t 9p -o trans=virtio,version=9p2000.L,msize=262144,cache=none kdbt /kdbt
+mkdir -p /run/lock /run/apache2 /var/log/apache2 /kdbt
+if ! mount -t 9p -o trans=virtio,version=9p2000.L,msize=262144,cache=none kdbt /kdbt; then
+    echo "kdbt-agent: cannot mount the host share; no job run" > /dev/kmsg
+    busybox poweroff -f
+fi
 ip link set lo up
 hostname kdbt-guest
 echo "kdbt-agent: job start" > /dev/kmsg
@@ -136,7 +139,11 @@ pub fn build() -> Result<Image> {
         std::fs::remove_dir_all(&root)?;
     }
     let mirror = apt_sources::host_mirror(Path::new("/etc/apt"), SUITE)?;
-    eprintln!("building the guest image in {} (log: {})", dir.display(), log.display());
+    eprintln!(
+        "building the guest image in {} (log: {})",
+        dir.display(),
+        log.display()
+    );
     let took = process::run_logged(
         Command::new("mmdebstrap")
             .arg("--variant=minbase")

@@ -55,8 +55,8 @@ mod tests {
 
     #[test]
     fn parses_set_and_unset_options_and_skips_comments() {
-        let o = parse("# why\nCONFIG_RUST=y\n\n# CONFIG_KASAN is not set\nCONFIG_NR_CPUS=8\n")
-            .unwrap();
+        let o =
+            parse("# why\nCONFIG_RUST=y\n\n# CONFIG_KASAN is not set\nCONFIG_NR_CPUS=8\n").unwrap();
         assert_eq!(o["CONFIG_RUST"], "y");
         assert_eq!(o["CONFIG_KASAN"], "n");
         assert_eq!(o["CONFIG_NR_CPUS"], "8");

@@ -101,7 +101,11 @@ pub fn build() -> Result<Kernel> {
     stamp.clear()?;
     let log = build_dir.join("kdbt-build.log");
     let _ = std::fs::remove_file(&log);
-    eprintln!("building the guest kernel in {} (log: {})", build_dir.display(), log.display());
+    eprintln!(
+        "building the guest kernel in {} (log: {})",
+        build_dir.display(),
+        log.display()
+    );
 
     let make = |args: &[&str]| -> Command {
         let mut cmd = Command::new("make");
@@ -110,7 +114,10 @@ pub fn build() -> Result<Kernel> {
             .arg(format!("O={}", build_dir.display()))
             .arg("LLVM=1")
             .args(args)
-            .env("PATH", path_with(bindgen.parent().expect("bindgen is in a bin/ dir")));
+            .env(
+                "PATH",
+                path_with(bindgen.parent().expect("bindgen is in a bin/ dir")),
+            );
         cmd
     };
     let short = Duration::from_secs(300);
@@ -141,7 +148,10 @@ pub fn build() -> Result<Kernel> {
             lines.join("\n")
         );
     }
-    let jobs = format!("-j{}", std::thread::available_parallelism().map_or(2, |n| n.get()));
+    let jobs = format!(
+        "-j{}",
+        std::thread::available_parallelism().map_or(2, |n| n.get())
+    );
     let mut args = vec![jobs.as_str()];
     args.extend(MAKE_TARGETS);
     let took = process::run_logged(&mut make(&args), &log, BUILD_TIMEOUT)?;
@@ -201,6 +211,8 @@ fn unpack(dir: &Path, version: &str) -> Result<()> {
 /// `$PATH` with `dir` in front.
 pub fn path_with(dir: &Path) -> std::ffi::OsString {
     let mut paths = vec![dir.to_path_buf()];
-    paths.extend(std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()));
+    paths.extend(std::env::split_paths(
+        &std::env::var_os("PATH").unwrap_or_default(),
+    ));
     std::env::join_paths(paths).expect("PATH entries contain no separator")
 }

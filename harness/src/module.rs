@@ -109,7 +109,9 @@ fn build_engine(root: &Path, log: &Path) -> Result<PathBuf> {
         Duration::from_secs(30 * 60),
     )
     .context("building the translator engine for the kernel target")?;
-    Ok(target_dir.join(ENGINE_TARGET).join("release/libkdbt_engine.a"))
+    Ok(target_dir
+        .join(ENGINE_TARGET)
+        .join("release/libkdbt_engine.a"))
 }
 
 /// The engine's own object out of its static library (after LTO it holds the engine, `core`
@@ -120,7 +122,11 @@ fn extract_engine_object(lib: &Path) -> Result<Vec<u8>> {
         .lines()
         .find(|m| m.starts_with("kdbt_engine-") && m.ends_with(".o"))
         .with_context(|| format!("no kdbt_engine object in {}: {members}", lib.display()))?;
-    let out = Command::new("llvm-ar").arg("p").arg(lib).arg(member).output()?;
+    let out = Command::new("llvm-ar")
+        .arg("p")
+        .arg(lib)
+        .arg(member)
+        .output()?;
     if !out.status.success() || out.stdout.is_empty() {
         bail!("llvm-ar p {} {member} failed", lib.display());
     }

@@ -130,7 +130,9 @@ impl Machine {
         let mut push = |items: &[&str]| a.extend(items.iter().map(|s| s.to_string()));
         match (self.accel, self.clock) {
             (Accel::Auto, _) => bail!("resolve the accelerator before building a command line"),
-            (Accel::Kvm, Clock::Icount) => bail!("--clock icount needs TCG (it counts guest instructions)"),
+            (Accel::Kvm, Clock::Icount) => {
+                bail!("--clock icount needs TCG (it counts guest instructions)")
+            }
             (Accel::Kvm, Clock::Wall) => push(&["-accel", "kvm", "-cpu", "host"]),
             (Accel::Tcg, clock) => {
                 push(&["-accel", "tcg,thread=single", "-cpu", "max"]);
@@ -152,11 +154,35 @@ impl Machine {
         );
         let serial = format!("file:{}", self.console_log.display());
         push(&[
-            "-machine", "q35", "-smp", &smp, "-m", &mem, "-nodefaults", "-no-user-config",
-            "-display", "none", "-no-reboot", "-kernel", &kernel, "-append", KERNEL_CMDLINE,
-            "-drive", &drive, "-virtfs", &share, "-serial", &serial,
-            "-device", "virtio-serial-pci", "-chardev", "stdio,id=agent,signal=off",
-            "-device", "virtconsole,chardev=agent", "-device", "virtio-rng-pci",
+            "-machine",
+            "q35",
+            "-smp",
+            &smp,
+            "-m",
+            &mem,
+            "-nodefaults",
+            "-no-user-config",
+            "-display",
+            "none",
+            "-no-reboot",
+            "-kernel",
+            &kernel,
+            "-append",
+            KERNEL_CMDLINE,
+            "-drive",
+            &drive,
+            "-virtfs",
+            &share,
+            "-serial",
+            &serial,
+            "-device",
+            "virtio-serial-pci",
+            "-chardev",
+            "stdio,id=agent,signal=off",
+            "-device",
+            "virtconsole,chardev=agent",
+            "-device",
+            "virtio-rng-pci",
         ]);
         Ok(a)
     }
@@ -204,9 +230,13 @@ mod tests {
 
     #[test]
     fn hw_virt_is_read_from_cpu_flags_only() {
-        assert!(cpu_has_hw_virt("processor: 0\nflags\t\t: fpu vme vmx sse\n"));
+        assert!(cpu_has_hw_virt(
+            "processor: 0\nflags\t\t: fpu vme vmx sse\n"
+        ));
         assert!(cpu_has_hw_virt("flags\t: fpu svm\n"));
-        assert!(!cpu_has_hw_virt("flags\t: fpu sse hypervisor\nmodel name: vmx-like\n"));
+        assert!(!cpu_has_hw_virt(
+            "flags\t: fpu sse hypervisor\nmodel name: vmx-like\n"
+        ));
     }
 
     #[test]

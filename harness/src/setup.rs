@@ -87,7 +87,10 @@ pub fn ensure_bindgen() -> Result<PathBuf> {
     if process::output(Command::new(&bin).arg("--version")).is_ok_and(|v| v == wanted) {
         return Ok(bin);
     }
-    eprintln!("installing bindgen-cli {BINDGEN_VERSION} into {}", root.display());
+    eprintln!(
+        "installing bindgen-cli {BINDGEN_VERSION} into {}",
+        root.display()
+    );
     let status = Command::new("cargo")
         .args(["install", "--locked", "--quiet", "--root"])
         .arg(&root)

@@ -90,7 +90,10 @@ pub fn run(kernel: &Path, rootfs: &Path, spec: &RunSpec, echo: &mut dyn Write) -
         .context("starting qemu-system-x86_64 (Debian package qemu-system-x86)")?;
     let stdout = child.stdout.take().expect("stdout is piped");
     let reader = std::thread::spawn(move || -> Vec<String> {
-        BufReader::new(stdout).lines().map_while(|l| l.ok()).collect::<Vec<_>>()
+        BufReader::new(stdout)
+            .lines()
+            .map_while(|l| l.ok())
+            .collect::<Vec<_>>()
     });
     let status = child.wait_timeout(spec.timeout)?;
     let timed_out = status.is_none();
@@ -112,15 +115,29 @@ pub fn run(kernel: &Path, rootfs: &Path, spec: &RunSpec, echo: &mut dyn Write) -
         )
     };
     if timed_out {
-        bail!("the guest ran past {} s and was killed; {}", spec.timeout.as_secs(), context());
+        bail!(
+            "the guest ran past {} s and was killed; {}",
+            spec.timeout.as_secs(),
+            context()
+        );
     }
     let trouble = console::trouble(&log_text);
     if !trouble.is_empty() {
-        bail!("the guest kernel reported trouble: {}; {}", trouble.join(" | "), context());
+        bail!(
+            "the guest kernel reported trouble: {}; {}",
+            trouble.join(" | "),
+            context()
+        );
     }
     let exit_status = match std::fs::read_to_string(share.join("exit-status")) {
-        Ok(s) => s.trim().parse::<i32>().context("exit-status is not a number")?,
-        Err(_) => bail!("the guest stopped before the command finished; {}", context()),
+        Ok(s) => s
+            .trim()
+            .parse::<i32>()
+            .context("exit-status is not a number")?,
+        Err(_) => bail!(
+            "the guest stopped before the command finished; {}",
+            context()
+        ),
     };
     Ok(Outcome {
         accel: machine.accel,

@@ -49,7 +49,7 @@ fn kdbt_module_loads_decodes_the_syscall_entry_and_unloads() {
     // entry_SYSCALL_64 starts by switching to the kernel's GS base.
     assert!(out.output.contains(": swapgs"), "{}", out.output);
     let console = std::fs::read_to_string(&out.console_log).unwrap();
-    assert!(console.contains("kdbt: loaded"), "{console}");
+    assert!(console.contains("kdbt: loaded; MSR_LSTAR"), "{console}");
     assert!(console.contains("kdbt: unloaded"), "{console}");
 }
 

@@ -9,7 +9,10 @@ use std::process::{Command, ExitCode};
 use std::time::{Duration, Instant};
 
 #[derive(Parser)]
-#[command(name = "cargo xtask", about = "kdbt: build the guest lab, run guests, benchmark")]
+#[command(
+    name = "cargo xtask",
+    about = "kdbt: build the guest lab, run guests, benchmark"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Cmd,
@@ -73,7 +76,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Cmd::Kernel => {
             let k = timed("kernel", kernel::build)?;
-            println!("bzImage {} (release {}, config {})", k.bzimage.display(), k.release, k.config_hash);
+            println!(
+                "bzImage {} (release {}, config {})",
+                k.bzimage.display(),
+                k.release,
+                k.config_hash
+            );
         }
         Cmd::Image => {
             let i = timed("image", image::build)?;
@@ -87,7 +95,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Cmd::Vm(args) => {
             let lab = build_lab()?;
             let spec = lab.spec(&args.opts, args.command);
-            let out = vm::run(&lab.kernel.bzimage, &lab.rootfs, &spec, &mut std::io::stdout())?;
+            let out = vm::run(
+                &lab.kernel.bzimage,
+                &lab.rootfs,
+                &spec,
+                &mut std::io::stdout(),
+            )?;
             eprintln!(
                 "guest: {} accelerator, {} clock, {:.1} s wall; console log {}",
                 out.accel,
@@ -100,9 +113,17 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Cmd::Bench(opts) => {
             let lab = build_lab()?;
             let spec = lab.spec(&opts, vec!["uname".into(), "-r".into()]);
-            let out = vm::run(&lab.kernel.bzimage, &lab.rootfs, &spec, &mut std::io::stdout())?;
+            let out = vm::run(
+                &lab.kernel.bzimage,
+                &lab.rootfs,
+                &spec,
+                &mut std::io::stdout(),
+            )?;
             if out.exit_status != 0 {
-                bail!("the guest could not run a command (exit {})", out.exit_status);
+                bail!(
+                    "the guest could not run a command (exit {})",
+                    out.exit_status
+                );
             }
             eprintln!(
                 "kdbt bench: the lab works (guest booted with {}, {} s wall), but no benchmark is wired yet; nothing was measured and no results were written.",
@@ -154,7 +175,14 @@ fn build_lab() -> Result<Lab> {
 fn build_workloads() -> Result<Vec<PathBuf>> {
     let root = cache::repo_root();
     let status = Command::new(env!("CARGO"))
-        .args(["build", "--release", "--quiet", "--package", "kdbt-workloads", "--bins"])
+        .args([
+            "build",
+            "--release",
+            "--quiet",
+            "--package",
+            "kdbt-workloads",
+            "--bins",
+        ])
         .current_dir(&root)
         .status()?;
     if !status.success() {
@@ -187,14 +215,25 @@ fn test() -> Result<ExitCode> {
     let root = cache::repo_root();
     let cargo = |args: &[&str]| -> Result<()> {
         eprintln!("$ cargo {}", args.join(" "));
-        let status = Command::new(env!("CARGO")).args(args).current_dir(&root).status()?;
+        let status = Command::new(env!("CARGO"))
+            .args(args)
+            .current_dir(&root)
+            .status()?;
         if !status.success() {
             bail!("cargo {} failed ({status})", args.join(" "));
         }
         Ok(())
     };
     cargo(&["fmt", "--all", "--check"])?;
-    cargo(&["clippy", "--workspace", "--all-targets", "--quiet", "--", "-D", "warnings"])?;
+    cargo(&[
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--quiet",
+        "--",
+        "-D",
+        "warnings",
+    ])?;
     build_lab()?;
     cargo(&["test", "--workspace", "--", "--include-ignored"])?;
     Ok(ExitCode::SUCCESS)
