@@ -22,7 +22,14 @@ pub(crate) fn disassemble(code: &[u8], ip: u64, max_insns: usize, out: &mut [u8]
     // SAFETY: both pointers come from live slices of the given lengths, which the engine reads
     // (code) or writes (out) only within those lengths and only during the call.
     let n = unsafe {
-        kdbt_engine_disassemble(code.as_ptr(), code.len(), ip, max_insns, out.as_mut_ptr(), out.len())
+        kdbt_engine_disassemble(
+            code.as_ptr(),
+            code.len(),
+            ip,
+            max_insns,
+            out.as_mut_ptr(),
+            out.len(),
+        )
     };
     if n < 0 {
         return Err(Error::from_errno(n as i32));

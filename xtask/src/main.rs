@@ -225,6 +225,16 @@ fn test() -> Result<ExitCode> {
         Ok(())
     };
     cargo(&["fmt", "--all", "--check"])?;
+    // The kernel-side crates are outside the workspace: the engine has its own manifest, and
+    // the module's Rust is compiled by Kbuild (rustfmt follows its `mod` items).
+    cargo(&["fmt", "--manifest-path", "module/engine/Cargo.toml", "--check"])?;
+    let status = Command::new("rustfmt")
+        .args(["--check", "--edition", "2021", "module/kdbt_main.rs"])
+        .current_dir(&root)
+        .status()?;
+    if !status.success() {
+        bail!("module/*.rs is not rustfmt-clean ({status})");
+    }
     cargo(&[
         "clippy",
         "--workspace",

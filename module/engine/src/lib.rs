@@ -59,7 +59,10 @@ impl Write for Truncating<'_> {
 #[panic_handler]
 fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
     let mut buf = [0u8; 256];
-    let mut w = Truncating { buf: &mut buf, len: 0 };
+    let mut w = Truncating {
+        buf: &mut buf,
+        len: 0,
+    };
     let _ = write!(w, "{info}");
     // SAFETY: the pointer and length describe the initialized part of `buf`.
     unsafe { kdbt_engine_panic(w.buf.as_ptr(), w.len) }
