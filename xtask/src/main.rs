@@ -227,7 +227,12 @@ fn test() -> Result<ExitCode> {
     cargo(&["fmt", "--all", "--check"])?;
     // The kernel-side crates are outside the workspace: the engine has its own manifest, and
     // the module's Rust is compiled by Kbuild (rustfmt follows its `mod` items).
-    cargo(&["fmt", "--manifest-path", "module/engine/Cargo.toml", "--check"])?;
+    cargo(&[
+        "fmt",
+        "--manifest-path",
+        "module/engine/Cargo.toml",
+        "--check",
+    ])?;
     let status = Command::new("rustfmt")
         .args(["--check", "--edition", "2021", "module/kdbt_main.rs"])
         .current_dir(&root)
