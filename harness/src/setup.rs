@@ -26,6 +26,9 @@ pub const IMAGE_PACKAGES: &[&str] = &["mmdebstrap", "e2fsprogs", "debian-archive
 /// Packages to boot guests.
 pub const VM_PACKAGES: &[&str] = &["qemu-system-x86"];
 
+/// Packages to draw figures: the TTF font plotters renders PNG text with.
+pub const FIGURE_PACKAGES: &[&str] = &["fonts-dejavu-core"];
+
 /// The bindgen-cli release the kernel build uses (6.12 needs ≥ 0.65.1).
 pub const BINDGEN_VERSION: &str = "0.73.2";
 

@@ -1,1 +1,93 @@
-//! Tables and figures.
+//! The paper's tables and figures from kdbt result sets (`results/<run-id>/`, see
+//! `kdbt_harness::store`).
+//!
+//! Per run: `table.md` (benchmarks × modes, native absolute and the rest as slowdowns, with
+//! geometric means), `slowdown.svg`/`.png` (bars of slowdown versus native) and
+//! `apache.svg`/`.png` (requests/s against concurrency). For two runs also `compare.md`
+//! (before → after). Ratios are only ever taken within one run.
+
+pub mod apache;
+mod chart;
+pub mod compare;
+pub mod format;
+pub mod load;
+pub mod matrix;
+pub mod slowdown;
+pub mod table;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+
+pub use chart::{font_path, DEFAULT_FONT, FONT_ENV};
+
+/// Name of the figures directory inside a run directory.
+pub const FIGURES_DIR: &str = "figures";
+
+/// Renders the tables and figures of `runs` (run directories) and returns the files written,
+/// in the order written.
+///
+/// Per run, into `<run>/figures/`, or into `<out>/<run-id>/` when `out` is given:
+/// `table.md`; `slowdown.svg` and `slowdown.png` when the run has a mode besides native;
+/// `apache.svg` and `apache.png` when it has Apache requests/s rows with a `concurrency`
+/// parameter. With exactly two runs, the first taken as before and the second as after,
+/// also `compare.md`, into the second run's figures directory or into `<out>/`.
+///
+/// Errors, before writing anything, if no run is given, if a run fails to load (naming the
+/// file and line at fault), if a run has no native mode, or if two runs to compare differ
+/// in accelerator or clock. Charts need a TrueType font (see [`font_path`]); without it the
+/// tables are written and the error says which package to install.
+pub fn render(runs: &[PathBuf], out: Option<&Path>) -> Result<Vec<PathBuf>> {
+    if runs.is_empty() {
+        bail!("no run directory given");
+    }
+    let loaded = load::load_runs(runs)?;
+    let matrices = loaded
+        .iter()
+        .map(matrix::Matrix::from_run)
+        .collect::<Result<Vec<_>>>()?;
+    let comparison = match (&loaded[..], &matrices[..]) {
+        ([before, after], [b, a]) => Some(compare::markdown(before, b, after, a)?),
+        _ => None,
+    };
+
+    let dirs: Vec<PathBuf> = loaded
+        .iter()
+        .map(|run| match out {
+            Some(out) => out.join(run.manifest.run_id.as_str()),
+            None => run.dir.join(FIGURES_DIR),
+        })
+        .collect();
+    let mut written = Vec::new();
+    for ((run, m), dir) in loaded.iter().zip(&matrices).zip(&dirs) {
+        fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        written.push(write(&dir.join("table.md"), &table::markdown(run, m))?);
+    }
+    if let Some(text) = comparison {
+        let dir = out.map_or_else(|| dirs[1].clone(), Path::to_path_buf);
+        fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        written.push(write(&dir.join("compare.md"), &text)?);
+    }
+    for (m, dir) in matrices.iter().zip(&dirs) {
+        if let Some(fig) = slowdown::SlowdownChart::new(m) {
+            written.extend(draw(&fig, dir, "slowdown")?);
+        }
+        if let Some(fig) = apache::ApacheChart::new(m) {
+            written.extend(draw(&fig, dir, "apache")?);
+        }
+    }
+    Ok(written)
+}
+
+fn write(path: &Path, text: &str) -> Result<PathBuf> {
+    fs::write(path, text).with_context(|| format!("writing {}", path.display()))?;
+    Ok(path.to_owned())
+}
+
+fn draw(fig: &impl chart::Figure, dir: &Path, name: &str) -> Result<[PathBuf; 2]> {
+    let svg = dir.join(format!("{name}.svg"));
+    let png = dir.join(format!("{name}.png"));
+    chart::write_svg_png(fig, &svg, &png)?;
+    Ok([svg, png])
+}

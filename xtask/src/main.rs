@@ -3,7 +3,7 @@
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use kdbt_harness::qemu::{Accel, Clock};
-use kdbt_harness::{cache, image, kernel, module, vm};
+use kdbt_harness::{cache, image, kernel, module, setup, store, vm};
 use std::path::PathBuf;
 use std::process::{Command, ExitCode};
 use std::time::{Duration, Instant};
@@ -30,6 +30,14 @@ enum Cmd {
     Vm(VmArgs),
     /// Build everything and run the benchmark matrix.
     Bench(VmOpts),
+    /// Draw the paper's tables and figures for result sets (default: the newest in results/).
+    Figures {
+        /// Result directories (`results/<run-id>`); two draw a before/after comparison too.
+        runs: Vec<PathBuf>,
+        /// Write into `<out>/<run-id>/` instead of each run's `figures/`.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// The whole test suite: fmt, clippy, the lab's builds, host tests and VM tests.
     Test,
 }
@@ -130,6 +138,21 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 out.accel,
                 out.wall.as_secs()
             );
+        }
+        Cmd::Figures { runs, out } => {
+            setup::ensure_packages(setup::FIGURE_PACKAGES)?;
+            let runs = if runs.is_empty() {
+                let all = store::list_runs(&cache::repo_root().join("results"))?;
+                vec![all
+                    .last()
+                    .cloned()
+                    .context("no result sets under results/")?]
+            } else {
+                runs
+            };
+            for file in paper_figures::render(&runs, out.as_deref())? {
+                println!("{}", file.display());
+            }
         }
         Cmd::Test => return test(),
     }

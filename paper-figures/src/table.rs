@@ -1,0 +1,234 @@
+//! `table.md`: the paper's table of one run, benchmarks × modes.
+//!
+//! One section per suite; the native column gives the median in the benchmark's unit, every
+//! other column the slowdown versus native from medians, each with its spread; a geometric
+//! mean row closes each suite. A cell that has no number says why, in words and a footnote.
+
+use std::collections::BTreeSet;
+use std::fmt::Write;
+
+use kdbt_harness::store::{Clock, Run};
+
+use crate::format::{self, md_cell, Footnotes};
+use crate::matrix::{Cell, FailureNote, Matrix, Row};
+
+/// The markdown table of `run`, whose matrix is `matrix`.
+pub fn markdown(run: &Run, matrix: &Matrix) -> String {
+    let mut out = String::new();
+    let mut notes = Footnotes::default();
+    header(&mut out, run);
+
+    for suite in matrix.suites() {
+        let _ = writeln!(out, "## {suite}\n");
+        let mut head = String::from("| Benchmark | Metric |");
+        let mut rule = String::from("|---|---|");
+        for mode in &matrix.modes {
+            let _ = write!(head, " {} |", md_cell(mode));
+            rule.push_str("---:|");
+        }
+        let _ = writeln!(out, "{head}\n{rule}");
+
+        for row in matrix.rows.iter().filter(|r| r.key.suite == suite) {
+            let _ = write!(
+                out,
+                "| {} | {} |",
+                md_cell(&row.key.label()),
+                md_cell(&Matrix::metric_label(row))
+            );
+            for mode in 0..matrix.modes.len() {
+                let _ = write!(
+                    out,
+                    " {} |",
+                    md_cell(&cell_text(matrix, row, mode, &mut notes))
+                );
+            }
+            out.push('\n');
+        }
+
+        let _ = write!(out, "| **geometric mean** | slowdown |");
+        for mode in 0..matrix.modes.len() {
+            let text = if mode == matrix.native {
+                "baseline".to_owned()
+            } else {
+                geomean_text(matrix, suite, mode, &mut notes)
+            };
+            let _ = write!(out, " {} |", md_cell(&text));
+        }
+        out.push_str("\n\n");
+    }
+
+    stats(&mut out, run);
+    let rendered = notes.render();
+    if !rendered.is_empty() {
+        let _ = writeln!(out, "## Notes\n\n{rendered}");
+    }
+    out
+}
+
+fn header(out: &mut String, run: &Run) {
+    let m = &run.manifest;
+    let _ = writeln!(out, "# kdbt results: run {}\n", m.run_id);
+    let clock = match m.clock {
+        Clock::Icount => "icount (1 ns of guest time = 1 guest instruction)",
+        Clock::Wall => "wall",
+    };
+    let dirty = if m.git.dirty { " (dirty)" } else { "" };
+    let _ = writeln!(
+        out,
+        "- Accelerator {}, clock {clock}\n- Guest kernel {} (config {}), {} vCPU, {} MiB\n- Host {}, {} cores, {} MiB\n- git {}{dirty}, {} boot(s) × {} round(s), started {}\n",
+        m.accelerator,
+        m.guest.kernel_release,
+        m.guest.config_hash,
+        m.guest.vcpus,
+        m.guest.memory_mib,
+        m.host.cpu_model,
+        m.host.cores,
+        m.host.memory_mib,
+        m.git.revision,
+        m.boots,
+        m.reps,
+        m.created_utc,
+    );
+    let _ = writeln!(
+        out,
+        "**native** is the median of all samples in the benchmark's unit. **Other modes** are \
+         slowdowns versus native from medians (translated/native where lower is better ↓, \
+         native/translated where higher is better ↑), so 1.00× is native speed and more is \
+         slower. ± is half the interquartile range of the cell's samples, relative to their \
+         median. Geometric means are over the suite's benchmarks.\n"
+    );
+}
+
+fn cell_text(matrix: &Matrix, row: &Row, mode: usize, notes: &mut Footnotes) -> String {
+    let name = &matrix.modes[mode];
+    let spread = |s: &crate::matrix::Summary| {
+        s.relative_spread()
+            .map(|r| format!(" {}", format::spread(r)))
+            .unwrap_or_default()
+    };
+    match &row.cells[mode] {
+        Cell::Measured { summary, failures } => {
+            let mut text = if mode == matrix.native {
+                format!("{}{}", Matrix::absolute(row, summary), spread(summary))
+            } else {
+                match matrix.slowdown(row, mode) {
+                    Some(s) => format!("{}{}", format::factor(s), spread(summary)),
+                    None => format!("{} (no native baseline)", Matrix::absolute(row, summary)),
+                }
+            };
+            if !failures.is_empty() {
+                let note = format!(
+                    "{name} on {}: from the {} samples of the attempts that completed; also failed: {}",
+                    row.key.label(),
+                    summary.n,
+                    describe(failures)
+                );
+                text = format!("{text} {}", notes.mark(note));
+            }
+            text
+        }
+        Cell::Failed(failures) => {
+            let note = format!("{name} on {}: {}", row.key.label(), describe(failures));
+            format!("failed {}", notes.mark(note))
+        }
+        Cell::Missing => {
+            let note = format!(
+                "{name} on {}: no row in samples.csv (the mode was not run on this benchmark)",
+                row.key.label()
+            );
+            format!("not run {}", notes.mark(note))
+        }
+    }
+}
+
+fn geomean_text(
+    matrix: &Matrix,
+    suite: kdbt_harness::store::Suite,
+    mode: usize,
+    notes: &mut Footnotes,
+) -> String {
+    let g = matrix.geomean(suite, mode);
+    match g.value {
+        Some(v) if g.used == g.of => format::factor(v),
+        Some(v) => {
+            let note = format!(
+                "{} geometric mean over the {} of {} {suite} benchmarks measured in both native and {}; the others failed or were not run",
+                matrix.modes[mode], g.used, g.of, matrix.modes[mode]
+            );
+            format!(
+                "{} ({} of {}) {}",
+                format::factor(v),
+                g.used,
+                g.of,
+                notes.mark(note)
+            )
+        }
+        None => {
+            let note = format!(
+                "no {suite} benchmark was measured in both native and {}",
+                matrix.modes[mode]
+            );
+            format!("n/a {}", notes.mark(note))
+        }
+    }
+}
+
+/// Failures grouped by reason: `reason (boot 0 round 1, console log `x`; boot 1 round 0)`.
+pub(crate) fn describe(failures: &[FailureNote]) -> String {
+    let mut reasons: Vec<&str> = Vec::new();
+    for f in failures {
+        if !reasons.contains(&f.reason.as_str()) {
+            reasons.push(&f.reason);
+        }
+    }
+    reasons
+        .iter()
+        .map(|reason| {
+            let at: Vec<String> = failures
+                .iter()
+                .filter(|f| f.reason == *reason)
+                .map(|f| match &f.console_log {
+                    Some(log) => format!(
+                        "boot {} round {}, console log `{}`",
+                        f.boot,
+                        f.round,
+                        log.display()
+                    ),
+                    None => format!("boot {} round {}", f.boot, f.round),
+                })
+                .collect();
+            format!("{reason} ({})", at.join("; "))
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+fn stats(out: &mut String, run: &Run) {
+    let m = &run.manifest;
+    if m.kdbt_stats.is_empty() {
+        return;
+    }
+    let modes: Vec<&String> = m
+        .modes
+        .iter()
+        .filter(|mode| m.kdbt_stats.contains_key(*mode))
+        .collect();
+    let counters: BTreeSet<&String> = m.kdbt_stats.values().flat_map(|c| c.keys()).collect();
+    let _ = writeln!(out, "## kdbt statistics\n");
+    let _ = write!(out, "| Counter |");
+    for mode in &modes {
+        let _ = write!(out, " {} |", md_cell(mode));
+    }
+    let _ = writeln!(out, "\n|---|{}", "---:|".repeat(modes.len()));
+    for counter in counters {
+        let _ = write!(out, "| {} |", md_cell(counter));
+        for mode in &modes {
+            let text = m.kdbt_stats[*mode]
+                .get(counter)
+                .map_or_else(|| "not reported".to_owned(), |v| v.to_string());
+            let _ = write!(out, " {text} |");
+        }
+        out.push('\n');
+    }
+    out.push('\n');
+}
