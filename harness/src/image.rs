@@ -192,7 +192,7 @@ mod tests {
     fn agent_runs_the_job_records_status_and_powers_off() {
         let job = AGENT.find("sh /kdbt/job.sh").unwrap();
         let status = AGENT.find("> /kdbt/exit-status").unwrap();
-        let off = AGENT.find("poweroff -f").unwrap();
+        let off = AGENT.rfind("poweroff -f").unwrap();
         let share = AGENT.find("mount -t 9p").unwrap();
         assert!(share < job && job < status && status < off);
     }
