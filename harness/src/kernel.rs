@@ -58,15 +58,50 @@ fn source_version() -> Result<String> {
 }
 
 /// The content key of the kernel build with the current fragment and toolchain.
-fn key(fragment: &str, source_version: &str) -> String {
-    Key::new()
+fn key(fragment: &str, source_version: &str) -> Result<String> {
+    Ok(Key::new()
         .part("source", source_version)
+        .part("patches", patches_digest()?)
         .part("fragment", fragment)
         .part("targets", MAKE_TARGETS.join(" "))
         .part("rustc", setup::tool_version("rustc"))
         .part("clang", setup::tool_version("clang"))
         .part("bindgen", setup::BINDGEN_VERSION)
-        .hex()
+        .hex())
+}
+
+/// The directory of our kernel patches (`*.patch`, applied in name order with `patch -p1`).
+pub fn patches_dir() -> PathBuf {
+    cache::repo_root().join("harness/guest/patches")
+}
+
+/// Our kernel patches, sorted by name.
+fn patches() -> Result<Vec<PathBuf>> {
+    let mut found = Vec::new();
+    if let Ok(dir) = std::fs::read_dir(patches_dir()) {
+        for entry in dir {
+            let path = entry?.path();
+            if path.extension().is_some_and(|e| e == "patch") {
+                found.push(path);
+            }
+        }
+    }
+    found.sort();
+    Ok(found)
+}
+
+/// A key over the patches' names and contents.
+fn patches_digest() -> Result<String> {
+    let mut key = Key::new();
+    for patch in patches()? {
+        let name = patch
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned();
+        key = key.part(&name, std::fs::read(&patch)?);
+    }
+    Ok(key.hex())
 }
 
 /// Returns the cached kernel if it is current, without building anything.
@@ -75,7 +110,7 @@ fn key(fragment: &str, source_version: &str) -> String {
 pub fn cached() -> Result<Kernel> {
     let (source_dir, build_dir) = dirs()?;
     let fragment = std::fs::read_to_string(fragment_path())?;
-    let key = key(&fragment, &source_version()?);
+    let key = key(&fragment, &source_version()?)?;
     if !Stamp::at(build_dir.join(".kdbt-key")).is_current(&key) {
         bail!("the guest kernel is not built or is stale: run `cargo xtask kernel`");
     }
@@ -89,7 +124,7 @@ pub fn build() -> Result<Kernel> {
     let fragment_file = fragment_path();
     let fragment = std::fs::read_to_string(&fragment_file)?;
     let version = source_version()?;
-    let key = key(&fragment, &version);
+    let key = key(&fragment, &version)?;
     let stamp = Stamp::at(build_dir.join(".kdbt-key"));
     if stamp.is_current(&key) {
         return describe(source_dir, build_dir, key);
@@ -177,8 +212,11 @@ fn describe(source_dir: PathBuf, build_dir: PathBuf, key: String) -> Result<Kern
     })
 }
 
-/// Unpacks Debian's source tarball into `dir` once per source package version.
+/// Unpacks Debian's source tarball into `dir` and applies our patches, once per source
+/// package version and patch set (tar keeps the archive's mtimes, so a re-unpack rebuilds
+/// only what the patches touch).
 fn unpack(dir: &Path, version: &str) -> Result<()> {
+    let version = &format!("{version} patches {}", patches_digest()?);
     // A sibling of the tree (`with_extension` would eat the ".12" of the directory name).
     let mut stamp_name = dir.as_os_str().to_owned();
     stamp_name.push(".unpacked");
@@ -204,6 +242,17 @@ fn unpack(dir: &Path, version: &str) -> Result<()> {
     )?;
     if !dir.exists() {
         bail!("{SOURCE_TARBALL} did not unpack to {}", dir.display());
+    }
+    for patch in patches()? {
+        process::run_logged(
+            Command::new("patch")
+                .args(["-p1", "--forward", "--batch", "-i"])
+                .arg(&patch)
+                .current_dir(dir),
+            &parent.join("unpack.log"),
+            Duration::from_secs(60),
+        )
+        .with_context(|| format!("applying {}", patch.display()))?;
     }
     stamp.record(version)
 }

@@ -9,7 +9,7 @@
 //! does), and LTO, after which the engine's own object is all the module needs.
 //! Module sources are staged into the cache, so the repository never holds build products.
 
-use crate::cache;
+use crate::cache::{self, Key};
 use crate::kernel::Kernel;
 use crate::{process, setup};
 use anyhow::{bail, Context, Result};
@@ -35,20 +35,20 @@ pub const LOADABLE_RELOCATIONS: &[&str] = &[
 
 /// The last `kdbt.ko` built by [`build`]. Errors when there is none (`cargo xtask module`).
 pub fn cached() -> Result<PathBuf> {
-    let ko = cache::root()?.join("module/kdbt.ko");
+    let ko = module_dir()?.join("kdbt.ko");
     if !ko.exists() {
         bail!("kdbt.ko is not built: run `cargo xtask module`");
     }
     Ok(ko)
 }
 
-/// Builds `kdbt.ko` against `kernel` and returns its path (`<cache>/module/kdbt.ko`).
+/// Builds `kdbt.ko` against `kernel` and returns its path (`<cache>/module/<checkout>/kdbt.ko`).
 ///
 /// Errors carry the build log's tail; a module with relocations the loader would reject is
 /// an error here rather than an `insmod` failure in the guest.
 pub fn build(kernel: &Kernel) -> Result<PathBuf> {
     setup::ensure_rust_src()?;
-    let root = cache::root()?.join("module");
+    let root = module_dir()?;
     let stage = root.join("stage");
     let log = root.join("build.log");
     std::fs::create_dir_all(stage.join("module"))?;
@@ -91,9 +91,23 @@ pub fn build(kernel: &Kernel) -> Result<PathBuf> {
     Ok(out)
 }
 
+/// This checkout's module build directory: `<cache>/module/<key of the repository path>`, so
+/// two checkouts (a work tree and a CI clone) never build into each other's staging tree.
+fn module_dir() -> Result<PathBuf> {
+    let repo = cache::repo_root();
+    let key = Key::new()
+        .part("repo", repo.as_os_str().as_encoded_bytes())
+        .hex();
+    Ok(cache::root()?.join("module").join(key))
+}
+
 /// Builds the engine static library; returns its path.
 fn build_engine(root: &Path, log: &Path) -> Result<PathBuf> {
-    let target_dir = root.join("engine-target");
+    // Shared by all checkouts (cargo locks it): build-std's core/alloc take minutes cold.
+    let target_dir = root
+        .parent()
+        .expect("module dir has a parent")
+        .join("engine-target");
     let manifest = cache::repo_root().join("module/engine/Cargo.toml");
     process::run_logged(
         Command::new("cargo")

@@ -20,6 +20,7 @@ pub const KERNEL_PACKAGES: &[&str] = &[
     "libssl-dev",
     "cpio",
     "make",
+    "patch",
 ];
 /// Packages to build the guest root filesystem without booting it.
 pub const IMAGE_PACKAGES: &[&str] = &["mmdebstrap", "e2fsprogs", "debian-archive-keyring"];
