@@ -52,13 +52,76 @@ pub struct Outcome {
     pub wall: Duration,
 }
 
-/// Boots `kernel` with `rootfs`, runs `spec.command`, and streams its output to `echo`.
+/// A finished boot, whatever happened in it.
+#[derive(Debug, Clone)]
+pub struct Boot {
+    /// The accelerator actually used.
+    pub accel: Accel,
+    /// The command's exit status, if the agent recorded one (it did not if the guest died).
+    pub exit_status: Option<i32>,
+    /// Everything the command printed (stdout and stderr, interleaved).
+    pub output: String,
+    /// Console lines showing kernel trouble (oops, BUG, WARNING, panic).
+    pub trouble: Vec<String>,
+    /// Whether QEMU was killed for running past the limit.
+    pub timed_out: bool,
+    /// The limit that applied.
+    pub timeout: Duration,
+    /// The guest kernel's console log.
+    pub console_log: PathBuf,
+    /// The run directory (share, logs).
+    pub run_dir: PathBuf,
+    /// Wall time from QEMU start to exit.
+    pub wall: Duration,
+}
+
+impl Boot {
+    /// Why this boot failed, or `None` if the command ran to its end on a clean kernel:
+    /// a timeout, kernel trouble in the console log, or a guest that died before the command
+    /// finished. The reason names the console log and shows its tail.
+    pub fn failure(&self) -> Option<String> {
+        let context = || {
+            format!(
+                "console log {} (last lines):\n{}",
+                self.console_log.display(),
+                process::tail(&self.console_log, 30)
+            )
+        };
+        if self.timed_out {
+            return Some(format!(
+                "the guest ran past {} s and was killed; {}",
+                self.timeout.as_secs(),
+                context()
+            ));
+        }
+        if !self.trouble.is_empty() {
+            return Some(format!(
+                "the guest kernel reported trouble: {}; {}",
+                self.trouble.join(" | "),
+                context()
+            ));
+        }
+        if self.exit_status.is_none() {
+            return Some(format!(
+                "the guest stopped before the command finished; {}",
+                context()
+            ));
+        }
+        None
+    }
+}
+
+/// Boots `kernel` with `rootfs`, runs `spec.command`, and hands each line it prints to
+/// `on_line` as it arrives.
 ///
-/// Errors: QEMU fails to start, the run exceeds `spec.timeout` (QEMU is killed), the guest
-/// dies before the command finishes (no exit status), or the console log shows an oops, BUG
-/// or WARNING. Each error names the console log and shows its tail. A non-zero exit status of
-/// the command itself is not an error: see [`Outcome::exit_status`].
-pub fn run(kernel: &Path, rootfs: &Path, spec: &RunSpec, echo: &mut dyn Write) -> Result<Outcome> {
+/// Errors only for host-side problems (QEMU cannot start, the share cannot be written);
+/// what happened in the guest is in the returned [`Boot`].
+pub fn boot(
+    kernel: &Path,
+    rootfs: &Path,
+    spec: &RunSpec,
+    on_line: &mut dyn FnMut(&str),
+) -> Result<Boot> {
     let run_dir = new_run_dir()?;
     let share = run_dir.join("share");
     std::fs::create_dir_all(&share)?;
@@ -89,63 +152,83 @@ pub fn run(kernel: &Path, rootfs: &Path, spec: &RunSpec, echo: &mut dyn Write) -
         .spawn()
         .context("starting qemu-system-x86_64 (Debian package qemu-system-x86)")?;
     let stdout = child.stdout.take().expect("stdout is piped");
-    let reader = std::thread::spawn(move || -> Vec<String> {
-        BufReader::new(stdout)
-            .lines()
-            .map_while(|l| l.ok())
-            .collect::<Vec<_>>()
+    // Lines are streamed from a reader thread so the timeout holds even while the guest
+    // prints nothing.
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    let reader = std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(|l| l.ok()) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
     });
-    let status = child.wait_timeout(spec.timeout)?;
-    let timed_out = status.is_none();
-    if timed_out {
+    let mut output = String::new();
+    let mut timed_out = false;
+    loop {
+        let left = spec.timeout.saturating_sub(start.elapsed());
+        match rx.recv_timeout(left.min(Duration::from_millis(200))) {
+            Ok(line) => {
+                on_line(&line);
+                output.push_str(&line);
+                output.push('\n');
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                if start.elapsed() >= spec.timeout {
+                    timed_out = true;
+                    let _ = child.kill();
+                    break;
+                }
+            }
+        }
+    }
+    // Its stdout closed, so QEMU is exiting (or was killed); make sure it is gone.
+    if child.wait_timeout(Duration::from_secs(30))?.is_none() {
         let _ = child.kill();
         let _ = child.wait();
     }
+    let _ = reader.join();
     let wall = start.elapsed();
-    let lines = reader.join().unwrap_or_default();
-    let output = lines.iter().map(|l| format!("{l}\n")).collect::<String>();
-    echo.write_all(output.as_bytes())?;
-    let console_log = machine.console_log.clone();
-    let log_text = std::fs::read_to_string(&console_log).unwrap_or_default();
-    let context = || {
-        format!(
-            "console log {} (last lines):\n{}",
-            console_log.display(),
-            process::tail(&console_log, 30)
-        )
-    };
-    if timed_out {
-        bail!(
-            "the guest ran past {} s and was killed; {}",
-            spec.timeout.as_secs(),
-            context()
-        );
-    }
-    let trouble = console::trouble(&log_text);
-    if !trouble.is_empty() {
-        bail!(
-            "the guest kernel reported trouble: {}; {}",
-            trouble.join(" | "),
-            context()
-        );
-    }
-    let exit_status = match std::fs::read_to_string(share.join("exit-status")) {
-        Ok(s) => s
-            .trim()
-            .parse::<i32>()
-            .context("exit-status is not a number")?,
-        Err(_) => bail!(
-            "the guest stopped before the command finished; {}",
-            context()
-        ),
-    };
-    Ok(Outcome {
+    let log_text = std::fs::read_to_string(&machine.console_log).unwrap_or_default();
+    let exit_status = std::fs::read_to_string(share.join("exit-status"))
+        .ok()
+        .and_then(|s| s.trim().parse::<i32>().ok());
+    Ok(Boot {
         accel: machine.accel,
         exit_status,
         output,
-        console_log,
+        trouble: console::trouble(&log_text)
+            .into_iter()
+            .map(str::to_string)
+            .collect(),
+        timed_out,
+        timeout: spec.timeout,
+        console_log: machine.console_log,
         run_dir,
         wall,
+    })
+}
+
+/// Boots, runs `spec.command` streaming its output to `echo`, and powers off.
+///
+/// Errors: QEMU fails to start, the run exceeds `spec.timeout` (QEMU is killed), the guest
+/// dies before the command finishes (no exit status), or the console log shows an oops, BUG
+/// or WARNING (see [`Boot::failure`]). A non-zero exit status of the command itself is not an
+/// error: see [`Outcome::exit_status`].
+pub fn run(kernel: &Path, rootfs: &Path, spec: &RunSpec, echo: &mut dyn Write) -> Result<Outcome> {
+    let boot = boot(kernel, rootfs, spec, &mut |line| {
+        let _ = writeln!(echo, "{line}");
+    })?;
+    if let Some(reason) = boot.failure() {
+        bail!("{reason}");
+    }
+    Ok(Outcome {
+        accel: boot.accel,
+        exit_status: boot.exit_status.expect("failure() checked it"),
+        output: boot.output,
+        console_log: boot.console_log,
+        run_dir: boot.run_dir,
+        wall: boot.wall,
     })
 }
 
