@@ -3,6 +3,7 @@
 //! so tests can call the same functions.
 
 pub mod apt_sources;
+pub mod bench;
 pub mod cache;
 pub mod console;
 pub mod image;
@@ -11,6 +12,7 @@ pub mod kernel;
 pub mod module;
 pub mod process;
 pub mod qemu;
+pub mod runner;
 pub mod setup;
 pub mod store;
 pub mod vm;

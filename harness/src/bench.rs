@@ -1,0 +1,556 @@
+//! The experiment matrix behind `cargo xtask bench`: which (benchmark, round, mode) slots run,
+//! the guest script that runs them interleaved within one boot, and reading the guest's output
+//! back into the results store.
+//!
+//! Interleaving: for each benchmark, each round runs every mode once, the mode order rotating
+//! by round, so native and translated samples of one benchmark share the boot, the page cache
+//! state and the time of day. A translated mode is switched on just before its slot and off
+//! after it (`kdbtctl`), and its samples count only if kdbt's statistics afterwards show that
+//! translation happened. A boot that crashes is attributed to the slot running at the time: that
+//! mode is recorded as failed (with the console log) for the rest of the run, and the guest is
+//! booted again for the remaining slots.
+
+use crate::store::{self, BenchRecord, Failure, Params, RunWriter, Suite};
+use anyhow::{bail, Context, Result};
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::Path;
+
+/// The mode name of runs without translation (kdbt.ko loaded, switched off).
+pub const NATIVE: &str = store::NATIVE_MODE;
+
+/// Guest output lines that the runner's script prints start with this.
+const MARK: &str = "@@kdbt";
+
+/// One benchmark invocation of `kdbt-workload`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Benchmark {
+    /// Its suite.
+    pub suite: Suite,
+    /// Its name as `kdbt-workload list` prints it ("lat_syscall null", "fileserver", "ab").
+    pub name: String,
+    /// Extra arguments for `kdbt-workload <suite>` (sample count, budget, concurrency ...).
+    pub args: Vec<String>,
+}
+
+/// What one run measures.
+#[derive(Debug, Clone)]
+pub struct Matrix {
+    /// Mode specs, `native` first by convention ("native", "fast", "fast:no-callret", "drk").
+    pub modes: Vec<String>,
+    /// Benchmarks, in run order.
+    pub benchmarks: Vec<Benchmark>,
+    /// Interleaving rounds per benchmark (each runs every mode once).
+    pub reps: u32,
+}
+
+/// One cell of the plan: a benchmark run once under one mode.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlannedSlot {
+    /// Index into [`Matrix::benchmarks`].
+    pub bench: usize,
+    /// Interleaving round.
+    pub round: u32,
+    /// Mode spec.
+    pub mode: String,
+}
+
+impl Matrix {
+    /// The slots in run order: benchmark-major, then round, then mode rotated by round.
+    pub fn plan(&self) -> Vec<PlannedSlot> {
+        let mut slots = Vec::new();
+        let n = self.modes.len();
+        for bench in 0..self.benchmarks.len() {
+            for round in 0..self.reps {
+                for k in 0..n {
+                    let mode = self.modes[(k + round as usize) % n].clone();
+                    slots.push(PlannedSlot { bench, round, mode });
+                }
+            }
+        }
+        slots
+    }
+
+    /// The guest shell script running `slots` (indices into `plan`), with markers the host
+    /// reads back ([`parse_line`]).
+    pub fn script(&self, plan: &[PlannedSlot], slots: &[usize]) -> String {
+        let mut s = String::from("cd /kdbt\n");
+        let translated = slots.iter().any(|&i| plan[i].mode != NATIVE);
+        if translated {
+            let _ = writeln!(
+                s,
+                "insmod /kdbt/kdbt.ko 2>/tmp/kdbt.err || echo \"{MARK} insmod-failed $(tr '\\n' ' ' </tmp/kdbt.err)\""
+            );
+        }
+        for &i in slots {
+            let slot = &plan[i];
+            let b = &self.benchmarks[slot.bench];
+            let mut run = format!(
+                "kdbt-workload {} --only {}",
+                suite_command(b.suite),
+                quote(&b.name)
+            );
+            for a in &b.args {
+                run.push(' ');
+                run.push_str(&quote(a));
+            }
+            let _ = writeln!(s, "echo \"{MARK} slot {i}\"");
+            if slot.mode == NATIVE {
+                let _ = writeln!(s, "{run}");
+            } else {
+                let mode = quote(&slot.mode);
+                let _ = writeln!(
+                    s,
+                    "if kdbtctl on {mode} >/tmp/kdbt.err 2>&1; then\n  {run}\n  echo \"{MARK} stats {i}\"; kdbtctl stats; echo \"{MARK} stats-end {i}\"\n  kdbtctl off >/tmp/kdbt.err 2>&1 || echo \"{MARK} switch-off-failed {i} $(tr '\\n' ' ' </tmp/kdbt.err)\"\nelse\n  echo \"{MARK} switch-on-failed {i} $(tr '\\n' ' ' </tmp/kdbt.err)\"\nfi"
+                );
+            }
+            let _ = writeln!(s, "echo \"{MARK} slot-end {i}\"");
+        }
+        if translated {
+            let _ = writeln!(s, "rmmod kdbt");
+        }
+        s
+    }
+}
+
+fn suite_command(suite: Suite) -> &'static str {
+    match suite {
+        Suite::Micro => "micro",
+        Suite::File => "file",
+        Suite::Apache => "apache",
+    }
+}
+
+fn quote(word: &str) -> String {
+    shlex::try_quote(word)
+        .map(|q| q.into_owned())
+        .unwrap_or_else(|_| "''".to_string())
+}
+
+/// A line of guest output, as the runner reads it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum GuestLine {
+    /// Slot `i` starts.
+    Slot(usize),
+    /// Slot `i` ended (its benchmark process exited).
+    SlotEnd(usize),
+    /// `kdbtctl on` failed for slot `i`, with its message.
+    SwitchOnFailed(usize, String),
+    /// `kdbtctl off` failed after slot `i`.
+    SwitchOffFailed(usize, String),
+    /// Loading kdbt.ko failed.
+    InsmodFailed(String),
+    /// kdbt statistics of slot `i` follow, up to [`GuestLine::StatsEnd`].
+    Stats(usize),
+    /// End of slot `i`'s statistics.
+    StatsEnd(usize),
+    /// A benchmark record.
+    Record(Box<BenchRecord>),
+    /// Anything else (diagnostics, statistics lines).
+    Other,
+}
+
+/// Classifies one line of guest output. A line that looks like a record but does not parse
+/// is an error: a silent drop would lose a measurement.
+pub fn parse_line(line: &str) -> Result<GuestLine> {
+    let line = line.trim_end();
+    if line.starts_with('{') {
+        let record = BenchRecord::from_json_line(line)
+            .with_context(|| format!("guest printed a malformed record: {line}"))?;
+        return Ok(GuestLine::Record(Box::new(record)));
+    }
+    let Some(rest) = line.strip_prefix(MARK) else {
+        return Ok(GuestLine::Other);
+    };
+    let mut words = rest.trim_start().splitn(3, ' ');
+    let kind = words.next().unwrap_or_default();
+    let arg = words.next().unwrap_or_default();
+    let text = words.next().unwrap_or_default().trim().to_string();
+    let index = || -> Result<usize> {
+        arg.parse()
+            .with_context(|| format!("bad slot index in {line:?}"))
+    };
+    Ok(match kind {
+        "slot" => GuestLine::Slot(index()?),
+        "slot-end" => GuestLine::SlotEnd(index()?),
+        "switch-on-failed" => GuestLine::SwitchOnFailed(index()?, text),
+        "switch-off-failed" => GuestLine::SwitchOffFailed(index()?, text),
+        "stats" => GuestLine::Stats(index()?),
+        "stats-end" => GuestLine::StatsEnd(index()?),
+        "insmod-failed" => GuestLine::InsmodFailed(format!("{arg} {text}").trim().to_string()),
+        _ => bail!("unknown runner marker in {line:?}"),
+    })
+}
+
+/// Counters from `kdbtctl stats` output: every line `name value`, `name: value` or
+/// `name=value` whose value is an unsigned integer; other lines are ignored.
+pub fn parse_stats(lines: &[String]) -> BTreeMap<String, u64> {
+    let mut counters = BTreeMap::new();
+    for line in lines {
+        let line = line.trim();
+        let Some(split) = line.rfind(|c: char| c.is_whitespace() || c == ':' || c == '=') else {
+            continue;
+        };
+        let name = line[..split].trim().trim_end_matches([':', '=']).trim();
+        if let (false, Ok(v)) = (name.is_empty(), line[split + 1..].parse::<u64>()) {
+            counters.insert(name.replace(' ', "_"), v);
+        }
+    }
+    counters
+}
+
+/// What happened to the slots of one boot, as read from its output.
+#[derive(Debug, Default)]
+pub struct BootReport {
+    /// Slots that started, in order.
+    pub started: Vec<usize>,
+    /// Slots that ended normally.
+    pub ended: Vec<usize>,
+    /// Records per slot.
+    pub records: BTreeMap<usize, Vec<BenchRecord>>,
+    /// Switch-on or switch-off failures per slot.
+    pub switch_failures: BTreeMap<usize, String>,
+    /// Statistics per slot (translated modes).
+    pub stats: BTreeMap<usize, BTreeMap<String, u64>>,
+    /// Why kdbt.ko did not load, if it did not.
+    pub insmod_failed: Option<String>,
+}
+
+impl BootReport {
+    /// Reads a boot's whole output.
+    pub fn read(output: &str) -> Result<BootReport> {
+        let mut r = BootReport::default();
+        let mut current: Option<usize> = None;
+        let mut stats: Option<(usize, Vec<String>)> = None;
+        for line in output.lines() {
+            if let Some((_, lines)) = stats.as_mut() {
+                if !line.starts_with(MARK) {
+                    lines.push(line.to_string());
+                    continue;
+                }
+            }
+            match parse_line(line)? {
+                GuestLine::Slot(i) => {
+                    current = Some(i);
+                    r.started.push(i);
+                }
+                GuestLine::SlotEnd(i) => {
+                    r.ended.push(i);
+                    current = None;
+                }
+                GuestLine::SwitchOnFailed(i, why) => {
+                    r.switch_failures
+                        .insert(i, format!("switch-on failed: {why}"));
+                }
+                GuestLine::SwitchOffFailed(i, why) => {
+                    r.switch_failures
+                        .insert(i, format!("switch-off failed: {why}"));
+                }
+                GuestLine::InsmodFailed(why) => r.insmod_failed = Some(why),
+                GuestLine::Stats(i) => stats = Some((i, Vec::new())),
+                GuestLine::StatsEnd(_) => {
+                    if let Some((i, lines)) = stats.take() {
+                        r.stats.insert(i, parse_stats(&lines));
+                    }
+                }
+                GuestLine::Record(rec) => {
+                    let i = current.context("a record arrived outside any slot")?;
+                    r.records.entry(i).or_default().push(*rec);
+                }
+                GuestLine::Other => {}
+            }
+        }
+        Ok(r)
+    }
+
+    /// The slot running when the output stopped, if one had started but not ended.
+    pub fn interrupted(&self) -> Option<usize> {
+        self.started
+            .last()
+            .copied()
+            .filter(|i| !self.ended.contains(i))
+    }
+}
+
+/// Stores what one boot produced for `slots` (indices into `plan`) and says which slots are
+/// left for the next boot.
+///
+/// `failure` is the boot's failure (crash, timeout, trouble in the log; `None` if clean) and
+/// `console_log` where its log was kept. Slot outcomes:
+/// - ended with records: stored, unless its mode is translated and the statistics show no
+///   translation (then a failure "switch-on not verified"),
+/// - ended without records, or with a switch failure: a failure with the reason,
+/// - interrupted by the boot's failure: a failure with that reason, and its mode is added to
+///   `crashed` so its remaining slots are recorded as failed instead of run,
+/// - never started: returned, to run in the next boot (unless its mode crashed).
+#[allow(clippy::too_many_arguments)]
+pub fn store_boot(
+    matrix: &Matrix,
+    plan: &[PlannedSlot],
+    slots: &[usize],
+    boot: u32,
+    report: &BootReport,
+    failure: Option<&str>,
+    console_log: Option<&Path>,
+    crashed: &mut BTreeMap<String, String>,
+    stats: &mut BTreeMap<String, BTreeMap<String, u64>>,
+    writer: &mut RunWriter,
+) -> Result<Vec<usize>> {
+    let fail = |writer: &mut RunWriter, i: usize, reason: String| -> Result<()> {
+        let slot = &plan[i];
+        let b = &matrix.benchmarks[slot.bench];
+        writer.append_failure(Failure {
+            boot,
+            round: slot.round,
+            mode: slot.mode.clone(),
+            suite: b.suite,
+            benchmark: b.name.clone(),
+            params: Params::none(),
+            reason,
+            console_log: console_log.map(Path::to_path_buf),
+        })
+    };
+    let mut left = Vec::new();
+    for &i in slots {
+        let slot = &plan[i];
+        if let Some(why) = crashed.get(&slot.mode) {
+            fail(writer, i, format!("not run: {why}"))?;
+            continue;
+        }
+        if report.ended.contains(&i) {
+            let records = report
+                .records
+                .get(&i)
+                .map(Vec::as_slice)
+                .unwrap_or_default();
+            if let Some(why) = report.switch_failures.get(&i) {
+                fail(writer, i, why.clone())?;
+            } else if records.is_empty() {
+                fail(writer, i, "the benchmark printed no record".into())?;
+            } else if slot.mode != NATIVE
+                && !report
+                    .stats
+                    .get(&i)
+                    .is_some_and(|s| s.values().any(|&v| v > 0))
+            {
+                fail(
+                    writer,
+                    i,
+                    "switch-on not verified: kdbt statistics show no translation".into(),
+                )?;
+            } else {
+                let store_slot = store::Slot {
+                    mode: slot.mode.clone(),
+                    boot,
+                    round: slot.round,
+                };
+                for rec in records {
+                    writer.append_record(&store_slot, rec)?;
+                }
+                if let Some(s) = report.stats.get(&i) {
+                    let total = stats.entry(slot.mode.clone()).or_default();
+                    for (k, v) in s {
+                        total.insert(k.clone(), *v);
+                    }
+                }
+            }
+        } else if report.interrupted() == Some(i) {
+            let why = failure
+                .unwrap_or("the benchmark did not finish")
+                .to_string();
+            let first_line = why.lines().next().unwrap_or_default().to_string();
+            fail(writer, i, why)?;
+            crashed.insert(
+                slot.mode.clone(),
+                format!(
+                    "mode {} crashed the guest in boot {boot}: {first_line}",
+                    slot.mode
+                ),
+            );
+        } else {
+            left.push(i);
+        }
+    }
+    Ok(left)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn matrix() -> Matrix {
+        Matrix {
+            modes: vec![NATIVE.into(), "fast".into(), "drk".into()],
+            benchmarks: vec![
+                Benchmark {
+                    suite: Suite::Micro,
+                    name: "lat_syscall null".into(),
+                    args: vec!["--samples".into(), "3".into()],
+                },
+                Benchmark {
+                    suite: Suite::File,
+                    name: "fileserver".into(),
+                    args: vec![],
+                },
+            ],
+            reps: 2,
+        }
+    }
+
+    #[test]
+    fn plan_interleaves_every_mode_in_each_round_with_rotation() {
+        let plan = matrix().plan();
+        assert_eq!(plan.len(), 2 * 2 * 3);
+        let round0: Vec<&str> = plan[..3].iter().map(|s| s.mode.as_str()).collect();
+        let round1: Vec<&str> = plan[3..6].iter().map(|s| s.mode.as_str()).collect();
+        assert_eq!(round0, ["native", "fast", "drk"]);
+        assert_eq!(round1, ["fast", "drk", "native"]);
+        assert!(plan[..6].iter().all(|s| s.bench == 0));
+    }
+
+    #[test]
+    fn script_switches_translated_modes_on_and_off_around_their_slot() {
+        let m = matrix();
+        let plan = m.plan();
+        let s = m.script(&plan, &[0, 1]);
+        assert!(s.starts_with("cd /kdbt\ninsmod /kdbt/kdbt.ko"), "{s}");
+        assert!(
+            s.contains("kdbt-workload micro --only 'lat_syscall null' --samples 3"),
+            "{s}"
+        );
+        let on = s.find("kdbtctl on fast").unwrap();
+        let run = s[on..].find("kdbt-workload").unwrap() + on;
+        let off = s.find("kdbtctl off").unwrap();
+        assert!(on < run && run < off, "{s}");
+        assert!(s.trim_end().ends_with("rmmod kdbt"), "{s}");
+        let native_only = m.script(&plan, &[0]);
+        assert!(!native_only.contains("insmod"), "{native_only}");
+    }
+
+    #[test]
+    fn markers_and_stats_parse() {
+        assert_eq!(parse_line("@@kdbt slot 4").unwrap(), GuestLine::Slot(4));
+        assert_eq!(
+            parse_line("@@kdbt switch-on-failed 2 kdbtctl: on: Invalid argument").unwrap(),
+            GuestLine::SwitchOnFailed(2, "kdbtctl: on: Invalid argument".into())
+        );
+        assert!(parse_line("@@kdbt slot x").is_err());
+        assert!(parse_line("@@kdbt bogus 1").is_err());
+        assert_eq!(parse_line("fork: retry").unwrap(), GuestLine::Other);
+        let s = parse_stats(&[
+            "total syscalls 1200".into(),
+            "blocks_translated: 42".into(),
+            "mode=fast".into(),
+            "cpu0 dispatcher entries 7".into(),
+        ]);
+        assert_eq!(s["total_syscalls"], 1200);
+        assert_eq!(s["blocks_translated"], 42);
+        assert_eq!(s["cpu0_dispatcher_entries"], 7);
+        assert!(!s.contains_key("mode"));
+    }
+
+    #[test]
+    fn malformed_record_is_an_error_not_a_drop() {
+        assert!(parse_line("{\"suite\": \"micro\"").is_err());
+    }
+
+    const RECORD: &str = r#"{"suite":"micro","benchmark":"lat_syscall null","params":{},"metric":"latency","unit":"us","better":"lower","samples":[0.5,0.6,0.55],"median":0.55,"min":0.5,"max":0.6,"q1":0.52,"q3":0.58,"iterations_per_sample":1000,"status":"ok","reason":null}"#;
+
+    fn output_of(lines: &[&str]) -> String {
+        lines.iter().map(|l| format!("{l}\n")).collect()
+    }
+
+    #[test]
+    fn crash_fails_the_running_mode_and_leaves_the_rest_for_another_boot() {
+        let m = matrix();
+        let plan = m.plan();
+        let slots: Vec<usize> = (0..plan.len()).collect();
+        // native ran; fast ran and was verified; drk crashed the guest in slot 2.
+        let out = output_of(&[
+            "@@kdbt slot 0",
+            RECORD,
+            "@@kdbt slot-end 0",
+            "@@kdbt slot 1",
+            RECORD,
+            "@@kdbt stats 1",
+            "syscalls_translated 3000",
+            "@@kdbt stats-end 1",
+            "@@kdbt slot-end 1",
+            "@@kdbt slot 2",
+        ]);
+        let report = BootReport::read(&out).unwrap();
+        assert_eq!(report.interrupted(), Some(2));
+        let dir = tempfile::tempdir().unwrap();
+        let id = store::RunId::new(1_800_000_000, "abcdef1").unwrap();
+        let mut w = RunWriter::create(dir.path(), &id).unwrap();
+        let mut crashed = BTreeMap::new();
+        let mut stats = BTreeMap::new();
+        let left = store_boot(
+            &m,
+            &plan,
+            &slots,
+            0,
+            &report,
+            Some("the guest kernel reported trouble: Oops"),
+            None,
+            &mut crashed,
+            &mut stats,
+            &mut w,
+        )
+        .unwrap();
+        assert!(crashed.contains_key("drk"));
+        assert_eq!(stats["fast"]["syscalls_translated"], 3000);
+        // Slots 3.. were never started: they are left for the next boot, except drk's,
+        // which are recorded as failed at once.
+        let expected: Vec<usize> = (3..plan.len()).filter(|&i| plan[i].mode != "drk").collect();
+        assert_eq!(left, expected);
+        let drk_later = (3..plan.len()).filter(|&i| plan[i].mode == "drk").count();
+        assert_eq!(w.failures().len(), 1 + drk_later);
+        assert!(w.failures().iter().all(|f| f.mode == "drk"));
+        assert!(w.failures()[1]
+            .reason
+            .starts_with("not run: mode drk crashed"));
+        assert_eq!(w.rows_written() as usize, 3 + 3 + 1 + drk_later);
+        // The next boot runs exactly what is left.
+        let left2 = store_boot(
+            &m,
+            &plan,
+            &left,
+            1,
+            &BootReport::default(),
+            None,
+            None,
+            &mut crashed,
+            &mut stats,
+            &mut w,
+        )
+        .unwrap();
+        assert_eq!(left2, left);
+    }
+
+    #[test]
+    fn translated_slot_without_translation_statistics_is_not_counted() {
+        let m = matrix();
+        let plan = m.plan();
+        let out = output_of(&["@@kdbt slot 1", RECORD, "@@kdbt slot-end 1"]);
+        let report = BootReport::read(&out).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let id = store::RunId::new(1_800_000_000, "abcdef1").unwrap();
+        let mut w = RunWriter::create(dir.path(), &id).unwrap();
+        store_boot(
+            &m,
+            &plan,
+            &[1],
+            0,
+            &report,
+            None,
+            None,
+            &mut BTreeMap::new(),
+            &mut BTreeMap::new(),
+            &mut w,
+        )
+        .unwrap();
+        assert_eq!(w.failures().len(), 1);
+        assert!(w.failures()[0].reason.contains("not verified"));
+    }
+}
