@@ -374,6 +374,115 @@ pub fn store_boot(
     Ok(left)
 }
 
+/// How much to measure: `Quick` fits in ~10 minutes of TCG, `Full` in ~45.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Budget {
+    /// A core subset with small budgets: a smoke test of the whole pipeline.
+    Quick,
+    /// Everything, with budgets long enough for stable medians.
+    Full,
+}
+
+/// The lmbench-style benchmarks a quick run keeps: the paper's headline latencies.
+pub const QUICK_MICRO: &[&str] = &[
+    "lat_syscall null",
+    "lat_syscall read",
+    "lat_syscall write",
+    "lat_syscall stat",
+    "lat_sig catch",
+    "lat_pipe",
+    "lat_unix",
+    "lat_proc fork",
+    "lat_ctx 2p",
+    "lat_pagefault",
+];
+
+/// The filebench-style personalities a quick run keeps.
+pub const QUICK_FILE: &[&str] = &["fileserver", "varmail"];
+
+/// Builds the matrix for `suites` from `list` (the output of `kdbt-workload list`:
+/// `suite<TAB>name` lines), with per-suite arguments sized by `budget`.
+///
+/// Errors: a line of `list` that is not `suite<TAB>name`, or a quick-run benchmark missing from
+/// it (the workloads and this table drifted apart).
+pub fn matrix_for(
+    list: &str,
+    suites: &[Suite],
+    budget: Budget,
+    modes: Vec<String>,
+    reps: u32,
+) -> Result<Matrix> {
+    let mut available: Vec<(Suite, String)> = Vec::new();
+    for line in list.lines().filter(|l| !l.trim().is_empty()) {
+        let (suite, name) = line
+            .split_once('\t')
+            .with_context(|| format!("`kdbt-workload list` printed {line:?}"))?;
+        let suite = match suite {
+            "micro" => Suite::Micro,
+            "file" => Suite::File,
+            "apache" => Suite::Apache,
+            other => bail!("`kdbt-workload list` names an unknown suite {other:?}"),
+        };
+        available.push((suite, name.to_string()));
+    }
+    let args = |suite: Suite| -> Vec<String> {
+        let a: &[&str] = match (suite, budget) {
+            (Suite::Micro, Budget::Quick) => &["--samples", "3", "--budget-ms", "30"],
+            (Suite::Micro, Budget::Full) => &["--samples", "5", "--budget-ms", "100"],
+            (Suite::File, Budget::Quick) => {
+                &["--samples", "3", "--budget-ms", "300", "--nfiles", "50"]
+            }
+            (Suite::File, Budget::Full) => &["--samples", "5", "--budget-ms", "2000"],
+            (Suite::Apache, Budget::Quick) => &[
+                "--samples",
+                "2",
+                "--concurrency",
+                "1,8",
+                "--requests",
+                "200",
+                "--file-sizes",
+                "10k",
+            ],
+            (Suite::Apache, Budget::Full) => &["--samples", "3", "--concurrency", "1,8,32"],
+        };
+        a.iter().map(|s| s.to_string()).collect()
+    };
+    let quick_keep = |suite: Suite| -> Option<&[&str]> {
+        match (budget, suite) {
+            (Budget::Quick, Suite::Micro) => Some(QUICK_MICRO),
+            (Budget::Quick, Suite::File) => Some(QUICK_FILE),
+            _ => None,
+        }
+    };
+    let mut benchmarks = Vec::new();
+    for &suite in suites {
+        if let Some(keep) = quick_keep(suite) {
+            for name in keep {
+                if !available.iter().any(|(s, n)| *s == suite && n == name) {
+                    bail!("quick-run benchmark {name:?} is not in `kdbt-workload list`");
+                }
+            }
+        }
+        for (s, name) in &available {
+            if *s == suite && quick_keep(suite).is_none_or(|keep| keep.contains(&name.as_str())) {
+                benchmarks.push(Benchmark {
+                    suite,
+                    name: name.clone(),
+                    args: args(suite),
+                });
+            }
+        }
+    }
+    if benchmarks.is_empty() {
+        bail!("no benchmark selected");
+    }
+    Ok(Matrix {
+        modes,
+        benchmarks,
+        reps,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -447,6 +556,44 @@ mod tests {
         assert_eq!(s["blocks_translated"], 42);
         assert_eq!(s["cpu0_dispatcher_entries"], 7);
         assert!(!s.contains_key("mode"));
+    }
+
+    #[test]
+    fn quick_matrix_keeps_the_core_subset_and_sizes_arguments() {
+        let mut list = String::new();
+        for n in QUICK_MICRO.iter().chain(&["lat_select 100 tcp"]) {
+            list.push_str(&format!("micro\t{n}\n"));
+        }
+        list.push_str("file\tfileserver\nfile\tvarmail\nfile\twebproxy\napache\tab\n");
+        let m = matrix_for(
+            &list,
+            &[Suite::Micro, Suite::File, Suite::Apache],
+            Budget::Quick,
+            vec![NATIVE.into()],
+            2,
+        )
+        .unwrap();
+        let names: Vec<&str> = m.benchmarks.iter().map(|b| b.name.as_str()).collect();
+        assert!(!names.contains(&"lat_select 100 tcp"));
+        assert!(!names.contains(&"webproxy"));
+        assert_eq!(names.len(), QUICK_MICRO.len() + QUICK_FILE.len() + 1);
+        let full =
+            matrix_for(&list, &[Suite::Micro], Budget::Full, vec![NATIVE.into()], 3).unwrap();
+        assert_eq!(full.benchmarks.len(), QUICK_MICRO.len() + 1);
+        assert!(full.benchmarks[0].args.contains(&"--budget-ms".to_string()));
+    }
+
+    #[test]
+    fn quick_benchmark_missing_from_the_list_is_an_error() {
+        let err = matrix_for(
+            "micro\tlat_pipe\n",
+            &[Suite::Micro],
+            Budget::Quick,
+            vec![],
+            1,
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("lat_syscall null"), "{err}");
     }
 
     #[test]

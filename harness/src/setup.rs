@@ -27,6 +27,9 @@ pub const IMAGE_PACKAGES: &[&str] = &["mmdebstrap", "e2fsprogs", "debian-archive
 /// Packages to boot guests.
 pub const VM_PACKAGES: &[&str] = &["qemu-system-x86"];
 
+/// Packages the host tests drive for real: the Apache driver's test runs apache2 and ab.
+pub const HOST_TEST_PACKAGES: &[&str] = &["apache2", "apache2-utils"];
+
 /// Packages to draw figures: the TTF font plotters renders PNG text with.
 pub const FIGURE_PACKAGES: &[&str] = &["fonts-dejavu-core"];
 

@@ -3,7 +3,7 @@
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use kdbt_harness::qemu::{Accel, Clock};
-use kdbt_harness::{cache, image, kernel, module, setup, store, vm};
+use kdbt_harness::{bench, cache, image, kernel, module, qemu, runner, setup, store, vm};
 use std::path::PathBuf;
 use std::process::{Command, ExitCode};
 use std::time::{Duration, Instant};
@@ -28,8 +28,9 @@ enum Cmd {
     Module,
     /// Boot a guest and run one command in it; exits with the command's status.
     Vm(VmArgs),
-    /// Build everything and run the benchmark matrix.
-    Bench(VmOpts),
+    /// Build everything, run the benchmark matrix (native and every mode, interleaved in one
+    /// boot), store it under results/ and draw the tables and figures.
+    Bench(BenchArgs),
     /// Draw the paper's tables and figures for result sets (default: the newest in results/).
     Figures {
         /// Result directories (`results/<run-id>`); two draw a before/after comparison too.
@@ -59,6 +60,44 @@ struct VmOpts {
     /// Limit for the whole guest run, seconds.
     #[arg(long, default_value_t = 900)]
     timeout: u64,
+}
+
+#[derive(Args)]
+struct BenchArgs {
+    /// Modes, comma-separated: `native` and any mode spec kdbt accepts (`fast:no-jumptable`).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "native,fast,fast:no-callret,drk"
+    )]
+    modes: Vec<String>,
+    /// micro, file, apache or all.
+    #[arg(long, default_value = "all")]
+    suite: String,
+    /// Interleaving rounds per benchmark (each runs every mode once); default 3 (quick: 2).
+    #[arg(long)]
+    reps: Option<u32>,
+    /// A core subset with small budgets (~10 minutes under TCG).
+    #[arg(long)]
+    quick: bool,
+    /// auto (KVM only where the CPU shows vmx/svm), tcg or kvm.
+    #[arg(long, default_value = "auto")]
+    accel: Accel,
+    /// wall or icount; default icount under TCG (instructions per operation), wall on KVM.
+    #[arg(long)]
+    clock: Option<Clock>,
+    /// Guest vCPUs.
+    #[arg(long, default_value_t = 2)]
+    cpus: u32,
+    /// Guest memory, MiB.
+    #[arg(long, default_value_t = 1024)]
+    mem: u32,
+    /// Directory the result set is created in (as `<out>/<run-id>/`).
+    #[arg(long, default_value = "results")]
+    out: PathBuf,
+    /// Limit per guest boot, seconds; a boot past it counts as a crash of the running mode.
+    #[arg(long, default_value_t = 3600)]
+    boot_timeout: u64,
 }
 
 #[derive(Args)]
@@ -118,27 +157,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             );
             return Ok(ExitCode::from(out.exit_status.clamp(0, 255) as u8));
         }
-        Cmd::Bench(opts) => {
-            let lab = build_lab()?;
-            let spec = lab.spec(&opts, vec!["uname".into(), "-r".into()]);
-            let out = vm::run(
-                &lab.kernel.bzimage,
-                &lab.rootfs,
-                &spec,
-                &mut std::io::stdout(),
-            )?;
-            if out.exit_status != 0 {
-                bail!(
-                    "the guest could not run a command (exit {})",
-                    out.exit_status
-                );
-            }
-            eprintln!(
-                "kdbt bench: the lab works (guest booted with {}, {} s wall), but no benchmark is wired yet; nothing was measured and no results were written.",
-                out.accel,
-                out.wall.as_secs()
-            );
-        }
+        Cmd::Bench(args) => bench(args)?,
         Cmd::Figures { runs, out } => {
             setup::ensure_packages(setup::FIGURE_PACKAGES)?;
             let runs = if runs.is_empty() {
@@ -157,6 +176,69 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Cmd::Test => return test(),
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `cargo xtask bench`: the matrix, the run, the figures, and the summary table.
+fn bench(args: BenchArgs) -> Result<()> {
+    let suites = match args.suite.as_str() {
+        "all" => vec![
+            store::Suite::Micro,
+            store::Suite::File,
+            store::Suite::Apache,
+        ],
+        "micro" => vec![store::Suite::Micro],
+        "file" => vec![store::Suite::File],
+        "apache" => vec![store::Suite::Apache],
+        other => bail!("unknown suite {other:?} (micro, file, apache, all)"),
+    };
+    if !args.modes.iter().any(|m| m == bench::NATIVE) {
+        bail!("--modes must include native: every figure is relative to it");
+    }
+    let accel = qemu::resolve(args.accel);
+    let clock = args.clock.unwrap_or(match accel {
+        Accel::Kvm => Clock::Wall,
+        _ => Clock::Icount,
+    });
+    let (budget, reps) = match args.quick {
+        true => (bench::Budget::Quick, args.reps.unwrap_or(2)),
+        false => (bench::Budget::Full, args.reps.unwrap_or(3)),
+    };
+    setup::ensure_packages(setup::FIGURE_PACKAGES)?;
+    let lab = build_lab()?;
+    let workload = lab
+        .files
+        .iter()
+        .find(|f| f.ends_with("kdbt-workload"))
+        .context("the kdbt-workload binary was not built")?;
+    let list = kdbt_harness::process::output(Command::new(workload).arg("list"))?;
+    let matrix = bench::matrix_for(&list, &suites, budget, args.modes.clone(), reps)?;
+    eprintln!(
+        "kdbt bench: {} benchmarks x {} modes x {} rounds on {accel} with the {clock} clock",
+        matrix.benchmarks.len(),
+        matrix.modes.len(),
+        matrix.reps
+    );
+    let config = runner::BenchConfig {
+        matrix,
+        accel,
+        clock,
+        cpus: args.cpus,
+        mem_mib: args.mem,
+        boot_timeout: Duration::from_secs(args.boot_timeout),
+        results_root: cache::repo_root().join(&args.out),
+        command_line: std::env::args().collect(),
+    };
+    let dir = timed("bench", || {
+        runner::run(&config, &lab.kernel, &lab.rootfs, &lab.files)
+    })?;
+    println!("results: {}", dir.display());
+    for file in paper_figures::render(std::slice::from_ref(&dir), None)? {
+        println!("{}", file.display());
+        if file.file_name().is_some_and(|n| n == "table.md") {
+            println!("{}", std::fs::read_to_string(&file)?);
+        }
+    }
+    Ok(())
 }
 
 /// Everything a guest run needs, built or taken from the cache.
@@ -247,6 +329,8 @@ fn test() -> Result<ExitCode> {
         }
         Ok(())
     };
+    setup::ensure_packages(setup::HOST_TEST_PACKAGES)?;
+    setup::ensure_packages(setup::FIGURE_PACKAGES)?;
     cargo(&["fmt", "--all", "--check"])?;
     // The kernel-side crates are outside the workspace: the engine has its own manifest, and
     // the module's Rust is compiled by Kbuild (rustfmt follows its `mod` items).

@@ -1,0 +1,113 @@
+//! `lat_fs`: lmbench's file creation and deletion latency for 0 KB and 10 KB files, each
+//! measured separately (creates timed with untimed deletes, and the reverse).
+
+use std::ffi::CString;
+use std::os::unix::ffi::OsStrExt;
+use std::path::PathBuf;
+
+use anyhow::Context;
+
+use super::{Bench, Env, Kind, Spec};
+use crate::record::params;
+use crate::sys;
+
+pub(super) fn specs() -> Vec<Spec> {
+    let mut v = Vec::new();
+    for (kb, create, delete) in [
+        (0usize, "lat_fs 0k create", "lat_fs 0k delete"),
+        (10, "lat_fs 10k create", "lat_fs 10k delete"),
+    ] {
+        for (name, op) in [(create, Op::Create), (delete, Op::Delete)] {
+            v.push(Spec::new(
+                name,
+                params([("file_bytes", (kb * 1024).into())]),
+                Kind::Latency { ops_per_iter: 1 },
+                move |env| Ok(Box::new(Files::new(env, kb * 1024, op)?) as Box<dyn Bench>),
+            ));
+        }
+    }
+    v
+}
+
+#[derive(Clone, Copy)]
+enum Op {
+    Create,
+    Delete,
+}
+
+struct Files {
+    dir: PathBuf,
+    data: Vec<u8>,
+    timed: Op,
+    last_total_ns: u64,
+}
+
+impl Files {
+    fn new(env: &Env, bytes: usize, timed: Op) -> anyhow::Result<Files> {
+        let dir = env.dir.join("lat_fs");
+        std::fs::create_dir(&dir).with_context(|| format!("mkdir {}", dir.display()))?;
+        Ok(Files {
+            dir,
+            data: vec![0x3cu8; bytes],
+            timed,
+            last_total_ns: 0,
+        })
+    }
+
+    /// Creates a file of `data.len()` bytes: creat, write, close, as lmbench does.
+    fn create(&self, path: &CString) -> anyhow::Result<()> {
+        let fd = sys::open(path, libc::O_CREAT | libc::O_WRONLY | libc::O_TRUNC)?;
+        if !self.data.is_empty() {
+            sys::write_all(std::os::fd::AsFd::as_fd(&fd), &self.data)?;
+        }
+        sys::close(fd)?;
+        Ok(())
+    }
+}
+
+impl Bench for Files {
+    fn run(&mut self, iters: u64) -> anyhow::Result<u64> {
+        let start = std::time::Instant::now();
+        let timed = self.run_cycle(iters)?;
+        self.last_total_ns = start.elapsed().as_nanos() as u64;
+        Ok(timed)
+    }
+
+    fn last_run_total_ns(&self) -> Option<u64> {
+        Some(self.last_total_ns)
+    }
+}
+
+impl Files {
+    /// Creates and deletes `iters` files, timing the half this benchmark measures.
+    fn run_cycle(&self, iters: u64) -> anyhow::Result<u64> {
+        // Names are built before timing; lmbench's sprintf per file is negligible next to
+        // the filesystem work but allocation here would not be.
+        let names = (0..iters)
+            .map(|i| CString::new(self.dir.join(format!("f{i}")).as_os_str().as_bytes()))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut next = names.iter();
+        let mut create = || self.create(next.next().expect("one name per iteration"));
+        let unlink = |i: usize| sys::unlink(&names[i]).context("unlink");
+        match self.timed {
+            Op::Create => {
+                let ns = super::time_loop(iters, &mut create)?;
+                for i in 0..names.len() {
+                    unlink(i)?;
+                }
+                Ok(ns)
+            }
+            Op::Delete => {
+                for _ in 0..iters {
+                    create()?;
+                }
+                let mut i = 0;
+                super::time_loop(iters, || {
+                    unlink(i)?;
+                    i += 1;
+                    Ok(())
+                })
+            }
+        }
+    }
+}

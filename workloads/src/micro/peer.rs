@@ -1,0 +1,118 @@
+//! A forked peer process for the two-process benchmarks (lmbench forks a server for
+//! `lat_pipe`, `lat_unix`, `lat_tcp`, `bw_pipe`, ...), killed and reaped on drop.
+
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+
+use crate::sys;
+
+/// A child process running a benchmark's server loop.
+pub struct Peer {
+    pid: sys::Pid,
+}
+
+impl Peer {
+    /// Forks a child that runs `body` and `_exit`s (0 if `body` returns Ok, 1 otherwise).
+    ///
+    /// `body` runs in a copy of this single-threaded process and should only do
+    /// reads, writes and socket calls on descriptors it was given.
+    ///
+    /// # Errors
+    /// `fork` failures.
+    pub fn spawn(body: impl FnOnce() -> io::Result<()>) -> io::Result<Peer> {
+        // SAFETY: the micro suite runs single-threaded (the CLI starts no threads before it),
+        // and the child only runs `body`, which does plain system calls, then `_exit`s.
+        match unsafe { sys::fork() }? {
+            Some(pid) => Ok(Peer { pid }),
+            None => {
+                let code = i32::from(body().is_err());
+                sys::exit_child(code)
+            }
+        }
+    }
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        // The peer loops forever by design; SIGKILL then reap so no zombie outlives the run.
+        let _ = sys::kill(self.pid, libc::SIGKILL);
+        let _ = sys::wait(self.pid);
+    }
+}
+
+/// Echoes `msg_len`-byte messages from `rx` back on `tx` until the other side goes away:
+/// the server half of every round-trip latency benchmark.
+pub fn echo(rx: BorrowedFd<'_>, tx: BorrowedFd<'_>, msg_len: usize) -> io::Result<()> {
+    let mut buf = vec![0u8; msg_len];
+    loop {
+        sys::read_exact(rx, &mut buf)?;
+        sys::write_all(tx, &buf)?;
+    }
+}
+
+/// Writes `chunk`-byte messages to `tx` until the reader goes away: the sender half of the
+/// bandwidth benchmarks.
+pub fn source(tx: BorrowedFd<'_>, chunk: usize) -> io::Result<()> {
+    let buf = vec![0x5au8; chunk];
+    loop {
+        sys::write_all(tx, &buf)?;
+    }
+}
+
+/// A round-trip benchmark over a pair of descriptors: send a message, wait for the echo.
+pub struct RoundTrip {
+    tx: OwnedFd,
+    rx: OwnedFd,
+    buf: Vec<u8>,
+    _peer: Peer,
+}
+
+impl RoundTrip {
+    /// Our ends `tx`/`rx` of a channel whose other ends the already-spawned `peer` echoes on.
+    pub fn new(tx: OwnedFd, rx: OwnedFd, msg_len: usize, peer: Peer) -> RoundTrip {
+        RoundTrip {
+            tx,
+            rx,
+            buf: vec![0u8; msg_len],
+            _peer: peer,
+        }
+    }
+}
+
+impl super::Bench for RoundTrip {
+    fn run(&mut self, iters: u64) -> anyhow::Result<u64> {
+        let (tx, rx) = (self.tx.as_fd(), self.rx.as_fd());
+        let buf = &mut self.buf;
+        super::time_loop(iters, || {
+            sys::write_all(tx, buf)?;
+            sys::read_exact(rx, buf)?;
+            Ok(())
+        })
+    }
+}
+
+/// A bandwidth benchmark: read `chunk`-byte messages a peer keeps sending.
+pub struct Sink {
+    rx: OwnedFd,
+    buf: Vec<u8>,
+    _peer: Peer,
+}
+
+impl Sink {
+    /// Reads from `rx`, fed by `peer` (running [`source`]).
+    pub fn new(rx: OwnedFd, chunk: usize, peer: Peer) -> Sink {
+        Sink {
+            rx,
+            buf: vec![0u8; chunk],
+            _peer: peer,
+        }
+    }
+}
+
+impl super::Bench for Sink {
+    fn run(&mut self, iters: u64) -> anyhow::Result<u64> {
+        let rx = self.rx.as_fd();
+        let buf = &mut self.buf;
+        super::time_loop(iters, || Ok(sys::read_exact(rx, buf)?))
+    }
+}
