@@ -353,8 +353,13 @@ fn key_of(s: &SampleRow) -> BenchKey {
     }
 }
 
-fn same_benchmark(a: &BenchKey, b: &BenchKey) -> bool {
-    a.suite == b.suite && a.benchmark == b.benchmark && a.params == b.params
+/// Whether a failure without a metric, keyed `failure`, concerns the row keyed `row`: same
+/// benchmark, and the same parameters unless the failure has none (a slot that failed before
+/// the benchmark printed anything covers every configuration it would have measured).
+fn same_benchmark(row: &BenchKey, failure: &BenchKey) -> bool {
+    row.suite == failure.suite
+        && row.benchmark == failure.benchmark
+        && (failure.params.is_empty() || row.params == failure.params)
 }
 
 fn failure_note(run: &Run, s: &SampleRow) -> FailureNote {

@@ -621,3 +621,40 @@ fn mode_without_rows_for_a_benchmark_says_not_run() {
 fn no_run_given_is_an_error() {
     assert!(paper_figures::render(&[], None).is_err());
 }
+
+#[test]
+fn failure_without_params_covers_every_configuration_of_its_benchmark() {
+    let root = tempfile::tempdir().unwrap();
+    let id = RunId::parse("20260503-000000-1234567").unwrap();
+    let mut w = RunWriter::create(root.path(), &id).unwrap();
+    for c in ["1", "8"] {
+        let mut row = sample("native", "ab", 100.0);
+        row.params = Params::from_pairs([("concurrency", c)]).unwrap();
+        w.append_row(&row).unwrap();
+    }
+    // The slot failed before the benchmark printed anything: no metric, no params.
+    w.append_failure(kdbt_harness::store::Failure {
+        boot: 0,
+        round: 0,
+        mode: "fast".into(),
+        suite: Suite::Micro,
+        benchmark: "ab".into(),
+        params: Params::none(),
+        reason: "switch-on failed: EINVAL".into(),
+        console_log: None,
+    })
+    .unwrap();
+    let run = w.finish(manifest(&id, &["native", "fast"])).unwrap();
+    paper_figures::render(std::slice::from_ref(&run.dir), None).unwrap();
+    let md = fs::read_to_string(run.dir.join("figures/table.md")).unwrap();
+    let cells = parse_tables(&md, 2);
+    for label in ["ab concurrency=1", "ab concurrency=8"] {
+        let text = cell(&cells, "micro", label, "fast");
+        assert!(text.starts_with("failed ["), "{label}: {text}");
+        assert!(footnote(&md, marker(text)).contains("switch-on failed: EINVAL"));
+    }
+    assert!(
+        !cells.contains_key(&("micro".to_owned(), "ab".to_owned())),
+        "no extra row for the failure: {md}"
+    );
+}

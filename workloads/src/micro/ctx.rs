@@ -12,7 +12,7 @@ use anyhow::Context;
 
 use super::peer::Peer;
 use super::{Bench, Env, Kind, Spec};
-use crate::record::{params, Params};
+use crate::record::params;
 use crate::stats::{self, Summary};
 use crate::sys;
 
@@ -119,8 +119,11 @@ impl Bench for Ring {
         Some(self.last_total_ns)
     }
 
-    fn extra_params(&self) -> Params {
-        params([("overhead_us", (self.overhead_ns_per_hop / 1e3).into())])
+    fn diagnostics(&self) -> Option<String> {
+        Some(format!(
+            "pipe overhead {:.3} us per hop, subtracted",
+            self.overhead_ns_per_hop / 1e3
+        ))
     }
 }
 

@@ -102,8 +102,11 @@ impl Bench for PageFault {
         Some(self.faults)
     }
 
-    fn extra_params(&self) -> crate::record::Params {
-        params([("faults_per_map", self.faults_per_map.into())])
+    fn diagnostics(&self) -> Option<String> {
+        Some(format!(
+            "{:.1} page faults per mapping",
+            self.faults_per_map
+        ))
     }
 }
 

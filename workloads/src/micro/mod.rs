@@ -75,9 +75,11 @@ pub trait Bench {
         None
     }
 
-    /// Parameters only known after setup (a measured overhead), merged into the record.
-    fn extra_params(&self) -> Params {
-        Params::new()
+    /// What setup or the last run measured besides the samples (a subtracted overhead),
+    /// for stderr. Not a record parameter: parameters identify a configuration across modes
+    /// and rounds, and a measured value differs in every run.
+    fn diagnostics(&self) -> Option<String> {
+        None
     }
 }
 
@@ -234,8 +236,10 @@ fn measure(spec: &Spec, env: &Env, samples: usize, target_ns: u64) -> Record {
             Err(e) => return fail("sample", e),
         }
     }
-    let mut params = spec.params.clone();
-    params.extend(bench.extra_params());
+    let params = spec.params.clone();
+    if let Some(note) = bench.diagnostics() {
+        eprintln!("{}: {note}", spec.name);
+    }
     Record::ok(
         Suite::Micro,
         spec.name,
