@@ -21,7 +21,8 @@ pub enum Accel {
 }
 
 /// Which clock guest timings follow.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Clock {
     /// Real time.
     Wall,

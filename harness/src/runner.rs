@@ -139,10 +139,7 @@ pub fn run(
             Accel::Kvm => store::Accelerator::Kvm,
             _ => store::Accelerator::Tcg,
         },
-        clock: match config.clock {
-            Clock::Icount => store::Clock::Icount,
-            Clock::Wall => store::Clock::Wall,
-        },
+        clock: config.clock,
         guest: store::GuestInfo {
             kernel_release: kernel.release.clone(),
             config_hash: kernel.config_hash.clone(),

@@ -114,30 +114,14 @@ pub enum Accelerator {
     Kvm,
 }
 
-/// Which clock the guest's timings are read from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Clock {
-    /// QEMU `-icount shift=0,sleep=off`: 1 ns of guest time per guest instruction.
-    Icount,
-    /// Real time.
-    Wall,
-}
+/// Which clock the guest's timings are read from (the same type the QEMU runner takes).
+pub use crate::qemu::Clock;
 
 impl fmt::Display for Accelerator {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             Accelerator::Tcg => "tcg",
             Accelerator::Kvm => "kvm",
-        })
-    }
-}
-
-impl fmt::Display for Clock {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Clock::Icount => "icount",
-            Clock::Wall => "wall",
         })
     }
 }
