@@ -145,7 +145,7 @@ fn entry(m: &Matrix, key: &BenchKey, mode: &str, which: &str, notes: &mut Footno
 }
 
 fn label(row: &Row) -> String {
-    row.key.label()
+    row.label.clone()
 }
 
 fn geomean_entry(m: &Matrix, suite: Suite, mode: &str) -> Entry {

@@ -136,6 +136,9 @@ impl Cell {
 pub struct Row {
     /// Which benchmark.
     pub key: BenchKey,
+    /// How tables and charts name it: the benchmark and only the parameters that tell its rows
+    /// apart within this run (`ab concurrency=8`), not every fixed setting.
+    pub label: String,
     /// Unit of the samples; empty when only failures were recorded.
     pub unit: String,
     /// Direction of improvement; `None` when only failures were recorded.
@@ -264,13 +267,16 @@ impl Matrix {
                     None => (String::new(), None),
                 };
                 Row {
+                    label: key.label(),
                     key,
                     unit,
                     better,
                     cells,
                 }
             })
+            .filter(|row: &Row| is_headline(&row.key))
             .collect();
+        let rows = with_short_labels(rows);
 
         Ok(Matrix {
             run_id: m.run_id.clone(),
@@ -342,6 +348,54 @@ impl Matrix {
     pub fn absolute(row: &Row, summary: &Summary) -> String {
         format!("{} {}", format::value(summary.median), row.unit)
     }
+}
+
+/// Whether a row is one the paper reports: every microbenchmark; a filebench personality's
+/// total throughput (its per-flow rows stay in samples.csv); Apache's requests per second
+/// (ab's transfer rate follows from it and the file size). Rows with only failures stay, so a
+/// failure is never hidden.
+fn is_headline(key: &BenchKey) -> bool {
+    match key.suite {
+        Suite::Micro => true,
+        Suite::File => {
+            key.metric.is_empty()
+                || (key.metric == "ops_per_sec"
+                    && key.params.get("flow").is_none_or(|f| f == "all"))
+        }
+        Suite::Apache => key.metric.is_empty() || key.metric == "requests_per_sec",
+    }
+}
+
+/// Labels each row with the benchmark and the parameters whose values differ among the rows
+/// of the same benchmark (a parameter fixed for the whole run says nothing in a table).
+fn with_short_labels(mut rows: Vec<Row>) -> Vec<Row> {
+    let labels: Vec<String> = rows
+        .iter()
+        .map(|row| {
+            let varying: Vec<String> = row
+                .key
+                .params
+                .iter()
+                .filter(|(k, v)| {
+                    rows.iter().any(|other| {
+                        other.key.suite == row.key.suite
+                            && other.key.benchmark == row.key.benchmark
+                            && other.key.params.get(k).is_some_and(|w| w != *v)
+                    })
+                })
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
+            if varying.is_empty() {
+                row.key.benchmark.clone()
+            } else {
+                format!("{} {}", row.key.benchmark, varying.join(" "))
+            }
+        })
+        .collect();
+    for (row, label) in rows.iter_mut().zip(labels) {
+        row.label = label;
+    }
+    rows
 }
 
 fn key_of(s: &SampleRow) -> BenchKey {

@@ -81,7 +81,7 @@ impl Figure for SlowdownChart<'_> {
         let labels: Vec<String> = m
             .rows
             .iter()
-            .map(|r| format!("{} · {}", r.key.suite, r.key.label()))
+            .map(|r| format!("{} · {}", r.key.suite, r.label))
             .collect();
         let label_style = TextStyle::from((FONT, 15).into_font());
         let mut label_w = 0;

@@ -32,7 +32,7 @@ pub fn markdown(run: &Run, matrix: &Matrix) -> String {
             let _ = write!(
                 out,
                 "| {} | {} |",
-                md_cell(&row.key.label()),
+                md_cell(&row.label),
                 md_cell(&Matrix::metric_label(row))
             );
             for mode in 0..matrix.modes.len() {
@@ -119,7 +119,7 @@ fn cell_text(matrix: &Matrix, row: &Row, mode: usize, notes: &mut Footnotes) -> 
             if !failures.is_empty() {
                 let note = format!(
                     "{name} on {}: from the {} samples of the attempts that completed; also failed: {}",
-                    row.key.label(),
+                    row.label,
                     summary.n,
                     describe(failures)
                 );
@@ -128,13 +128,13 @@ fn cell_text(matrix: &Matrix, row: &Row, mode: usize, notes: &mut Footnotes) -> 
             text
         }
         Cell::Failed(failures) => {
-            let note = format!("{name} on {}: {}", row.key.label(), describe(failures));
+            let note = format!("{name} on {}: {}", row.label, describe(failures));
             format!("failed {}", notes.mark(note))
         }
         Cell::Missing => {
             let note = format!(
                 "{name} on {}: no row in samples.csv (the mode was not run on this benchmark)",
-                row.key.label()
+                row.label
             );
             format!("not run {}", notes.mark(note))
         }

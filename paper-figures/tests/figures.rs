@@ -658,3 +658,42 @@ fn failure_without_params_covers_every_configuration_of_its_benchmark() {
         "no extra row for the failure: {md}"
     );
 }
+
+#[test]
+fn table_shows_headline_rows_labelled_by_the_parameters_that_vary() {
+    let root = tempfile::tempdir().unwrap();
+    let id = RunId::parse("20260503-000000-1234567").unwrap();
+    let mut w = RunWriter::create(root.path(), &id).unwrap();
+    let file_row = |mode: &str, flow: &str, metric: &str, value: f64| {
+        let mut row = sample(mode, "fileserver", value);
+        row.suite = Suite::File;
+        row.metric = metric.into();
+        row.unit = "ops/s".into();
+        row.better = Some(kdbt_harness::store::Better::Higher);
+        row.params = Params::from_pairs([("flow", flow), ("nfiles", "50")]).unwrap();
+        row
+    };
+    for mode in ["native", "fast"] {
+        w.append_row(&file_row(mode, "all", "ops_per_sec", 100.0))
+            .unwrap();
+        w.append_row(&file_row(mode, "readfile1", "ops_per_sec", 10.0))
+            .unwrap();
+        w.append_row(&file_row(mode, "readfile1", "us_per_op", 5.0))
+            .unwrap();
+    }
+    let mut m = manifest(&id, &["native", "fast"]);
+    m.suites = vec![Suite::File];
+    let run = w.finish(m).unwrap();
+    paper_figures::render(std::slice::from_ref(&run.dir), None).unwrap();
+    let md = fs::read_to_string(run.dir.join("figures/table.md")).unwrap();
+    let cells = parse_tables(&md, 2);
+    let benchmark_rows: Vec<&(String, String)> = cells
+        .keys()
+        .filter(|(_, label)| !label.contains("geometric"))
+        .collect();
+    assert_eq!(
+        benchmark_rows,
+        [&("file".to_owned(), "fileserver".to_owned())],
+        "only the personality's total throughput, labelled without its fixed nfiles: {md}"
+    );
+}
