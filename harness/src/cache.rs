@@ -27,6 +27,23 @@ pub fn repo_root() -> PathBuf {
         .to_path_buf()
 }
 
+/// Takes the cache-wide lock named `name` (`<cache>/<name>.lock`), waiting for another
+/// process that holds it: two builds in one kernel tree or image directory would corrupt it.
+/// The lock is released when the returned file is dropped.
+pub fn lock(name: &str) -> Result<std::fs::File> {
+    let dir = root()?;
+    std::fs::create_dir_all(&dir)?;
+    let path = dir.join(format!("{name}.lock"));
+    let file =
+        std::fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?;
+    if file.try_lock().is_err() {
+        eprintln!("waiting for another kdbt build holding {}", path.display());
+        file.lock()
+            .with_context(|| format!("locking {}", path.display()))?;
+    }
+    Ok(file)
+}
+
 /// A content key: SHA-256 over named parts, as 16 hex digits (64 bits: enough to tell builds
 /// apart, short enough for directory names).
 ///

@@ -128,6 +128,10 @@ pub fn build() -> Result<Image> {
         bail!("building the guest image needs root (mmdebstrap into a directory owned by root, then mke2fs -d); run `sudo cargo xtask image` once");
     }
     setup::ensure_packages(setup::IMAGE_PACKAGES)?;
+    let _lock = cache::lock("image")?;
+    if let Ok(image) = cached() {
+        return Ok(image);
+    }
     let key = key();
     let dir = dir_for(&key)?;
     std::fs::create_dir_all(&dir)?;

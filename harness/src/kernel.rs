@@ -120,6 +120,7 @@ pub fn cached() -> Result<Kernel> {
 /// Builds the guest kernel if the cached one is missing or stale, and returns it.
 pub fn build() -> Result<Kernel> {
     setup::ensure_packages(setup::KERNEL_PACKAGES)?;
+    let _lock = cache::lock("kernel")?;
     let (source_dir, build_dir) = dirs()?;
     let fragment_file = fragment_path();
     let fragment = std::fs::read_to_string(&fragment_file)?;
