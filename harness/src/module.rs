@@ -48,6 +48,8 @@ pub fn cached() -> Result<PathBuf> {
 /// an error here rather than an `insmod` failure in the guest.
 pub fn build(kernel: &Kernel) -> Result<PathBuf> {
     setup::ensure_rust_src()?;
+    // Out-of-tree modules build against the kernel tree: no kernel build may run meanwhile.
+    let _lock = cache::lock("kernel")?;
     let root = module_dir()?;
     let stage = root.join("stage");
     let log = root.join("build.log");
