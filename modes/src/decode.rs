@@ -32,3 +32,91 @@ pub fn write_disassembly(
     }
     Ok(count)
 }
+
+/// The most native instructions one block holds; a longer straight line continues in the next
+/// block through a fall-through exit.
+pub const MAX_BLOCK_INSNS: usize = 48;
+
+/// One decoded native instruction with its bytes.
+#[derive(Clone, Debug)]
+pub struct NativeInsn {
+    /// iced's view of it (its `ip()` is the native address).
+    pub insn: Instruction,
+    /// Its bytes, as read from native memory.
+    pub bytes: [u8; 15],
+}
+
+impl NativeInsn {
+    /// The instruction's bytes.
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes[..self.insn.len()]
+    }
+}
+
+/// Why decoding stopped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DecodeStop {
+    /// The bytes at `pc` are not a valid x86-64 instruction.
+    Invalid {
+        /// Native address of the bad bytes.
+        pc: u64,
+    },
+    /// The environment could not read native memory at `pc`.
+    Unreadable {
+        /// Native address that could not be read.
+        pc: u64,
+    },
+}
+
+/// Decodes the native instruction at `pc`, reading through `env`.
+pub fn decode_one(env: &mut dyn crate::env::Env, pc: u64) -> Result<NativeInsn, DecodeStop> {
+    let mut bytes = [0u8; 15];
+    let got = env.read_native(pc, &mut bytes);
+    if got == 0 {
+        return Err(DecodeStop::Unreadable { pc });
+    }
+    let mut decoder = Decoder::with_ip(64, &bytes[..got], pc, DecoderOptions::NONE);
+    let insn = decoder.decode();
+    if insn.is_invalid() {
+        // Fewer bytes than the instruction needs reads as invalid too: report which it was.
+        return Err(
+            if got < 15 && decoder.last_error() == iced_x86::DecoderError::NoMoreBytes {
+                DecodeStop::Unreadable {
+                    pc: pc + got as u64,
+                }
+            } else {
+                DecodeStop::Invalid { pc }
+            },
+        );
+    }
+    Ok(NativeInsn { insn, bytes })
+}
+
+/// The arithmetic flags (CF PF AF ZF SF OF) as iced's `RflagsBits`.
+const STATUS_FLAGS: u32 = iced_x86::RflagsBits::CF
+    | iced_x86::RflagsBits::PF
+    | iced_x86::RflagsBits::AF
+    | iced_x86::RflagsBits::ZF
+    | iced_x86::RflagsBits::SF
+    | iced_x86::RflagsBits::OF;
+
+/// Whether the arithmetic flags are dead before `insns[at]`: every one of them is overwritten
+/// by a later instruction of this straight-line run before any is read. Reaching the end of
+/// the run (or any control transfer) counts as live, since the successor is unknown.
+pub fn flags_dead_before(insns: &[NativeInsn], at: usize) -> bool {
+    let mut overwritten = 0u32;
+    for n in &insns[at..] {
+        let i = &n.insn;
+        if i.rflags_read() & STATUS_FLAGS & !overwritten != 0 {
+            return false;
+        }
+        overwritten |= i.rflags_modified() & STATUS_FLAGS;
+        if overwritten == STATUS_FLAGS {
+            return true;
+        }
+        if i.flow_control() != iced_x86::FlowControl::Next {
+            return false;
+        }
+    }
+    false
+}

@@ -1,0 +1,298 @@
+//! The code cache: block and exit records, the native→tx and tx→native maps, flushing.
+//!
+//! Memory is a bump allocator after the persistent entries; blocks are recorded in address
+//! order, so tx→native is a binary search. native→tx maps block entry points only (jumping
+//! into the middle of a block would skip its inscount bump). A full flush empties everything
+//! but the persistent entries and bumps [`CodeCache::generation`]; exit ids carry the low 7
+//! bits of the generation, so a stale id is recognised.
+
+use alloc::collections::BTreeMap;
+use alloc::vec::Vec;
+
+use crate::env::CodeMemory;
+use crate::link::{self, Entries, PERSISTENT_SIZE};
+use crate::rollback::{PcSource, Recipe};
+
+/// How control leaves one native instruction's translation, for [`crate::Translator::next_boundary`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum After {
+    /// Into the next native instruction of the block.
+    FallThrough,
+    /// Into the next native instruction, or through exit `exit` (a conditional branch or a
+    /// callret `call`).
+    FallThroughOr(u32),
+    /// Only through exit `exit`.
+    Exit(u32),
+    /// Somewhere only known at run time (indirect transfers, `ret`, `iretq`, `sysretq`).
+    Dynamic,
+}
+
+/// One native instruction's place in a block.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct InsnMap {
+    /// Its native address.
+    pub native_pc: u64,
+    /// Its native length.
+    pub native_len: u8,
+    /// Offset of its translation in the block.
+    pub tx_off: u32,
+    /// End offset of its translation (its exit stubs live after the body).
+    pub tx_end: u32,
+    /// Where control goes after it.
+    pub after: After,
+}
+
+/// A translated block.
+#[derive(Clone, Debug)]
+pub struct Block {
+    /// Native address of its first instruction.
+    pub native_start: u64,
+    /// tx address of its first byte.
+    pub tx_start: u64,
+    /// End of the body (exit stubs follow).
+    pub body_end: u64,
+    /// End of the block, stubs included.
+    pub tx_end: u64,
+    /// Its native instructions, in order.
+    pub insns: Vec<InsnMap>,
+    /// (offset, recipe before the instruction at offset), sorted.
+    pub recipes: Vec<(u32, Recipe)>,
+    /// Offsets of its exit stubs (after the body), sorted.
+    pub stubs: Vec<u32>,
+    /// The exit a block cut short (size limit, unsupported or undecodable instruction) falls
+    /// through to, after its last instruction.
+    pub fall_exit: Option<u32>,
+}
+
+/// What kind of exit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExitKind {
+    /// A direct branch's stub: chain `field` once the target is translated.
+    Direct {
+        /// tx address of the rel32 field in the block body.
+        field: u64,
+    },
+    /// An indirect transfer's lookup miss: fill the jumptable.
+    Indirect,
+}
+
+/// An exit of a block.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Exit {
+    /// Its kind.
+    pub kind: ExitKind,
+    /// Native target (direct exits).
+    pub target: u64,
+    /// tx address of the stub (direct) or of the miss path (indirect).
+    pub stub: u64,
+}
+
+/// Where a code-cache address is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TxInfo {
+    /// Native PC of the instruction whose translation (or, in a stub, whose target) this is;
+    /// for the persistent entries, 0 (the recipe reads the PC from the stack).
+    pub native_pc: u64,
+    /// Bytes from the start of that instruction's translation (or stub).
+    pub offset: u32,
+    /// The rollback recipe that holds before the instruction at this address.
+    pub recipe: Recipe,
+    /// Which block and instruction (None in stubs and persistent entries).
+    pub place: Option<(usize, Option<usize>)>,
+}
+
+/// The code cache.
+pub struct CodeCache {
+    pub(crate) mem: CodeMemory,
+    pub(crate) entries: Entries,
+    persistent_recipes: Vec<(u64, Recipe)>,
+    next: u64,
+    blocks: Vec<Block>,
+    by_native: BTreeMap<u64, usize>,
+    exits: Vec<Exit>,
+    generation: u32,
+}
+
+/// Bits of an exit id holding the exit's index.
+const INDEX_BITS: u32 = 24;
+
+impl CodeCache {
+    pub(crate) fn new(
+        mut mem: CodeMemory,
+        dispatcher: u64,
+        red_zone: u16,
+    ) -> Result<CodeCache, crate::InitError> {
+        if (mem.len() as u64) < PERSISTENT_SIZE * 4 || mem.tx_base() % 16 != 0 {
+            return Err(crate::InitError::CodeMemoryTooSmall);
+        }
+        let (entries, persistent_recipes) = link::emit_persistent(&mut mem, dispatcher, red_zone)
+            .map_err(|_| crate::InitError::DispatcherOutOfReach)?;
+        let next = mem.tx_base() + PERSISTENT_SIZE;
+        Ok(CodeCache {
+            mem,
+            entries,
+            persistent_recipes,
+            next,
+            blocks: Vec::new(),
+            by_native: BTreeMap::new(),
+            exits: Vec::new(),
+            generation: 0,
+        })
+    }
+
+    /// Incremented by every flush.
+    pub fn generation(&self) -> u32 {
+        self.generation
+    }
+
+    /// tx address where the next block will start.
+    pub(crate) fn next_tx(&self) -> u64 {
+        self.next
+    }
+
+    /// Bytes still free.
+    pub fn free(&self) -> u64 {
+        self.mem.tx_base() + self.mem.len() as u64 - self.next
+    }
+
+    /// The translated blocks, in address order.
+    pub fn blocks(&self) -> &[Block] {
+        &self.blocks
+    }
+
+    /// The exits, in address order.
+    pub fn exits(&self) -> &[Exit] {
+        &self.exits
+    }
+
+    /// Index the next exit will get.
+    pub(crate) fn next_exit_index(&self) -> usize {
+        self.exits.len()
+    }
+
+    /// The exit id (what stubs push) of exit `index` in this generation.
+    pub(crate) fn exit_id(&self, index: usize) -> u32 {
+        assert!(index < 1 << INDEX_BITS, "too many exits");
+        ((self.generation & 0x7f) << INDEX_BITS) | index as u32
+    }
+
+    /// The exit an id names, if the id is of this generation.
+    pub fn exit(&self, id: u64) -> Option<(usize, Exit)> {
+        let id = id as u32;
+        if id >> INDEX_BITS != self.generation & 0x7f {
+            return None;
+        }
+        let index = (id & ((1 << INDEX_BITS) - 1)) as usize;
+        self.exits.get(index).map(|e| (index, *e))
+    }
+
+    /// tx address of the block starting at native `pc`.
+    pub fn lookup(&self, pc: u64) -> Option<u64> {
+        self.by_native.get(&pc).map(|&b| self.blocks[b].tx_start)
+    }
+
+    /// Whether `tx` is inside the code cache (persistent entries included).
+    pub fn contains(&self, tx: u64) -> bool {
+        self.mem.contains(tx)
+    }
+
+    /// Commits an emitted block: writes its bytes and records it and its exits.
+    pub(crate) fn commit(&mut self, bytes: &[u8], block: Block, exits: Vec<Exit>) {
+        debug_assert_eq!(block.tx_start, self.next);
+        self.mem.write(block.tx_start, bytes);
+        // Keep blocks 16-byte aligned, like compiled functions.
+        self.next = (block.tx_end + 15) & !15;
+        self.by_native
+            .entry(block.native_start)
+            .or_insert(self.blocks.len());
+        self.blocks.push(block);
+        self.exits.extend(exits);
+    }
+
+    /// Empties the cache (all but the persistent entries).
+    pub(crate) fn flush(&mut self) {
+        self.blocks.clear();
+        self.by_native.clear();
+        self.exits.clear();
+        self.next = self.mem.tx_base() + PERSISTENT_SIZE;
+        self.generation = self.generation.wrapping_add(1);
+    }
+
+    /// Everything known about code-cache address `tx`.
+    pub fn tx_info(&self, tx: u64) -> Option<TxInfo> {
+        if !self.contains(tx) {
+            return None;
+        }
+        if tx < self.mem.tx_base() + PERSISTENT_SIZE {
+            let i = self
+                .persistent_recipes
+                .partition_point(|(a, _)| *a <= tx)
+                .checked_sub(1)?;
+            let (at, recipe) = self.persistent_recipes[i];
+            return Some(TxInfo {
+                native_pc: 0,
+                offset: (tx - at) as u32,
+                recipe,
+                place: None,
+            });
+        }
+        let b = self
+            .blocks
+            .partition_point(|b| b.tx_start <= tx)
+            .checked_sub(1)?;
+        let block = &self.blocks[b];
+        if tx >= block.tx_end {
+            return None;
+        }
+        let off = (tx - block.tx_start) as u32;
+        let r = block
+            .recipes
+            .partition_point(|(o, _)| *o <= off)
+            .checked_sub(1)?;
+        let (roff, recipe) = block.recipes[r];
+        if tx < block.body_end {
+            let i = block
+                .insns
+                .partition_point(|m| m.tx_off <= off)
+                .checked_sub(1)?;
+            let m = block.insns[i];
+            // A committed recipe already names the next instruction (after a trap, after the
+            // native effect of a far-RIP sequence): that is where native execution is.
+            let native_pc = match recipe.pc {
+                PcSource::Static(pc) => pc,
+                PcSource::StackSlot(_) => m.native_pc,
+            };
+            Some(TxInfo {
+                native_pc,
+                offset: off - m.tx_off,
+                recipe,
+                place: Some((b, Some(i))),
+            })
+        } else {
+            let pc = match recipe.pc {
+                PcSource::Static(pc) => pc,
+                PcSource::StackSlot(_) => 0,
+            };
+            let stub = block
+                .stubs
+                .partition_point(|s| *s <= off)
+                .checked_sub(1)
+                .map(|s| block.stubs[s]);
+            let offset = off - stub.unwrap_or(roff);
+            Some(TxInfo {
+                native_pc: pc,
+                offset,
+                recipe,
+                place: Some((b, None)),
+            })
+        }
+    }
+
+    /// Native PC for a tx address (identity for addresses outside the cache).
+    pub fn tx_to_native(&self, tx: u64) -> u64 {
+        match self.tx_info(tx) {
+            Some(info) if info.native_pc != 0 => info.native_pc,
+            _ => tx,
+        }
+    }
+}

@@ -1,0 +1,317 @@
+//! Assembling one block: instructions encoded by iced at their final code-cache address, local
+//! labels, and the rollback recipe of every emitted instruction.
+//!
+//! Emission is one pass at known addresses: the block's tx address is fixed before its first
+//! byte, every instruction is encoded where it will run (so RIP-relative operands are
+//! re-encoded for the same native absolute address), and branches to labels not yet bound are
+//! encoded in their fixed-size form and fixed up when the label is bound. The rules call the
+//! typed helpers here (`push_reg`, `lea_rsp`, …), which update the current [`Recipe`] together
+//! with the code, so code and recipe cannot drift apart.
+
+use alloc::vec::Vec;
+use iced_x86::code_asm::CodeAssembler;
+use iced_x86::{Code, Encoder, Instruction, MemoryOperand, Register};
+
+use crate::rollback::{PcSource, Recipe};
+
+/// A position in the block being emitted, bound later.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Label(u32);
+
+#[derive(Clone, Copy, Debug)]
+struct Fixup {
+    /// Offset of the rel field in the buffer.
+    field: u32,
+    /// Field size: 1 or 4.
+    size: u8,
+    /// Offset the rel is relative to (end of the instruction).
+    from: u32,
+    label: Label,
+}
+
+/// A position to return to if a rule fails half-way.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Checkpoint {
+    buf: usize,
+    recipes: usize,
+    fixups: usize,
+    cur: Recipe,
+}
+
+/// Could not encode: the caller stops the block before the instruction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct EncodeFailed;
+
+impl From<iced_x86::IcedError> for EncodeFailed {
+    fn from(_: iced_x86::IcedError) -> Self {
+        EncodeFailed
+    }
+}
+
+pub(crate) struct Emitter {
+    base: u64,
+    pub(crate) buf: Vec<u8>,
+    asm: CodeAssembler,
+    enc: Encoder,
+    labels: Vec<Option<u32>>,
+    fixups: Vec<Fixup>,
+    /// (offset, recipe that holds before the instruction at offset). Sorted by offset.
+    pub(crate) recipes: Vec<(u32, Recipe)>,
+    /// The recipe that holds at the current end of the buffer.
+    pub(crate) cur: Recipe,
+}
+
+impl Emitter {
+    pub(crate) fn new(base: u64) -> Emitter {
+        Emitter {
+            base,
+            buf: Vec::with_capacity(512),
+            asm: CodeAssembler::new(64).expect("64-bit assembler"),
+            enc: Encoder::new(64),
+            labels: Vec::new(),
+            fixups: Vec::new(),
+            recipes: Vec::new(),
+            cur: Recipe::clean(0),
+        }
+    }
+
+    /// tx address of the first byte.
+    pub(crate) fn base(&self) -> u64 {
+        self.base
+    }
+
+    /// tx address of the current end.
+    pub(crate) fn here(&self) -> u64 {
+        self.base + self.buf.len() as u64
+    }
+
+    pub(crate) fn offset(&self) -> u32 {
+        self.buf.len() as u32
+    }
+
+    fn note_recipe(&mut self) {
+        let off = self.offset();
+        match self.recipes.last_mut() {
+            Some((o, r)) if *o == off => *r = self.cur,
+            Some((_, r)) if *r == self.cur => {}
+            _ => self.recipes.push((off, self.cur)),
+        }
+    }
+
+    /// Starts the translation of a native instruction (or a stub for one): a clean state at
+    /// `pc`. Every rule ends with the stack and registers native again, or with a transfer.
+    pub(crate) fn begin_native(&mut self, pc: u64) {
+        self.cur = Recipe::clean(pc);
+    }
+
+    pub(crate) fn checkpoint(&self) -> Checkpoint {
+        Checkpoint {
+            buf: self.buf.len(),
+            recipes: self.recipes.len(),
+            fixups: self.fixups.len(),
+            cur: self.cur,
+        }
+    }
+
+    /// Drops everything emitted since `cp` (a rule that turned out unsupported).
+    pub(crate) fn restore(&mut self, cp: Checkpoint) {
+        self.buf.truncate(cp.buf);
+        self.recipes.truncate(cp.recipes);
+        self.fixups.truncate(cp.fixups);
+        self.cur = cp.cur;
+    }
+
+    /// Overwrites a 32-bit field already emitted (a count known only later).
+    pub(crate) fn set_u32(&mut self, field_tx: u64, value: u32) {
+        let at = (field_tx - self.base) as usize;
+        self.buf[at..at + 4].copy_from_slice(&value.to_le_bytes());
+    }
+
+    /// The state now equals the native state at the start of `pc` (a rule's commit point).
+    pub(crate) fn commit_to(&mut self, pc: u64) {
+        self.cur.pc = PcSource::Static(pc);
+    }
+
+    /// Appends bytes that run as one instruction, with the current recipe.
+    pub(crate) fn raw(&mut self, bytes: &[u8]) {
+        self.note_recipe();
+        self.buf.extend_from_slice(bytes);
+    }
+
+    /// Encodes `insn` at the current address. Returns the encoder's constant offsets.
+    pub(crate) fn insn(
+        &mut self,
+        insn: &Instruction,
+    ) -> Result<iced_x86::ConstantOffsets, EncodeFailed> {
+        if let Err(e) = self.enc.encode(insn, self.here()) {
+            // The encoder may have buffered part of the failed instruction: drop it.
+            let mut stale = self.enc.take_buffer();
+            stale.clear();
+            self.enc.set_buffer(stale);
+            return Err(e.into());
+        }
+        let offsets = self.enc.get_constant_offsets();
+        let mut bytes = self.enc.take_buffer();
+        self.raw(&bytes);
+        bytes.clear();
+        self.enc.set_buffer(bytes);
+        Ok(offsets)
+    }
+
+    /// Encodes whatever `build` adds to a scratch `CodeAssembler`, one instruction at a time,
+    /// all with the current recipe. For sequences that move no stack pointer and spill nothing.
+    pub(crate) fn asm(
+        &mut self,
+        build: impl FnOnce(&mut CodeAssembler) -> Result<(), iced_x86::IcedError>,
+    ) -> Result<(), EncodeFailed> {
+        build(&mut self.asm)?;
+        for insn in self.asm.take_instructions() {
+            self.insn(&insn)?;
+        }
+        Ok(())
+    }
+
+    /// `push reg`, spilling it.
+    pub(crate) fn push_reg(&mut self, reg: Register) -> Result<(), EncodeFailed> {
+        self.insn(&Instruction::with1(Code::Push_r64, reg)?)?;
+        self.cur.rsp_adjust += 8;
+        self.cur.spill(reg);
+        Ok(())
+    }
+
+    /// `pop reg`, restoring a spill.
+    pub(crate) fn pop_reg(&mut self, reg: Register) -> Result<(), EncodeFailed> {
+        self.insn(&Instruction::with1(Code::Pop_r64, reg)?)?;
+        self.cur.rsp_adjust -= 8;
+        self.cur.unspill(reg);
+        Ok(())
+    }
+
+    /// An instruction that pushes 8 bytes of non-register data.
+    pub(crate) fn pushing(&mut self, insn: &Instruction) -> Result<(), EncodeFailed> {
+        self.insn(insn)?;
+        self.cur.rsp_adjust += 8;
+        Ok(())
+    }
+
+    /// `push imm32` (sign-extended).
+    pub(crate) fn push_imm32(&mut self, imm: i32) -> Result<(), EncodeFailed> {
+        self.pushing(&Instruction::with1(Code::Pushq_imm32, imm)?)
+    }
+
+    /// Pushes a 64-bit constant without touching registers or flags.
+    pub(crate) fn push_u64(&mut self, value: u64) -> Result<(), EncodeFailed> {
+        self.push_imm32(value as u32 as i32)?;
+        if (value as u32 as i32 as i64 as u64) != value {
+            self.store_hi32(0, value)?;
+        }
+        Ok(())
+    }
+
+    /// `mov dword [rsp+off+4], hi32(value)`: completes a sign-extended low half.
+    pub(crate) fn store_hi32(&mut self, off: i32, value: u64) -> Result<(), EncodeFailed> {
+        let mem = MemoryOperand::with_base_displ(Register::RSP, (off + 4) as i64);
+        self.insn(&Instruction::with2(
+            Code::Mov_rm32_imm32,
+            mem,
+            (value >> 32) as u32,
+        )?)?;
+        Ok(())
+    }
+
+    /// Stores a 64-bit constant to `[rsp+off]` without touching registers or flags.
+    pub(crate) fn store_u64(&mut self, off: i32, value: u64) -> Result<(), EncodeFailed> {
+        let lo = MemoryOperand::with_base_displ(Register::RSP, off as i64);
+        self.insn(&Instruction::with2(Code::Mov_rm32_imm32, lo, value as u32)?)?;
+        self.store_hi32(off, value)
+    }
+
+    /// `lea rsp, [rsp+delta]` (flags untouched); nothing for 0.
+    pub(crate) fn lea_rsp(&mut self, delta: i32) -> Result<(), EncodeFailed> {
+        if delta != 0 {
+            let mem = MemoryOperand::with_base_displ(Register::RSP, delta as i64);
+            self.insn(&Instruction::with2(Code::Lea_r64_m, Register::RSP, mem)?)?;
+            self.cur.rsp_adjust -= delta;
+        }
+        Ok(())
+    }
+
+    /// The `ret`/`ret imm16` that ends a sequence (no recipe change afterwards matters).
+    pub(crate) fn ret_imm(&mut self, imm: u16) -> Result<(), EncodeFailed> {
+        if imm == 0 {
+            self.insn(&Instruction::with(Code::Retnq))?;
+        } else {
+            self.insn(&Instruction::with1(Code::Retnq_imm16, imm as u32)?)?;
+        }
+        Ok(())
+    }
+
+    pub(crate) fn new_label(&mut self) -> Label {
+        self.labels.push(None);
+        Label(self.labels.len() as u32 - 1)
+    }
+
+    pub(crate) fn bind(&mut self, label: Label) {
+        self.labels[label.0 as usize] = Some(self.offset());
+    }
+
+    pub(crate) fn label_tx(&self, label: Label) -> Option<u64> {
+        self.labels[label.0 as usize].map(|o| self.base + o as u64)
+    }
+
+    /// Pads with one multi-byte NOP so that an instruction of `before_field` bytes before its
+    /// rel32 field, placed next, has that field 4-byte aligned (for atomic patching).
+    pub(crate) fn align_field(&mut self, before_field: u64) {
+        let pad = ((4 - (self.here() + before_field) % 4) % 4) as usize;
+        const NOPS: [&[u8]; 4] = [&[], &[0x90], &[0x66, 0x90], &[0x0f, 0x1f, 0x00]];
+        if pad != 0 {
+            self.raw(NOPS[pad]);
+        }
+    }
+
+    /// A branch (`code` is a rel8 or rel32 form) to `label`. Returns the tx address of its rel
+    /// field.
+    pub(crate) fn branch_to_label(
+        &mut self,
+        code: Code,
+        label: Label,
+    ) -> Result<u64, EncodeFailed> {
+        let start = self.offset();
+        let target = self.label_tx(label).unwrap_or(self.here());
+        let offsets = self.insn(&Instruction::with_branch(code, target)?)?;
+        let field = start + offsets.immediate_offset() as u32;
+        let size = offsets.immediate_size() as u8;
+        if self.labels[label.0 as usize].is_none() {
+            self.fixups.push(Fixup {
+                field,
+                size,
+                from: self.offset(),
+                label,
+            });
+        }
+        Ok(self.base + field as u64)
+    }
+
+    /// A branch (`code` is a rel32 form) to an absolute tx address. Returns its rel field's tx.
+    pub(crate) fn branch_to(&mut self, code: Code, target: u64) -> Result<u64, EncodeFailed> {
+        let start = self.offset();
+        let offsets = self.insn(&Instruction::with_branch(code, target)?)?;
+        Ok(self.base + (start + offsets.immediate_offset() as u32) as u64)
+    }
+
+    /// Resolves all label fixups. Panics on an unbound label or an out-of-range rel8: both are
+    /// bugs in a rule, never input-dependent.
+    pub(crate) fn finish(&mut self) {
+        for f in core::mem::take(&mut self.fixups) {
+            let to = self.labels[f.label.0 as usize].expect("unbound label") as i64;
+            let rel = to - f.from as i64;
+            let at = f.field as usize;
+            if f.size == 1 {
+                let rel8 = i8::try_from(rel).expect("rel8 label out of range");
+                self.buf[at] = rel8 as u8;
+            } else {
+                self.buf[at..at + 4].copy_from_slice(&(rel as i32).to_le_bytes());
+            }
+        }
+    }
+}

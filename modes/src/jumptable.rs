@@ -1,0 +1,160 @@
+//! The inline indirect-branch lookup table (native → tx), probed by emitted code.
+//!
+//! Two arrays of 2^16 qwords at the start of [`DataMemory`]: `native[i]` and `tx[i]`, indexed by
+//! the low 16 bits of the native target. The probe never touches the arithmetic flags, so it
+//! needs no `pushf`/`popf` whatever the liveness (DynamoRIO's `lea`+`jrcxz` compare):
+//!
+//! ```text
+//!   ; [rsp] = native target T (the "target slot"); rax, rcx free to spill
+//!   push rcx ; push rax
+//!   mov   rax, [rsp+16]            ; T
+//!   movzx ecx, ax                  ; i = T & 0xffff
+//!   mov   rcx, [rcx*8 + NATIVE]    ; native[i]
+//!   not   rax
+//!   lea   rcx, [rcx + rax + 1]     ; native[i] - T
+//!   not   rax
+//!   jrcxz hit
+//!   pop rax ; pop rcx              ; miss: restore, enter the dispatcher (see `link`)
+//!   push exit_id ; jmp persistent_entry(k)
+//! hit:
+//!   movzx ecx, ax
+//!   mov   rax, [rcx*8 + TX]        ; tx[i]
+//!   mov   [rsp+16], rax            ; target slot := tx
+//!   pop rax ; pop rcx
+//!   call 1f ; 1: lea rsp, [rsp+8]  ; keep the return-stack buffer balanced for the ret below
+//!   ret   k                        ; jump to tx, drop the slot and k more bytes
+//! ```
+//!
+//! Concurrency: slots are only filled while empty (tx first, then native, so a CPU that sees
+//! the native also sees its tx under x86-TSO) and only emptied by a flush, which the kernel
+//! does with every other CPU out of the cache. A colliding target keeps going through the
+//! dispatcher (counted as `jumptable_conflicts`).
+
+use iced_x86::code_asm::{ax, ecx, qword_ptr, rax, rcx};
+use iced_x86::{Code, Register};
+
+use crate::clients::{self, Counter};
+use crate::emit::{Emitter, EncodeFailed};
+use crate::env::DataMemory;
+
+/// log2 of the number of entries.
+pub const BITS: u32 = 16;
+/// Number of entries.
+pub const ENTRIES: usize = 1 << BITS;
+/// Offset of the native array in [`DataMemory`].
+pub const NATIVE_OFF: usize = 0;
+/// Offset of the tx array in [`DataMemory`].
+pub const TX_OFF: usize = ENTRIES * 8;
+/// Bytes the table takes at the start of [`DataMemory`].
+pub const SIZE: usize = 2 * ENTRIES * 8;
+
+fn index(native: u64) -> usize {
+    (native & (ENTRIES as u64 - 1)) as usize
+}
+
+/// What [`insert`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Insert {
+    /// The slot was empty and now maps `native`.
+    Added,
+    /// The slot already maps `native`.
+    Present,
+    /// The slot maps another target; nothing changed.
+    Conflict,
+}
+
+/// Adds `native → tx` if its slot is free.
+pub fn insert(data: &DataMemory, native: u64, tx: u64) -> Insert {
+    use core::sync::atomic::Ordering;
+    let i = index(native);
+    let slot = data.qword(NATIVE_OFF + 8 * i);
+    match slot.load(Ordering::Relaxed) {
+        0 => {
+            data.qword(TX_OFF + 8 * i).store(tx, Ordering::Relaxed);
+            slot.store(native, Ordering::Release);
+            Insert::Added
+        }
+        n if n == native => Insert::Present,
+        _ => Insert::Conflict,
+    }
+}
+
+/// The tx address the table holds for `native`, if any.
+pub fn get(data: &DataMemory, native: u64) -> Option<u64> {
+    use core::sync::atomic::Ordering;
+    let i = index(native);
+    (data.qword(NATIVE_OFF + 8 * i).load(Ordering::Acquire) == native && native != 0)
+        .then(|| data.qword(TX_OFF + 8 * i).load(Ordering::Relaxed))
+}
+
+/// Empties every slot (flush).
+pub fn clear(data: &DataMemory) {
+    use core::sync::atomic::Ordering;
+    for i in 0..ENTRIES {
+        data.qword(NATIVE_OFF + 8 * i).store(0, Ordering::Relaxed);
+    }
+}
+
+/// Emits the probe for the target in the slot at `[rsp]` (see the module doc). `miss` emits
+/// the miss path (with rax and rcx already restored); `hit_tail` finishes the hit path after
+/// the slot holds the tx address and rax/rcx are restored. `indirect` counts executions and
+/// hits in the client counters through rcx (no flags touched).
+pub(crate) fn emit_probe(
+    e: &mut Emitter,
+    data_addr: u64,
+    counters: Option<clients::Home>,
+    miss: impl FnOnce(&mut Emitter) -> Result<(), EncodeFailed>,
+    hit_tail: impl FnOnce(&mut Emitter) -> Result<(), EncodeFailed>,
+) -> Result<(), EncodeFailed> {
+    let native_arr = (data_addr + NATIVE_OFF as u64) as i64;
+    let tx_arr = (data_addr + TX_OFF as u64) as i64;
+    e.push_reg(Register::RCX)?;
+    e.push_reg(Register::RAX)?;
+    if let Some(home) = counters {
+        clients::emit_bump_via(e, home, Counter::IndirectBranches, Register::RCX)?;
+    }
+    e.asm(|a| {
+        a.mov(rax, qword_ptr(rsp_plus(16)))?;
+        a.movzx(ecx, ax)?;
+        a.mov(rcx, qword_ptr(rcx * 8 + native_arr))?;
+        a.not(rax)?;
+        a.lea(rcx, qword_ptr(rcx + rax + 1))?;
+        a.not(rax)
+    })?;
+    let hit = e.new_label();
+    e.branch_to_label(Code::Jrcxz_rel8_64, hit)?;
+    let saved = e.cur;
+    e.pop_reg(Register::RAX)?;
+    e.pop_reg(Register::RCX)?;
+    miss(e)?;
+    e.cur = saved;
+    e.bind(hit);
+    e.asm(|a| {
+        a.movzx(ecx, ax)?;
+        a.mov(rax, qword_ptr(rcx * 8 + tx_arr))?;
+        a.mov(qword_ptr(rsp_plus(16)), rax)
+    })?;
+    if let Some(home) = counters {
+        clients::emit_bump_via(e, home, Counter::JumptableHits, Register::RCX)?;
+    }
+    e.pop_reg(Register::RAX)?;
+    e.pop_reg(Register::RCX)?;
+    hit_tail(e)
+}
+
+/// `[rsp + off]` for code_asm.
+pub(crate) fn rsp_plus(off: i32) -> iced_x86::code_asm::AsmMemoryOperand {
+    iced_x86::code_asm::rsp + off
+}
+
+/// The jump to the tx address in the slot at `[rsp]`: balanced `call`/`ret` so the return-stack
+/// buffer stays in step, then `ret k`.
+pub(crate) fn emit_slot_jump(e: &mut Emitter, k: u16) -> Result<(), EncodeFailed> {
+    let after = e.new_label();
+    e.branch_to_label(Code::Call_rel32_64, after)?;
+    e.bind(after);
+    // The call pushed 8 bytes of our own: account for them until the lea drops them.
+    e.cur.rsp_adjust += 8;
+    e.lea_rsp(8)?;
+    e.ret_imm(k)
+}

@@ -1,0 +1,194 @@
+//! Exits, the dispatcher calling convention, and chaining.
+//!
+//! # Leaving a block
+//! Every way out of a block that does not already know its tx target goes through an *exit*:
+//! a direct exit stub (one per direct branch, after the block body) or the miss path of an
+//! indirect lookup. Both end the same way:
+//!
+//! ```text
+//!   ; [rsp] = native target T     (the "target slot")
+//!   push  exit_id                 ; imm32, sign-extended
+//!   jmp   persistent_entry(k)     ; rel32
+//! ```
+//!
+//! A direct stub builds the slot first, without touching registers or flags:
+//! `lea rsp,[rsp-red_zone]` (user only) · `push imm32 lo(T)` · `mov dword [rsp+4], hi(T)`.
+//!
+//! # Persistent entries
+//! At the start of the code cache, never flushed, one entry per slot-drop amount `k`
+//! (`k` = 0 for `call *`, 8 for lookup `ret`, the red zone for `jmp *` and direct stubs):
+//!
+//! ```text
+//! entry(k):  call  dispatcher_entry   ; the environment's trampoline
+//!            lea   rsp, [rsp+8]       ; drop exit_id
+//!            ret   k                  ; jump to the slot (now tx), drop it and k more bytes
+//! entry_iret:call  dispatcher_entry
+//!            lea   rsp, [rsp+8]
+//!            pop   qword [rsp]        ; frame.rip := slot (drk iretq)
+//!            iretq
+//! ```
+//!
+//! Keeping the tails here means a flush during dispatch never pulls the code the dispatcher
+//! returns into from under it.
+//!
+//! # The dispatcher calling convention (what the kernel's asm trampoline implements)
+//! On entry to `dispatcher_entry`:
+//!
+//! | where | what |
+//! |---|---|
+//! | `[rsp+0]`  | return address into the persistent entry |
+//! | `[rsp+8]`  | exit id (`u64`, sign-extended imm32; `< 2^31`) |
+//! | `[rsp+16]` | target slot: the native target |
+//! | every GPR, RFLAGS, the FPU/SSE state | the program's, to be preserved |
+//!
+//! The trampoline saves whatever the Rust code may clobber (all GPRs and RFLAGS; in user space
+//! also the extended state, in the kernel none since it has no SSE), clears DF, aligns the
+//! stack, and calls [`crate::Translator::dispatch`] with the exit id and a `&mut u64` to the
+//! target slot (`rsp_at_entry + 16`). The dispatcher stores the tx address to continue at
+//! (or the native target itself, to run natively) into the slot. The trampoline restores
+//! everything and returns with `ret`: it clobbers nothing. In the kernel it runs with
+//! interrupts off (`pushfq; cli` … `popfq`). [`crate::dispatch::emit_trampoline`] emits one.
+//!
+//! # Chaining
+//! A direct branch in a block body is a `jmp/jcc/call rel32` whose rel32 field is 4-byte
+//! aligned; it first points at its stub. When the dispatcher resolves the stub's target it
+//! rewrites the field with one aligned 32-bit store ([`patch_rel32`], the only raw-byte write
+//! to live code), so concurrent CPUs see the old or the new jump, never a mix.
+
+use iced_x86::{Code, Instruction, MemoryOperand, Register};
+
+use crate::emit::{Emitter, EncodeFailed};
+use crate::env::CodeMemory;
+use crate::rollback::{PcSource, Recipe};
+
+/// Bytes reserved at the start of the code cache for the persistent entries.
+pub const PERSISTENT_SIZE: u64 = 256;
+
+/// Addresses of the persistent entries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Entries {
+    /// `k` = 0.
+    pub k0: u64,
+    /// `k` = 8.
+    pub k8: u64,
+    /// `k` = red zone.
+    pub krz: u64,
+    /// drk `iretq` tail.
+    pub iret: u64,
+}
+
+impl Entries {
+    pub(crate) fn for_k(&self, k: u16, red_zone: u16) -> u64 {
+        match k {
+            0 => self.k0,
+            8 => self.k8,
+            k if k == red_zone => self.krz,
+            _ => unreachable!("no persistent entry for k = {k}"),
+        }
+    }
+}
+
+/// Emits the persistent entries at the start of `mem` (whose first [`PERSISTENT_SIZE`] bytes
+/// they own) and returns their addresses and recipes (tx address, recipe before it).
+pub(crate) fn emit_persistent(
+    mem: &mut CodeMemory,
+    dispatcher: u64,
+    red_zone: u16,
+) -> Result<(Entries, alloc::vec::Vec<(u64, Recipe)>), EncodeFailed> {
+    let base = mem.tx_base();
+    let mut e = Emitter::new(base);
+    let mut recipes = alloc::vec::Vec::new();
+    let entry = |e: &mut Emitter, k: Option<u16>| -> Result<u64, EncodeFailed> {
+        // Before the call: [rsp] = id, [rsp+8] = native T; after it the slot holds tx (or T).
+        let start = e.here();
+        let drop = k.unwrap_or(0) as i32;
+        e.cur = Recipe {
+            pc: PcSource::StackSlot(8),
+            rsp_adjust: 16 + drop,
+            ..Recipe::clean(0)
+        };
+        e.branch_to(Code::Call_rel32_64, dispatcher)?;
+        e.lea_rsp(8)?;
+        e.cur.pc = PcSource::StackSlot(0);
+        match k {
+            Some(k) => e.ret_imm(k)?,
+            None => {
+                e.cur.rsp_adjust = 8;
+                let slot = MemoryOperand::with_base(Register::RSP);
+                e.insn(&Instruction::with1(Code::Pop_rm64, slot)?)?;
+                e.cur = Recipe {
+                    pc: PcSource::StackSlot(0),
+                    tx_in_slot: Some(0),
+                    ..Recipe::clean(0)
+                };
+                e.insn(&Instruction::with(Code::Iretq))?;
+            }
+        }
+        // Keep each entry 16-byte aligned.
+        while e.here() % 16 != 0 {
+            e.raw(&[0xcc]);
+        }
+        Ok(start)
+    };
+    let k0 = entry(&mut e, Some(0))?;
+    let k8 = entry(&mut e, Some(8))?;
+    let krz = if red_zone == 0 || red_zone == 8 {
+        k0
+    } else {
+        entry(&mut e, Some(red_zone))?
+    };
+    let krz = if red_zone == 8 { k8 } else { krz };
+    let iret = entry(&mut e, None)?;
+    e.finish();
+    assert!(
+        e.buf.len() as u64 <= PERSISTENT_SIZE,
+        "persistent entries overflow their area"
+    );
+    mem.write(base, &e.buf);
+    for (off, r) in &e.recipes {
+        recipes.push((base + *off as u64, *r));
+    }
+    Ok((Entries { k0, k8, krz, iret }, recipes))
+}
+
+/// Emits a direct exit stub for native `target` whose target slot ends `red_zone` bytes below
+/// the native rsp. Its recipe starts clean at `target`: the stub runs "between" native
+/// instructions, at the start of the target.
+pub(crate) fn emit_direct_stub(
+    e: &mut Emitter,
+    target: u64,
+    exit_id: u32,
+    red_zone: u16,
+    entries: &Entries,
+) -> Result<(), EncodeFailed> {
+    e.cur = Recipe::clean(target);
+    e.lea_rsp(-(red_zone as i32))?;
+    e.push_u64(target)?;
+    emit_enter_dispatcher(e, exit_id, entries.for_k(red_zone, red_zone))
+}
+
+/// `push exit_id; jmp entry`.
+pub(crate) fn emit_enter_dispatcher(
+    e: &mut Emitter,
+    exit_id: u32,
+    entry: u64,
+) -> Result<(), EncodeFailed> {
+    e.push_imm32(exit_id as i32)?;
+    e.branch_to(Code::Jmp_rel32_64, entry)?;
+    Ok(())
+}
+
+/// Points the rel32 field at `field` (4-byte aligned, tx address) to `target` with one atomic
+/// store through the writable alias.
+pub fn patch_rel32(mem: &CodeMemory, field: u64, target: u64) {
+    let rel = target.wrapping_sub(field + 4) as i64;
+    let rel = i32::try_from(rel).expect("chaining target out of rel32 range");
+    mem.word(field)
+        .store(rel as u32, core::sync::atomic::Ordering::Release);
+}
+
+/// The target a rel32 field at `field` currently jumps to.
+pub fn rel32_target(mem: &CodeMemory, field: u64) -> u64 {
+    let rel = mem.word(field).load(core::sync::atomic::Ordering::Acquire) as i32;
+    (field + 4).wrapping_add(rel as i64 as u64)
+}

@@ -1,0 +1,373 @@
+//! The rulebooks: how each native instruction is translated, per design.
+//!
+//! [`fast`] and [`drk`] each hold one `match` on iced's `FlowControl` and `Mnemonic`: the arms
+//! where the designs differ (call, ret, iretq). Everything they share is in [`common`]'s one
+//! `match`. Each arm names one rule function; a rule emits the instruction's translation
+//! through the block context (`Cx`) and says whether the block goes on.
+//!
+//! A block is the straight line from its entry to the first instruction that leaves it for
+//! good (unconditional jump, `ret`, indirect transfer, `iretq`, `sysretq`, a trap, a non-callret
+//! `call`) or [`MAX_BLOCK_INSNS`]. Conditional branches, `loop*`/`jrcxz` and callret calls
+//! keep the block going on their fall-through side.
+
+pub mod common;
+pub mod drk;
+pub mod fast;
+
+use alloc::vec::Vec;
+use iced_x86::{Code, FlowControl};
+
+use crate::cache::{After, Block, CodeCache, Exit, ExitKind, InsnMap};
+use crate::clients::{self, Counter, Home};
+use crate::decode::{self, DecodeStop, NativeInsn, MAX_BLOCK_INSNS};
+use crate::emit::{Emitter, EncodeFailed, Label};
+use crate::env::Env;
+use crate::link::{self, Entries};
+use crate::spec::{Design, Options};
+
+/// The instruction cannot be translated by any rule (or not here): the block stops before it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Unsupported;
+
+impl From<iced_x86::IcedError> for Unsupported {
+    fn from(_: iced_x86::IcedError) -> Self {
+        Unsupported
+    }
+}
+
+impl From<EncodeFailed> for Unsupported {
+    fn from(_: EncodeFailed) -> Self {
+        Unsupported
+    }
+}
+
+/// Whether the block goes on after a rule.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Flow {
+    Continue,
+    End,
+}
+
+pub(crate) type RuleResult = Result<Flow, Unsupported>;
+
+enum Pending {
+    /// Stub to emit after the body.
+    Stub { target: u64, label: Label },
+    /// Linked at translation time, or an indirect miss path already emitted.
+    Done,
+}
+
+/// Everything a rule may use while translating one block.
+pub(crate) struct Cx<'a> {
+    pub(crate) e: Emitter,
+    pub(crate) design: Design,
+    pub(crate) opts: Options,
+    pub(crate) red_zone: u16,
+    pub(crate) entries: Entries,
+    pub(crate) data_addr: u64,
+    /// Client `indirect` counters, if on.
+    pub(crate) indirect: Option<Home>,
+    cache: &'a CodeCache,
+    block_native: u64,
+    exits: Vec<Exit>,
+    pending: Vec<Pending>,
+    /// How control leaves the instruction being translated (rules set it; default falls through).
+    pub(crate) after: After,
+    /// The next instruction must follow with nothing inserted before it (`sti`, `mov ss`).
+    pub(crate) shadow: bool,
+    /// A new inscount segment starts at the next instruction.
+    pub(crate) new_segment: bool,
+    pub(crate) links: u64,
+}
+
+impl Cx<'_> {
+    /// A direct branch out of the block: `code` (a rel32 form: jmp, jcc or call) to native
+    /// `target`, its rel32 field 4-byte aligned. Linked at once when chaining is on and the
+    /// target is translated; otherwise to a stub emitted after the body. Returns the exit index.
+    pub(crate) fn exit_branch(&mut self, code: Code, target: u64) -> Result<u32, EncodeFailed> {
+        let opcode_len = match code {
+            Code::Jmp_rel32_64 | Code::Call_rel32_64 => 1,
+            _ => 2,
+        };
+        self.e.align_field(opcode_len);
+        let index = (self.cache.next_exit_index() + self.exits.len()) as u32;
+        let known = if target == self.block_native {
+            Some(self.e.base())
+        } else {
+            self.cache.lookup(target)
+        };
+        let (field, pending) = match known.filter(|_| self.opts.chaining) {
+            Some(tx) => {
+                self.links += 1;
+                (self.e.branch_to(code, tx)?, Pending::Done)
+            }
+            None => {
+                let label = self.e.new_label();
+                (
+                    self.e.branch_to_label(code, label)?,
+                    Pending::Stub { target, label },
+                )
+            }
+        };
+        self.exits.push(Exit {
+            kind: ExitKind::Direct { field },
+            target,
+            stub: 0,
+        });
+        self.pending.push(pending);
+        Ok(index)
+    }
+
+    /// Registers an indirect exit whose miss path starts at the current address and returns
+    /// the exit id to push there.
+    pub(crate) fn indirect_exit(&mut self) -> (u32, u32) {
+        let index = self.cache.next_exit_index() + self.exits.len();
+        self.exits.push(Exit {
+            kind: ExitKind::Indirect,
+            target: 0,
+            stub: self.e.here(),
+        });
+        self.pending.push(Pending::Done);
+        (index as u32, self.cache.exit_id(index))
+    }
+
+    /// Sets the miss-path address of the latest indirect exit (known once emitted).
+    pub(crate) fn set_last_stub(&mut self, tx: u64) {
+        if let Some(exit) = self.exits.last_mut() {
+            exit.stub = tx;
+        }
+    }
+}
+
+/// A translated block ready to commit.
+pub(crate) struct Built {
+    pub(crate) bytes: Vec<u8>,
+    pub(crate) block: Block,
+    pub(crate) exits: Vec<Exit>,
+    pub(crate) native_bytes: u64,
+    pub(crate) links: u64,
+}
+
+/// Why no block could be made at a native address.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TranslateError {
+    /// The first instruction cannot be translated (or read): run natively from here.
+    Untranslatable {
+        /// Native address of the instruction.
+        pc: u64,
+    },
+    /// The block does not fit in the free space of the code cache.
+    CacheFull,
+}
+
+/// The parameters of a block translation that come from the translator's configuration.
+pub(crate) struct Config {
+    pub(crate) design: Design,
+    pub(crate) opts: Options,
+    pub(crate) red_zone: u16,
+    pub(crate) data_addr: u64,
+    pub(crate) counters: Home,
+}
+
+/// Decodes the straight line at `pc` (up to the first instruction that cannot continue a block;
+/// calls continue one only under callret).
+fn decode_run(
+    env: &mut dyn Env,
+    pc: u64,
+    calls_continue: bool,
+) -> (Vec<NativeInsn>, Option<DecodeStop>) {
+    let mut insns = Vec::new();
+    let mut at = pc;
+    while insns.len() < MAX_BLOCK_INSNS + 1 {
+        match decode::decode_one(env, at) {
+            Ok(n) => {
+                at = n.insn.next_ip();
+                let flow = n.insn.flow_control();
+                insns.push(n);
+                let goes_on = match flow {
+                    FlowControl::Next | FlowControl::ConditionalBranch => true,
+                    FlowControl::Call | FlowControl::IndirectCall => calls_continue,
+                    _ => false,
+                };
+                if !goes_on {
+                    break;
+                }
+            }
+            Err(stop) => return (insns, Some(stop)),
+        }
+    }
+    (insns, None)
+}
+
+/// Translates the block at native `pc` into the free space of `cache`.
+pub(crate) fn translate_block(
+    env: &mut dyn Env,
+    cache: &CodeCache,
+    cfg: &Config,
+    pc: u64,
+) -> Result<Built, TranslateError> {
+    let (insns, stop) = decode_run(env, pc, cfg.opts.callret);
+    if insns.is_empty() {
+        let _ = stop;
+        return Err(TranslateError::Untranslatable { pc });
+    }
+    let tx_start = cache.next_tx();
+    let swapgs_inside = insns
+        .iter()
+        .any(|n| n.insn.mnemonic() == iced_x86::Mnemonic::Swapgs);
+    let counters = match cfg.counters {
+        Home::Gs(_) if swapgs_inside => None,
+        home => Some(home),
+    };
+    let mut cx = Cx {
+        e: Emitter::new(tx_start),
+        design: cfg.design,
+        opts: cfg.opts,
+        red_zone: cfg.red_zone,
+        entries: cache.entries,
+        data_addr: cfg.data_addr,
+        indirect: counters.filter(|_| cfg.opts.indirect),
+        cache,
+        block_native: pc,
+        exits: Vec::new(),
+        pending: Vec::new(),
+        after: After::FallThrough,
+        shadow: false,
+        new_segment: true,
+        links: 0,
+    };
+    let inscount = counters.filter(|_| cfg.opts.inscount);
+    // No bump for the first segment where the stack is not ours yet.
+    let no_stack = env.stack_unusable_at(pc);
+    let mut maps: Vec<InsnMap> = Vec::new();
+    let mut segment: Option<(u64, u32)> = None;
+    let mut native_bytes = 0u64;
+    let mut fall_to: Option<u64> = None;
+    let mut ended = false;
+    let mut fall_exit = None;
+
+    for (i, n) in insns.iter().enumerate() {
+        if i >= MAX_BLOCK_INSNS && !cx.shadow {
+            fall_to = Some(n.insn.ip());
+            break;
+        }
+        let cp = cx.e.checkpoint();
+        let (exits_len, pending_len, links) = (cx.exits.len(), cx.pending.len(), cx.links);
+        let seg_before = segment;
+        let tx_off = cx.e.offset();
+        cx.e.begin_native(n.insn.ip());
+        if let Some(home) =
+            inscount.filter(|_| cx.new_segment && !cx.shadow && !(no_stack && i == 0))
+        {
+            finish_segment(&mut cx.e, segment.take());
+            let dead = cfg.opts.flags_liveness && decode::flags_dead_before(&insns, i);
+            let field = clients::emit_add_placeholder(
+                &mut cx.e,
+                home,
+                Counter::Instructions,
+                dead,
+                cx.red_zone as i32,
+            )
+            .map_err(|_| TranslateError::Untranslatable { pc })?;
+            segment = Some((field, 0));
+            cx.e.begin_native(n.insn.ip());
+        }
+        cx.new_segment = false;
+        let was_shadow = core::mem::replace(&mut cx.shadow, false);
+        cx.after = After::FallThrough;
+        let result = match cx.design {
+            Design::Fast => fast::rule(&mut cx, n),
+            Design::Drk => drk::rule(&mut cx, n),
+        };
+        match result {
+            Ok(flow) => {
+                if let Some((_, count)) = segment.as_mut() {
+                    *count += 1;
+                }
+                native_bytes += n.insn.len() as u64;
+                maps.push(InsnMap {
+                    native_pc: n.insn.ip(),
+                    native_len: n.insn.len() as u8,
+                    tx_off,
+                    tx_end: cx.e.offset(),
+                    after: cx.after,
+                });
+                if flow == Flow::End {
+                    ended = true;
+                    break;
+                }
+            }
+            Err(Unsupported) => {
+                cx.e.restore(cp);
+                cx.exits.truncate(exits_len);
+                cx.pending.truncate(pending_len);
+                cx.links = links;
+                segment = seg_before;
+                cx.shadow = was_shadow;
+                if i == 0 {
+                    return Err(TranslateError::Untranslatable { pc });
+                }
+                fall_to = Some(n.insn.ip());
+                break;
+            }
+        }
+    }
+    if !ended {
+        // Straight line cut by the size limit, an unsupported instruction or undecodable
+        // bytes: continue in another block (which may then run natively).
+        let next = fall_to.unwrap_or_else(|| {
+            maps.last()
+                .map_or(pc, |m| m.native_pc + m.native_len as u64)
+        });
+        cx.e.begin_native(next);
+        let exit = cx
+            .exit_branch(Code::Jmp_rel32_64, next)
+            .map_err(|_| TranslateError::Untranslatable { pc })?;
+        fall_exit = Some(exit);
+    }
+    finish_segment(&mut cx.e, segment.take());
+    let body_end = cx.e.here();
+
+    // Exit stubs, in exit order.
+    let mut stubs = Vec::new();
+    let red_zone = cx.red_zone;
+    let entries = cx.entries;
+    for (k, pending) in cx.pending.iter().enumerate() {
+        if let Pending::Stub { target, label } = *pending {
+            cx.e.bind(label);
+            stubs.push(cx.e.offset());
+            cx.exits[k].stub = cx.e.here();
+            let id = cache.exit_id(cache.next_exit_index() + k);
+            link::emit_direct_stub(&mut cx.e, target, id, red_zone, &entries)
+                .map_err(|_| TranslateError::Untranslatable { pc })?;
+        }
+    }
+    cx.e.finish();
+    let tx_end = cx.e.here();
+    if tx_end - tx_start > cache.free() {
+        return Err(TranslateError::CacheFull);
+    }
+    let block = Block {
+        native_start: pc,
+        tx_start,
+        body_end,
+        tx_end,
+        insns: maps,
+        recipes: core::mem::take(&mut cx.e.recipes),
+        stubs,
+        fall_exit,
+    };
+    Ok(Built {
+        bytes: core::mem::take(&mut cx.e.buf),
+        block,
+        exits: cx.exits,
+        native_bytes,
+        links: cx.links,
+    })
+}
+
+fn finish_segment(e: &mut Emitter, segment: Option<(u64, u32)>) {
+    if let Some((field, count)) = segment {
+        e.set_u32(field, count);
+    }
+}

@@ -1,0 +1,308 @@
+//! Mode specs: which design runs and which of its mechanisms are switched on.
+//!
+//! One stable text form, `<design>[:<option>,…]`, used by the module's control interface,
+//! `kdbtctl` and the bench harness alike. An option is its name (turn it on) or `no-<name>`
+//! (turn a default off). Printing gives the canonical form: the design, then only the options
+//! that differ from the design's defaults, in the fixed order of [`OPTION_NAMES`]; so
+//! `parse(print(spec)) == spec` for every spec and `print(parse(text))` canonicalises `text`.
+//!
+//! | option | fast default | drk default | what it switches |
+//! |---|---|---|---|
+//! | `chaining` | on | on | patch exit stubs' `jmp rel32` to the translated target |
+//! | `jumptable` | on | on | inline indirect-branch lookup (off: every indirect branch enters the dispatcher) |
+//! | `callret` | on | — | identity call/ret (fast only; `fast:no-callret` is the paper's ablation) |
+//! | `flags-liveness` | on | on | skip flag-preserving sequences where the flags are dead |
+//! | `inscount` | off | off | count native instructions executed |
+//! | `indirect` | off | off | count indirect branches executed and jumptable hits |
+//!
+//! Errors, never silent fixes: an unknown design or option, an option given twice (in either
+//! polarity), and `callret` named in a drk spec (drk always pushes native return addresses).
+
+use core::fmt;
+use core::str::FromStr;
+
+/// Which kernel DBT design the translator reproduces.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Design {
+    /// BTKernel (Kedia & Bansal, SOSP'13): handlers see code-cache addresses, identity call/ret.
+    Fast,
+    /// DRK (Feiner, Brown, Goel, ASPLOS'12): native addresses on stacks and in frames, precise
+    /// state by rollback, interrupts delayed to the next native instruction boundary.
+    Drk,
+}
+
+impl Design {
+    /// The design's name in mode specs.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Design::Fast => "fast",
+            Design::Drk => "drk",
+        }
+    }
+}
+
+/// One switch per mechanism. Build one with [`Options::defaults`] and flip fields.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Options {
+    /// Direct-branch chaining: an exit's `jmp rel32` is patched to go straight to the target.
+    pub chaining: bool,
+    /// Inline indirect-branch lookup table; off = every indirect branch enters the dispatcher.
+    pub jumptable: bool,
+    /// Identity call/ret translation (fast only): `call` pushes a code-cache return address and
+    /// `ret` is copied. Off (and always in drk): `call` pushes the native return address and
+    /// `ret` is a jumptable lookup.
+    pub callret: bool,
+    /// Skip flag-preserving sequences for inserted code where a liveness pass shows the
+    /// arithmetic flags dead.
+    pub flags_liveness: bool,
+    /// Client: count native instructions executed.
+    pub inscount: bool,
+    /// Client: count indirect branches executed and jumptable hits.
+    pub indirect: bool,
+}
+
+/// The option names in the order the canonical text form prints them.
+pub const OPTION_NAMES: [&str; 6] = [
+    "chaining",
+    "jumptable",
+    "callret",
+    "flags-liveness",
+    "inscount",
+    "indirect",
+];
+
+impl Options {
+    /// The defaults of `design`: every mechanism on, clients off.
+    pub const fn defaults(design: Design) -> Options {
+        Options {
+            chaining: true,
+            jumptable: true,
+            callret: matches!(design, Design::Fast),
+            flags_liveness: true,
+            inscount: false,
+            indirect: false,
+        }
+    }
+
+    fn field(&mut self, index: usize) -> &mut bool {
+        match index {
+            0 => &mut self.chaining,
+            1 => &mut self.jumptable,
+            2 => &mut self.callret,
+            3 => &mut self.flags_liveness,
+            4 => &mut self.inscount,
+            _ => &mut self.indirect,
+        }
+    }
+
+    fn get(&self, index: usize) -> bool {
+        let mut copy = *self;
+        *copy.field(index)
+    }
+}
+
+/// A design with its option set: what the translator is asked to run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ModeSpec {
+    /// The design.
+    pub design: Design,
+    /// Its mechanisms and clients.
+    pub options: Options,
+}
+
+/// Why a mode spec was refused.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SpecError {
+    /// The text was empty.
+    Empty,
+    /// The design name is not `fast` or `drk`.
+    UnknownDesign(alloc::string::String),
+    /// An option name is not one of [`OPTION_NAMES`] (with or without `no-`).
+    UnknownOption(alloc::string::String),
+    /// An option was named twice, in either polarity.
+    Repeated(&'static str),
+    /// The option does not exist in this design (`callret` in drk).
+    NotInDesign(&'static str, Design),
+    /// `design:` with nothing after the colon, or an empty item between commas.
+    EmptyOption,
+}
+
+impl fmt::Display for SpecError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SpecError::Empty => write!(f, "empty mode spec"),
+            SpecError::UnknownDesign(d) => write!(f, "unknown design `{d}` (expected fast or drk)"),
+            SpecError::UnknownOption(o) => write!(f, "unknown option `{o}`"),
+            SpecError::Repeated(o) => write!(f, "option `{o}` given more than once"),
+            SpecError::NotInDesign(o, d) => {
+                write!(f, "option `{o}` does not exist in {}", d.name())
+            }
+            SpecError::EmptyOption => write!(f, "empty option in mode spec"),
+        }
+    }
+}
+
+impl ModeSpec {
+    /// The design with its default options.
+    pub const fn new(design: Design) -> ModeSpec {
+        ModeSpec {
+            design,
+            options: Options::defaults(design),
+        }
+    }
+
+    /// Checks the combination; the parser and [`crate::Translator::new`] both call it.
+    pub fn validate(&self) -> Result<(), SpecError> {
+        if self.design == Design::Drk && self.options.callret {
+            return Err(SpecError::NotInDesign("callret", Design::Drk));
+        }
+        Ok(())
+    }
+
+    /// Parses `<design>[:<option>,…]`.
+    pub fn parse(text: &str) -> Result<ModeSpec, SpecError> {
+        let text = text.trim();
+        if text.is_empty() {
+            return Err(SpecError::Empty);
+        }
+        let (design_text, rest) = match text.split_once(':') {
+            Some((d, r)) => (d, Some(r)),
+            None => (text, None),
+        };
+        let design = match design_text {
+            "fast" => Design::Fast,
+            "drk" => Design::Drk,
+            other => return Err(SpecError::UnknownDesign(other.into())),
+        };
+        let mut spec = ModeSpec::new(design);
+        let mut seen = [false; OPTION_NAMES.len()];
+        if let Some(rest) = rest {
+            for item in rest.split(',') {
+                let item = item.trim();
+                if item.is_empty() {
+                    return Err(SpecError::EmptyOption);
+                }
+                let (name, on) = match item.strip_prefix("no-") {
+                    Some(name) => (name, false),
+                    None => (item, true),
+                };
+                let index = OPTION_NAMES
+                    .iter()
+                    .position(|n| *n == name)
+                    .ok_or_else(|| SpecError::UnknownOption(item.into()))?;
+                if seen[index] {
+                    return Err(SpecError::Repeated(OPTION_NAMES[index]));
+                }
+                seen[index] = true;
+                if design == Design::Drk && OPTION_NAMES[index] == "callret" {
+                    return Err(SpecError::NotInDesign("callret", Design::Drk));
+                }
+                *spec.options.field(index) = on;
+            }
+        }
+        spec.validate()?;
+        Ok(spec)
+    }
+}
+
+impl fmt::Display for ModeSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.design.name())?;
+        let defaults = Options::defaults(self.design);
+        let mut sep = ':';
+        for (index, name) in OPTION_NAMES.iter().enumerate() {
+            let on = self.options.get(index);
+            if on != defaults.get(index) {
+                let no = if on { "" } else { "no-" };
+                write!(f, "{sep}{no}{name}")?;
+                sep = ',';
+            }
+        }
+        Ok(())
+    }
+}
+
+impl FromStr for ModeSpec {
+    type Err = SpecError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        ModeSpec::parse(s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::string::ToString;
+
+    #[test]
+    fn the_issue_examples_parse_and_print_back_unchanged() {
+        for text in [
+            "fast",
+            "fast:no-callret",
+            "fast:no-jumptable,inscount",
+            "drk",
+            "drk:inscount,indirect",
+        ] {
+            assert_eq!(ModeSpec::parse(text).unwrap().to_string(), text);
+        }
+    }
+
+    #[test]
+    fn no_turns_a_default_off_and_a_name_turns_a_client_on() {
+        let spec = ModeSpec::parse("fast:no-jumptable,inscount").unwrap();
+        assert!(!spec.options.jumptable && spec.options.inscount && spec.options.callret);
+        let drk = ModeSpec::parse("drk").unwrap();
+        assert!(!drk.options.callret && drk.options.chaining);
+    }
+
+    #[test]
+    fn printing_is_canonical_order_and_drops_redundant_defaults() {
+        let spec = ModeSpec::parse("fast:inscount,no-chaining,callret").unwrap();
+        assert_eq!(spec.to_string(), "fast:no-chaining,inscount");
+    }
+
+    #[test]
+    fn invalid_combinations_are_errors() {
+        assert_eq!(
+            ModeSpec::parse("drk:callret"),
+            Err(SpecError::NotInDesign("callret", Design::Drk))
+        );
+        assert_eq!(
+            ModeSpec::parse("drk:no-callret"),
+            Err(SpecError::NotInDesign("callret", Design::Drk))
+        );
+        assert_eq!(
+            ModeSpec::parse("fast:callret,no-callret"),
+            Err(SpecError::Repeated("callret"))
+        );
+        assert!(matches!(
+            ModeSpec::parse("slow"),
+            Err(SpecError::UnknownDesign(_))
+        ));
+        assert!(matches!(
+            ModeSpec::parse("fast:turbo"),
+            Err(SpecError::UnknownOption(_))
+        ));
+        assert_eq!(ModeSpec::parse("fast:"), Err(SpecError::EmptyOption));
+        assert_eq!(ModeSpec::parse(""), Err(SpecError::Empty));
+        let mut bad = ModeSpec::new(Design::Drk);
+        bad.options.callret = true;
+        assert!(bad.validate().is_err());
+    }
+
+    #[test]
+    fn every_valid_option_set_round_trips() {
+        for design in [Design::Fast, Design::Drk] {
+            for bits in 0u32..64 {
+                let mut spec = ModeSpec::new(design);
+                for i in 0..OPTION_NAMES.len() {
+                    *spec.options.field(i) = bits & (1 << i) != 0;
+                }
+                if spec.validate().is_err() {
+                    continue;
+                }
+                assert_eq!(ModeSpec::parse(&spec.to_string()).unwrap(), spec, "{spec}");
+            }
+        }
+    }
+}

@@ -1,0 +1,320 @@
+//! The translator: one design's rulebook over one code cache in one environment.
+
+use crate::cache::{After, CodeCache, ExitKind, TxInfo};
+use crate::clients::{self, Counter, Home, Stats};
+use crate::env::{is_abs32, CodeMemory, DataMemory, Env};
+use crate::link;
+use crate::rollback::{self, MachineState, RollbackError, RSP};
+use crate::rules::{self, Config, TranslateError};
+use crate::spec::{ModeSpec, SpecError};
+
+/// Why a translator could not be set up.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum InitError {
+    /// The mode spec is not a valid combination.
+    Spec(SpecError),
+    /// The code memory is too small (or not 16-byte aligned).
+    CodeMemoryTooSmall,
+    /// The data memory is smaller than [`clients::DATA_SIZE`], or not addressable with an
+    /// absolute sign-extended 32-bit displacement.
+    DataMemoryUnusable,
+    /// The dispatcher entry is out of `call rel32` reach of the code cache.
+    DispatcherOutOfReach,
+    /// The red zone is not a multiple of 8 below 32 KiB.
+    BadRedZone,
+}
+
+/// Where the next native instruction boundary is, seen from a code-cache address (for
+/// delaying an interrupt to it, drk).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NextBoundary {
+    /// The machine is at a boundary already: the rolled-back state is exact with nothing to
+    /// undo but the PC.
+    Here,
+    /// Control reaches one of these tx addresses next, each a boundary.
+    Static([Option<u64>; 2]),
+    /// Only known at run time (indirect transfer, lookup, dispatcher): roll back instead.
+    Dynamic,
+}
+
+/// A successful rollback: the state was rewritten; a frame slot may need writing back.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RolledBack {
+    /// `(address, native value)` to store for the state to be fully native (drk `iretq` wrote
+    /// a tx address into its frame as its last step).
+    pub slot_fixup: Option<(u64, u64)>,
+}
+
+/// The translator. Not `Sync`: the kernel keeps it behind a lock (or one per CPU).
+pub struct Translator<E: Env> {
+    env: E,
+    spec: ModeSpec,
+    pub(crate) cache: CodeCache,
+    pub(crate) data: DataMemory,
+    cfg: Config,
+    pub(crate) stats: Stats,
+}
+
+impl<E: Env> Translator<E> {
+    /// Sets up a translator for `spec` over the given memories.
+    pub fn new(
+        spec: ModeSpec,
+        env: E,
+        code: CodeMemory,
+        data: DataMemory,
+    ) -> Result<Self, InitError> {
+        spec.validate().map_err(InitError::Spec)?;
+        if data.len() < clients::DATA_SIZE
+            || !is_abs32(data.addr())
+            || !is_abs32(data.addr() + data.len() as u64)
+        {
+            return Err(InitError::DataMemoryUnusable);
+        }
+        let red_zone = env.red_zone();
+        if red_zone % 8 != 0 || red_zone >= 0x8000 {
+            return Err(InitError::BadRedZone);
+        }
+        let cache = CodeCache::new(code, env.dispatcher_entry(), red_zone as u16)?;
+        let cfg = Config {
+            design: spec.design,
+            opts: spec.options,
+            red_zone: red_zone as u16,
+            data_addr: data.addr(),
+            counters: Home::resolve(env.counter_home(), data.addr()),
+        };
+        Ok(Translator {
+            env,
+            spec,
+            cache,
+            data,
+            cfg,
+            stats: Stats::default(),
+        })
+    }
+
+    /// The mode it runs.
+    pub fn spec(&self) -> ModeSpec {
+        self.spec
+    }
+
+    /// The environment.
+    pub fn env(&self) -> &E {
+        &self.env
+    }
+
+    /// The environment, mutably.
+    pub fn env_mut(&mut self) -> &mut E {
+        &mut self.env
+    }
+
+    /// The code cache (blocks, exits, maps).
+    pub fn cache(&self) -> &CodeCache {
+        &self.cache
+    }
+
+    /// The tx address of native `pc`, translating its block if needed. A full cache is flushed
+    /// first when the environment says that is safe.
+    pub fn translate(&mut self, pc: u64) -> Result<u64, TranslateError> {
+        if let Some(tx) = self.cache.lookup(pc) {
+            return Ok(tx);
+        }
+        let built = match rules::translate_block(&mut self.env, &self.cache, &self.cfg, pc) {
+            Err(TranslateError::CacheFull) if self.env.flush_is_safe() => {
+                self.flush();
+                rules::translate_block(&mut self.env, &self.cache, &self.cfg, pc)?
+            }
+            other => other?,
+        };
+        let tx = built.block.tx_start;
+        self.stats.blocks += 1;
+        self.stats.native_insns += built.block.insns.len() as u64;
+        self.stats.native_bytes += built.native_bytes;
+        self.stats.bytes_emitted += built.bytes.len() as u64;
+        self.stats.links += built.links;
+        self.cache.commit(&built.bytes, built.block, built.exits);
+        Ok(tx)
+    }
+
+    /// Empties the code cache and the jumptable (the persistent entries stay). The caller
+    /// guarantees no CPU executes in the cache and no stack or frame holds a cache address.
+    pub fn flush(&mut self) {
+        self.cache.flush();
+        crate::jumptable::clear(&self.data);
+        self.stats.flushes += 1;
+    }
+
+    /// The statistics, with the emitted counters when they live in the data memory.
+    pub fn stats(&self) -> Stats {
+        let mut s = self.stats;
+        if let Home::Abs(_) = self.cfg.counters {
+            let read = |c: Counter| {
+                self.data
+                    .qword(clients::COUNTERS_OFF + 8 * c as usize)
+                    .load(core::sync::atomic::Ordering::Relaxed)
+            };
+            s.insns_executed = read(Counter::Instructions);
+            s.indirect_executed = read(Counter::IndirectBranches);
+            s.jumptable_hits = read(Counter::JumptableHits);
+        }
+        s
+    }
+
+    /// Zeroes the statistics and the data-memory counters.
+    pub fn reset_stats(&mut self) {
+        self.stats = Stats::default();
+        for c in 0..clients::COUNTERS {
+            self.data
+                .qword(clients::COUNTERS_OFF + 8 * c)
+                .store(0, core::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    /// Writes `bytes` over emitted code at `tx` through the writable alias: drk's interrupt
+    /// delivery patches `int $vector` over the next boundary and restores it afterwards.
+    ///
+    /// # Safety
+    /// The caller's protocol makes the write safe for code that may be running: only the
+    /// patching CPU executes there meanwhile, or the write is a single byte.
+    pub unsafe fn write_code(&mut self, tx: u64, bytes: &[u8]) {
+        self.cache.mem.write(tx, bytes);
+    }
+
+    /// Reads emitted code at `tx` (through the writable alias).
+    pub fn read_code(&self, tx: u64, buf: &mut [u8]) {
+        self.cache.mem.read(tx, buf);
+    }
+
+    /// Everything known about code-cache address `tx`.
+    pub fn tx_info(&self, tx: u64) -> Option<TxInfo> {
+        self.cache.tx_info(tx)
+    }
+
+    /// Rewrites `state` (taken at code-cache address `state.rip`) into the native state at the
+    /// start of the native instruction being executed. `read` reads a qword of memory.
+    pub fn rollback(
+        &self,
+        state: &mut MachineState,
+        read: &mut dyn FnMut(u64) -> Option<u64>,
+    ) -> Result<RolledBack, RollbackError> {
+        let info = self
+            .cache
+            .tx_info(state.rip)
+            .ok_or(RollbackError::NotInCache(state.rip))?;
+        let map = |tx: u64| self.cache.tx_to_native(tx);
+        rollback::apply(&info.recipe, state, read, &map)?;
+        let slot_fixup = rollback::slot_fixup(&info.recipe, state.gpr[RSP], read, &map);
+        Ok(RolledBack { slot_fixup })
+    }
+
+    /// Where the next native instruction boundary is after code-cache address `tx`.
+    pub fn next_boundary(&self, tx: u64) -> Option<NextBoundary> {
+        let info = self.cache.tx_info(tx)?;
+        if info.recipe.is_clean() {
+            return Some(NextBoundary::Here);
+        }
+        let Some((b, Some(i))) = info.place else {
+            return Some(NextBoundary::Dynamic);
+        };
+        let block = &self.cache.blocks()[b];
+        let dest = |exit: u32| match self.cache.exits()[exit as usize].kind {
+            ExitKind::Direct { field } => Some(link::rel32_target(&self.cache.mem, field)),
+            ExitKind::Indirect => None,
+        };
+        let fall = || match block.insns.get(i + 1) {
+            Some(next) => Some(block.tx_start + next.tx_off as u64),
+            None => block.fall_exit.and_then(dest),
+        };
+        Some(match block.insns[i].after {
+            After::FallThrough => NextBoundary::Static([fall(), None]),
+            After::FallThroughOr(exit) => NextBoundary::Static([fall(), dest(exit)]),
+            After::Exit(exit) => NextBoundary::Static([dest(exit), None]),
+            After::Dynamic => NextBoundary::Dynamic,
+        })
+    }
+
+    /// The dispatcher's decision (see `link` for the calling convention): `slot` holds the
+    /// native target; on return it holds the tx address to continue at, or the native target
+    /// itself when it is to run natively. Chains a direct exit, fills the jumptable for an
+    /// indirect one.
+    pub fn dispatch(&mut self, exit_id: u64, slot: &mut u64) {
+        self.stats.dispatches += 1;
+        if matches!(self.cache.exit(exit_id), Some((_, exit)) if exit.kind == ExitKind::Indirect) {
+            self.stats.jumptable_misses += 1;
+        }
+        let native = *slot;
+        if self.env.run_natively(native) || self.cache.contains(native) {
+            return;
+        }
+        let tx = match self.translate(native) {
+            Ok(tx) => tx,
+            Err(TranslateError::Untranslatable { .. }) => {
+                self.stats.untranslatable += 1;
+                return;
+            }
+            Err(TranslateError::CacheFull) => {
+                self.stats.cache_full_native += 1;
+                return;
+            }
+        };
+        // Looked up after translating: a flush in between makes the id stale.
+        if let Some((_, exit)) = self.cache.exit(exit_id) {
+            match exit.kind {
+                ExitKind::Direct { field }
+                    if self.spec.options.chaining && exit.target == native =>
+                {
+                    link::patch_rel32(&self.cache.mem, field, tx);
+                    self.stats.links += 1;
+                }
+                ExitKind::Indirect if self.spec.options.jumptable => {
+                    match crate::jumptable::insert(&self.data, native, tx) {
+                        crate::jumptable::Insert::Added => self.stats.jumptable_inserts += 1,
+                        crate::jumptable::Insert::Conflict => self.stats.jumptable_conflicts += 1,
+                        crate::jumptable::Insert::Present => {}
+                    }
+                }
+                _ => {}
+            }
+        }
+        *slot = tx;
+    }
+
+    /// [`Translator::dispatch`] for an assembly trampoline.
+    ///
+    /// # Safety
+    /// `slot` must point to the target slot of a live dispatcher frame (valid, aligned, not
+    /// otherwise accessed during the call).
+    pub unsafe fn dispatch_raw(&mut self, exit_id: u64, slot: *mut u64) {
+        // SAFETY: the caller guarantees `slot` is a valid, exclusive qword.
+        self.dispatch(exit_id, unsafe { &mut *slot })
+    }
+}
+
+impl From<SpecError> for InitError {
+    fn from(e: SpecError) -> Self {
+        InitError::Spec(e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct NoEnv;
+    impl Env for NoEnv {
+        fn read_native(&mut self, _: u64, _: &mut [u8]) -> usize {
+            0
+        }
+        fn red_zone(&self) -> u32 {
+            0
+        }
+        fn dispatcher_entry(&self) -> u64 {
+            0
+        }
+    }
+
+    #[test]
+    fn a_translator_can_move_behind_a_kernel_lock() {
+        fn assert_send<T: Send>() {}
+        assert_send::<Translator<NoEnv>>();
+    }
+}
