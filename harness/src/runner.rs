@@ -63,14 +63,21 @@ pub fn run(
     );
     let mut boot_index = 0u32;
     while !left.is_empty() {
+        // The script goes in the share as a file (a whole matrix exceeds the kernel's limit on
+        // one argument) and is kept with the results, so every boot can be replayed.
+        let script_name = format!("guest-boot{boot_index}.sh");
+        let script = writer.dir().join(&script_name);
+        std::fs::write(&script, matrix.script(&plan, &left))?;
+        let mut shared = files.to_vec();
+        shared.push(script);
         let spec = vm::RunSpec {
             accel,
             clock: config.clock,
             cpus: config.cpus,
             mem_mib: config.mem_mib,
             timeout: config.boot_timeout,
-            files: files.to_vec(),
-            command: vec!["sh".into(), "-c".into(), matrix.script(&plan, &left)],
+            files: shared,
+            command: vec!["sh".into(), format!("/kdbt/{script_name}")],
         };
         let mut running: Option<(usize, Instant)> = None;
         let mut on_line = |line: &str| {
