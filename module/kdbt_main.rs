@@ -6,11 +6,26 @@
 //! This file is the module's root: it owns the module's resources (built in `init`, released in
 //! `Drop`). The translator itself lives in the engine object (crate `kdbt-modes`, reached through
 //! [`translator`]); kernel APIs without a Rust-for-Linux abstraction go through the C shim.
+//!
+//! Control: `/dev/kdbt` ([`control`], ABI in [`control_abi`]); text: `<debugfs>/kdbt/{status,
+//! stats}` ([`debugfs`]). Switching on interposes on every CPU's IDT and syscall entry
+//! ([`interposer`]); until the translator is wired in, the entries lead to identity stubs.
 
+use core::fmt::Write;
 use kernel::prelude::*;
+use kernel::sync::{new_mutex, Mutex};
 
+mod code_cache;
+mod control;
+mod control_abi;
+mod cpu;
+mod debugfs;
+mod entry_stub;
+mod idt;
+mod interposer;
 mod msr;
-mod status_file;
+mod stats;
+mod syscall_entry;
 mod translator;
 
 module! {
@@ -23,69 +38,158 @@ module! {
 
 /// Instructions of the syscall entry shown at load and in the status file.
 const ENTRY_INSNS: usize = 8;
-/// Bytes of native code read at the syscall entry: enough for [`ENTRY_INSNS`] instructions
-/// (at most 15 bytes each, but entry code is short instructions).
+/// Bytes of code read at the syscall entry: enough for [`ENTRY_INSNS`] instructions (at most
+/// 15 bytes each, but entry code is short instructions; an entry stub is 37 bytes followed by
+/// more cache).
 const ENTRY_BYTES: usize = 64;
+/// Largest status text, bytes (`KDBT_STATUS_MAX` in module/shim.c).
+const STATUS_MAX: usize = 8192;
 
-/// The loaded module. Dropping it removes everything it created.
+/// State shared by the control device and the debugfs files.
+#[pin_data]
+pub(crate) struct Shared {
+    /// The entries and everything behind them; the one lock of every state change.
+    #[pin]
+    interposer: Mutex<interposer::Interposer>,
+}
+
+/// The loaded module. Fields drop in order: no more ioctls, no more readers, then the state.
 struct Kdbt {
-    _status: status_file::StatusFile,
+    _control: control::ControlDevice,
+    _debugfs: debugfs::DebugFiles,
+    shared: Pin<KBox<Shared>>,
 }
 
 impl kernel::Module for Kdbt {
     fn init(_module: &'static ThisModule) -> Result<Self> {
-        let lstar = msr::read(msr::MSR_LSTAR);
+        let lstar = syscall_entry::current();
         pr_info!("loaded; MSR_LSTAR (entry_SYSCALL_64) = {:#x}\n", lstar);
-        let mut text = KVec::from_elem(0u8, status_file::STATUS_MAX, GFP_KERNEL)?;
+        let mut text = KVec::from_elem(0u8, STATUS_MAX, GFP_KERNEL)?;
         let n = write_entry_disassembly(lstar, &mut text)?;
         for line in text[..n].split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
             // The engine writes ASCII only; anything else would be a bug worth seeing as such.
             let line = core::str::from_utf8(line).unwrap_or("(non-ASCII disassembly)");
             pr_info!("  {}\n", line);
         }
-        let status = status_file::StatusFile::create()?;
-        Ok(Kdbt { _status: status })
+        let interposer = interposer::Interposer::new()?;
+        let cache = interposer.cache();
+        pr_info!(
+            "code cache: {} bytes executed at {:#x}, written at {:#x}\n",
+            cache.len(),
+            cache.exec(),
+            cache.alias()
+        );
+        let shared = KBox::pin_init(
+            pin_init!(Shared {
+                interposer <- new_mutex!(interposer),
+            }),
+            GFP_KERNEL,
+        )?;
+        let debugfs = debugfs::DebugFiles::create(&shared)?;
+        let control = control::ControlDevice::register(&shared)?;
+        pr_info!("control device {} ready\n", control_abi::DEVICE_PATH);
+        Ok(Kdbt {
+            _control: control,
+            _debugfs: debugfs,
+            shared,
+        })
     }
 }
 
 impl Drop for Kdbt {
     fn drop(&mut self) {
+        // Normally off here (switch-on pins the module); a forced unload switches off in the
+        // interposer's own Drop.
+        if let Some(mode) = self.shared.interposer.lock().mode() {
+            pr_warn!("unloading while switched on ({}): switching off\n", mode);
+        }
         pr_info!("unloaded\n");
     }
 }
 
-/// Decodes the first [`ENTRY_INSNS`] instructions at `lstar` into `out`; returns bytes written.
-fn write_entry_disassembly(lstar: u64, out: &mut [u8]) -> Result<usize> {
-    // SAFETY: MSR_LSTAR holds the address of entry_SYSCALL_64 in the kernel's text, which is
-    // mapped, readable and at least ENTRY_BYTES long (it is hundreds of bytes of entry code).
-    let code = unsafe { core::slice::from_raw_parts(lstar as *const u8, ENTRY_BYTES) };
-    translator::disassemble(code, lstar, ENTRY_INSNS, out)
+/// Decodes the first [`ENTRY_INSNS`] instructions at `entry` into `out`; returns bytes written.
+fn write_entry_disassembly(entry: u64, out: &mut [u8]) -> Result<usize> {
+    // SAFETY: `entry` is this CPU's MSR_LSTAR: entry_SYSCALL_64 in kernel text (hundreds of
+    // bytes of entry code) or an entry stub in the code cache (a 64-byte slot followed by more
+    // of the cache); either way ENTRY_BYTES are mapped and readable.
+    let code = unsafe { core::slice::from_raw_parts(entry as *const u8, ENTRY_BYTES) };
+    translator::disassemble(code, entry, ENTRY_INSNS, out)
 }
 
-/// Renders the status file: the design switched on (none yet: the module only loads), the
-/// syscall entry the CPU uses now, and its first instructions as the engine decodes them.
-fn render_status(out: &mut [u8]) -> Result<usize> {
-    let lstar = msr::read(msr::MSR_LSTAR);
-    let mut w = status_file::TextWriter::new(out);
-    let _ = core::fmt::Write::write_fmt(
-        &mut w,
-        format_args!("state: off\nlstar: {:#x}\nentry_SYSCALL_64:\n", lstar),
-    );
-    let head = w.len();
-    let n = write_entry_disassembly(lstar, &mut out[head..])?;
-    Ok(head + n)
-}
-
-/// Called by the C shim when the status file is read (see module/shim.h).
-///
-/// Returns bytes written to `buf`, or a negative errno.
-#[no_mangle]
-pub extern "C" fn kdbt_status_render(buf: *mut u8, len: usize) -> isize {
-    // SAFETY: the shim passes a kmalloc'ed buffer of `len` bytes that nothing else uses until
-    // this call returns.
-    let out = unsafe { core::slice::from_raw_parts_mut(buf, len) };
-    match render_status(out) {
-        Ok(n) => n as isize,
-        Err(e) => e.to_errno() as isize,
+/// Renders the status file: state and mode, the syscall entry this CPU uses now with its first
+/// instructions as the engine decodes them, the entries kept native, and the code cache's W^X
+/// layout checked live.
+fn render_status(shared: &Shared, w: &mut debugfs::TextWriter<'_>) -> Result {
+    let interposer = shared.interposer.lock();
+    let lstar = syscall_entry::current();
+    let state = match interposer.mode() {
+        Some(mode) => {
+            let _ = writeln!(w, "state: on\nmode: {mode}");
+            let _ = writeln!(
+                w,
+                "entries: identity stubs (count, then the native handler)"
+            );
+            "on"
+        }
+        None => "off",
+    };
+    if state == "off" {
+        let _ = writeln!(w, "state: off");
     }
+    let _ = write!(w, "native gates:");
+    for v in interposer.native_gates() {
+        let _ = write!(w, " {v:#04x}");
+    }
+    let _ = writeln!(w);
+    let cache = interposer.cache();
+    let probe = interposer.probe();
+    let text_distance = cache
+        .exec()
+        .abs_diff(lstar)
+        .max((cache.exec() + cache.len() as u64).abs_diff(lstar));
+    let _ = writeln!(
+        w,
+        "code cache: exec {:#x} alias {:#x} bytes {}",
+        cache.exec(),
+        cache.alias(),
+        cache.len()
+    );
+    let yes = |b: bool| if b { "yes" } else { "no" };
+    let _ = writeln!(
+        w,
+        "code cache exec view: writable {} executable {} write_errno {}",
+        yes(probe.exec_writable),
+        yes(probe.exec_executable),
+        probe.exec_write_errno
+    );
+    let _ = writeln!(
+        w,
+        "code cache alias: writable {} executable {} write_visible_in_exec {}",
+        yes(probe.alias_writable),
+        yes(probe.alias_executable),
+        yes(probe.alias_write_visible)
+    );
+    let _ = writeln!(
+        w,
+        "code cache max distance to syscall entry: {:#x} (rel32 reach {:#x})",
+        text_distance,
+        code_cache::REL32_REACH
+    );
+    let label = if state == "on" {
+        "syscall entry stub"
+    } else {
+        "entry_SYSCALL_64"
+    };
+    let _ = writeln!(w, "lstar: {lstar:#x}\n{label}:");
+    let n = write_entry_disassembly(lstar, w.rest())?;
+    w.advance(n);
+    Ok(())
+}
+
+/// Renders the statistics file.
+fn render_stats(shared: &Shared, w: &mut debugfs::TextWriter<'_>) -> Result {
+    let interposer = shared.interposer.lock();
+    let _ = writeln!(w, "state: {}", interposer.mode().unwrap_or("off"));
+    interposer.stats().render(w);
+    Ok(())
 }

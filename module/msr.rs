@@ -18,3 +18,16 @@ pub(crate) fn read(msr: u32) -> u64 {
     }
     (u64::from(hi) << 32) | u64::from(lo)
 }
+
+/// Writes `value` to MSR `msr` on the current CPU.
+///
+/// # Safety
+/// `msr` must be an architectural MSR and `value` valid for it; for `MSR_LSTAR`, the address of
+/// code that can run as the `syscall` entry (user stack, user GS, interrupts masked).
+pub(crate) unsafe fn write(msr: u32, value: u64) {
+    // SAFETY: CPL 0; the caller guarantees the MSR exists and the value is acceptable.
+    unsafe {
+        core::arch::asm!("wrmsr", in("ecx") msr, in("eax") value as u32,
+            in("edx") (value >> 32) as u32, options(nostack, preserves_flags));
+    }
+}

@@ -247,13 +247,22 @@ pub fn job_script(command: &[String]) -> Result<String> {
 }
 
 fn new_run_dir() -> Result<PathBuf> {
+    // Milliseconds, pid and a per-process sequence number: guests started in the same
+    // millisecond by one process (parallel tests) must not share a share directory.
+    static SEQUENCE: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let seq = SEQUENCE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let stamp = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)?
         .as_millis();
     let dir = cache::root()?
         .join("runs")
-        .join(format!("{stamp}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
+        .join(format!("{stamp}-{}-{seq}", std::process::id()));
+    std::fs::create_dir(&dir)
+        .or_else(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => std::fs::create_dir_all(&dir),
+            _ => Err(e),
+        })
+        .with_context(|| format!("creating the run directory {}", dir.display()))?;
     Ok(dir)
 }
 

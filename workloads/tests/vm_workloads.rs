@@ -105,8 +105,6 @@ fn apache_serves_ab_in_the_guest_without_failed_requests() {
         "2",
     ]);
     assert_all_ok(&records, &output);
-    assert!(records
-        .iter()
-        .any(|r| r.params.get("concurrency").is_some()));
+    assert!(records.iter().any(|r| r.params.contains_key("concurrency")));
     assert_eq!(status, 0);
 }

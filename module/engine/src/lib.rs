@@ -101,3 +101,48 @@ pub unsafe extern "C" fn kdbt_engine_disassemble(
         Err(_) => -EINVAL,
     }
 }
+
+/// Parses the `text_len` bytes of UTF-8 at `text` as a mode spec (`kdbt_modes::spec`).
+///
+/// Returns 0 with the canonical spec in `out`, or `-EINVAL` with the parser's reason in `out`;
+/// either way `*written` is the bytes written (the text is truncated to `out_len`).
+///
+/// # Safety
+/// `text` must be readable for `text_len` bytes, `out` writable for `out_len` bytes and
+/// `written` writable, none changing during the call.
+#[no_mangle]
+pub unsafe extern "C" fn kdbt_engine_parse_spec(
+    text: *const u8,
+    text_len: usize,
+    out: *mut u8,
+    out_len: usize,
+    written: *mut usize,
+) -> i32 {
+    // SAFETY: the caller guarantees the ranges (this function's contract).
+    let (text, out) = unsafe {
+        (
+            core::slice::from_raw_parts(text, text_len),
+            core::slice::from_raw_parts_mut(out, out_len),
+        )
+    };
+    let mut w = Truncating { buf: out, len: 0 };
+    let rc = match core::str::from_utf8(text) {
+        Err(_) => {
+            let _ = write!(w, "mode spec is not UTF-8");
+            -(EINVAL as i32)
+        }
+        Ok(text) => match kdbt_modes::ModeSpec::parse(text) {
+            Ok(spec) => {
+                let _ = write!(w, "{spec}");
+                0
+            }
+            Err(e) => {
+                let _ = write!(w, "{e}");
+                -(EINVAL as i32)
+            }
+        },
+    };
+    // SAFETY: the caller guarantees `written` is writable.
+    unsafe { *written = w.len };
+    rc
+}

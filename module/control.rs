@@ -1,0 +1,137 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! `/dev/kdbt`: the control device (DESIGN §4 "Control"). A misc device, mode 0600, whose open
+//! and ioctls also require `CAP_SYS_ADMIN` (checked in the C shim, module/shim.c, since
+//! Rust-for-Linux 6.12 has no misc device abstraction). The ioctl ABI is module/control_abi.rs.
+//!
+//! Every state change happens under the one mutex around the [`Interposer`], so concurrent
+//! ioctls see the kernel either fully switched or fully native.
+//!
+//! [`Interposer`]: crate::interposer::Interposer
+
+use crate::control_abi::{
+    OnArg, KDBT_IOC_OFF, KDBT_IOC_ON, KDBT_IOC_RESET_STATS, MESSAGE_MAX, SPEC_MAX,
+};
+use crate::interposer::OnError;
+use kernel::prelude::*;
+use kernel::uaccess::UserSlice;
+
+extern "C" {
+    fn kdbt_control_register(ctx: *mut core::ffi::c_void) -> core::ffi::c_int;
+    fn kdbt_control_unregister();
+}
+
+/// What the ioctls act on: the module's shared state.
+pub(crate) type Context = crate::Shared;
+
+/// The registered device; deregistered when dropped.
+pub(crate) struct ControlDevice(());
+
+impl ControlDevice {
+    /// Registers `/dev/kdbt` over `ctx`, which must outlive the returned value (the module
+    /// struct declares this before its shared state, so it is dropped first).
+    /// Errors: the errno of `misc_register`.
+    pub(crate) fn register(ctx: &Context) -> Result<Self> {
+        // SAFETY: the shim keeps `ctx` for ioctls until `drop` deregisters the device; open
+        // files pin the module, so no ioctl runs after that (the caller keeps `ctx` alive).
+        kernel::error::to_result(unsafe {
+            kdbt_control_register(ctx as *const Context as *mut core::ffi::c_void)
+        })?;
+        Ok(ControlDevice(()))
+    }
+}
+
+impl Drop for ControlDevice {
+    fn drop(&mut self) {
+        // SAFETY: registered once in `register`, deregistered once here.
+        unsafe { kdbt_control_unregister() };
+    }
+}
+
+/// Called by the shim for every ioctl on `/dev/kdbt` by a `CAP_SYS_ADMIN` caller.
+#[no_mangle]
+pub(crate) extern "C" fn kdbt_control_ioctl(
+    ctx: *mut core::ffi::c_void,
+    cmd: u32,
+    arg: usize,
+) -> core::ffi::c_long {
+    // SAFETY: the shim passes the pointer given to `register`, valid while the device exists.
+    let ctx = unsafe { &*(ctx as *const Context) };
+    let result = match cmd {
+        KDBT_IOC_ON => switch_on(ctx, arg),
+        KDBT_IOC_OFF => {
+            let r = ctx.interposer.lock().switch_off();
+            if r.is_ok() {
+                pr_info!("switched off\n");
+            }
+            r
+        }
+        KDBT_IOC_RESET_STATS => {
+            ctx.interposer.lock().stats().reset();
+            Ok(())
+        }
+        _ => Err(EINVAL),
+    };
+    match result {
+        Ok(()) => 0,
+        Err(e) => e.to_errno() as core::ffi::c_long,
+    }
+}
+
+/// `KDBT_IOC_ON`: reads the spec from the user's [`OnArg`], answers in its `message`.
+fn switch_on(ctx: &Context, arg: usize) -> Result {
+    let mut spec = [0u8; SPEC_MAX];
+    UserSlice::new(arg, SPEC_MAX)
+        .reader()
+        .read_slice(&mut spec)?;
+    let reply = |text: &[u8]| -> Result {
+        let mut msg = [0u8; MESSAGE_MAX];
+        let n = text.len().min(MESSAGE_MAX - 1);
+        msg[..n].copy_from_slice(&text[..n]);
+        let at = arg + core::mem::offset_of!(OnArg, message);
+        UserSlice::new(at, MESSAGE_MAX).writer().write_slice(&msg)
+    };
+    let Some(len) = spec.iter().position(|&b| b == 0) else {
+        reply(b"mode spec is not NUL-terminated within 128 bytes")?;
+        return Err(EINVAL);
+    };
+    let Ok(text) = core::str::from_utf8(&spec[..len]) else {
+        reply(b"mode spec is not UTF-8")?;
+        return Err(EINVAL);
+    };
+    let mut canonical = [0u8; MESSAGE_MAX];
+    let n = match crate::translator::parse_spec(text, &mut canonical) {
+        Ok(n) => n,
+        Err(n) => {
+            reply(&canonical[..n])?;
+            return Err(EINVAL);
+        }
+    };
+    // The engine prints ASCII, so this cannot fail; a refusal would be a bug worth an errno.
+    let mode = core::str::from_utf8(&canonical[..n]).map_err(|_| EINVAL)?;
+    let mut interposer = ctx.interposer.lock();
+    match interposer.switch_on(mode) {
+        Ok(()) => {
+            pr_info!("switched on: {} (identity entry stubs)\n", mode);
+            reply(mode.as_bytes())
+        }
+        Err(OnError::AlreadyOn) => {
+            let mut msg = [0u8; MESSAGE_MAX];
+            let mut w = crate::debugfs::TextWriter::new(&mut msg);
+            let _ = core::fmt::Write::write_fmt(
+                &mut w,
+                format_args!(
+                    "already on ({}); switch off first",
+                    interposer.mode().unwrap_or("?")
+                ),
+            );
+            let len = w.len();
+            reply(&msg[..len])?;
+            Err(EBUSY)
+        }
+        Err(OnError::Failed(e)) => {
+            reply(b"switch-on failed; every CPU runs native entries (see dmesg)")?;
+            Err(e)
+        }
+    }
+}
