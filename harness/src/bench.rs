@@ -182,21 +182,48 @@ pub fn parse_line(line: &str) -> Result<GuestLine> {
     })
 }
 
-/// Counters from `kdbtctl stats` output: every line `name value`, `name: value` or
-/// `name=value` whose value is an unsigned integer; other lines are ignored.
+/// Counters from `kdbtctl stats` output. A line is `[scope:] name value [name value ...]`
+/// (`total: syscalls 36003 exceptions 83360`) or `name: value`; counters are named
+/// `<scope>_<name>` with spaces as `_` (`total_syscalls`). Tokens that are not counts end a
+/// line's pairs; lines without any count are ignored.
 pub fn parse_stats(lines: &[String]) -> BTreeMap<String, u64> {
     let mut counters = BTreeMap::new();
     for line in lines {
-        let line = line.trim();
-        let Some(split) = line.rfind(|c: char| c.is_whitespace() || c == ':' || c == '=') else {
-            continue;
+        let (scope, rest) = match line.split_once(':') {
+            Some((scope, rest)) => (scope.trim().replace(' ', "_"), rest),
+            None => (String::new(), line.as_str()),
         };
-        let name = line[..split].trim().trim_end_matches([':', '=']).trim();
-        if let (false, Ok(v)) = (name.is_empty(), line[split + 1..].parse::<u64>()) {
-            counters.insert(name.replace(' ', "_"), v);
+        let tokens: Vec<&str> = rest.split_whitespace().collect();
+        if let [value] = tokens.as_slice() {
+            if let (false, Ok(v)) = (scope.is_empty(), value.parse::<u64>()) {
+                counters.insert(scope, v);
+            }
+            continue;
+        }
+        for pair in tokens.chunks(2) {
+            let [name, value] = pair else { break };
+            let Ok(v) = value.parse::<u64>() else { break };
+            let name = if scope.is_empty() {
+                name.to_string()
+            } else {
+                format!("{scope}_{name}")
+            };
+            counters.insert(name, v);
         }
     }
     counters
+}
+
+/// The statistic that proves a translated mode ran translated code: a counter named
+/// `blocks_translated` (any scope, e.g. `total_blocks_translated`) above zero. Entry counts
+/// alone do not: kdbt's identity interposition counts syscalls without translating anything.
+pub const TRANSLATION_EVIDENCE: &str = "blocks_translated";
+
+/// Whether `stats` show that translation happened (see [`TRANSLATION_EVIDENCE`]).
+pub fn shows_translation(stats: &BTreeMap<String, u64>) -> bool {
+    stats
+        .iter()
+        .any(|(name, &v)| name.ends_with(TRANSLATION_EVIDENCE) && v > 0)
 }
 
 /// What happened to the slots of one boot, as read from its output.
@@ -327,17 +354,11 @@ pub fn store_boot(
                 fail(writer, i, why.clone())?;
             } else if records.is_empty() {
                 fail(writer, i, "the benchmark printed no record".into())?;
-            } else if slot.mode != NATIVE
-                && !report
-                    .stats
-                    .get(&i)
-                    .is_some_and(|s| s.values().any(|&v| v > 0))
-            {
-                fail(
-                    writer,
-                    i,
-                    "switch-on not verified: kdbt statistics show no translation".into(),
-                )?;
+            } else if slot.mode != NATIVE && !report.stats.get(&i).is_some_and(shows_translation) {
+                let why = format!(
+                    "switch-on not verified: kdbt statistics show no {TRANSLATION_EVIDENCE} (no translated code ran)"
+                );
+                fail(writer, i, why)?;
             } else {
                 let store_slot = store::Slot {
                     mode: slot.mode.clone(),
@@ -547,15 +568,19 @@ mod tests {
         assert!(parse_line("@@kdbt bogus 1").is_err());
         assert_eq!(parse_line("fork: retry").unwrap(), GuestLine::Other);
         let s = parse_stats(&[
-            "total syscalls 1200".into(),
+            "total: syscalls 36003 exceptions 83360 interrupts 151441".into(),
             "blocks_translated: 42".into(),
-            "mode=fast".into(),
-            "cpu0 dispatcher entries 7".into(),
+            "mode: fast".into(),
+            "vector 0x0e: total 83360 cpu0 54349".into(),
         ]);
-        assert_eq!(s["total_syscalls"], 1200);
+        assert_eq!(s["total_syscalls"], 36003);
+        assert_eq!(s["total_interrupts"], 151441);
         assert_eq!(s["blocks_translated"], 42);
-        assert_eq!(s["cpu0_dispatcher_entries"], 7);
-        assert!(!s.contains_key("mode"));
+        assert_eq!(s["vector_0x0e_total"], 83360);
+        assert!(!s.keys().any(|k| k.starts_with("mode")));
+        assert!(shows_translation(&s));
+        let identity_only = parse_stats(&["total: syscalls 36003 exceptions 8".into()]);
+        assert!(!shows_translation(&identity_only));
     }
 
     #[test]
@@ -620,7 +645,7 @@ mod tests {
             "@@kdbt slot 1",
             RECORD,
             "@@kdbt stats 1",
-            "syscalls_translated 3000",
+            "total: syscalls 3000 blocks_translated 12",
             "@@kdbt stats-end 1",
             "@@kdbt slot-end 1",
             "@@kdbt slot 2",
@@ -646,7 +671,7 @@ mod tests {
         )
         .unwrap();
         assert!(crashed.contains_key("drk"));
-        assert_eq!(stats["fast"]["syscalls_translated"], 3000);
+        assert_eq!(stats["fast"]["total_blocks_translated"], 12);
         // Slots 3.. were never started: they are left for the next boot, except drk's,
         // which are recorded as failed at once.
         let expected: Vec<usize> = (3..plan.len()).filter(|&i| plan[i].mode != "drk").collect();
@@ -679,7 +704,15 @@ mod tests {
     fn translated_slot_without_translation_statistics_is_not_counted() {
         let m = matrix();
         let plan = m.plan();
-        let out = output_of(&["@@kdbt slot 1", RECORD, "@@kdbt slot-end 1"]);
+        // Entries were counted (identity interposition) but no block was translated.
+        let out = output_of(&[
+            "@@kdbt slot 1",
+            RECORD,
+            "@@kdbt stats 1",
+            "total: syscalls 5000 exceptions 20 interrupts 300",
+            "@@kdbt stats-end 1",
+            "@@kdbt slot-end 1",
+        ]);
         let report = BootReport::read(&out).unwrap();
         let dir = tempfile::tempdir().unwrap();
         let id = store::RunId::new(1_800_000_000, "abcdef1").unwrap();
