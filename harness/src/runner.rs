@@ -80,7 +80,13 @@ pub fn run(
             command: vec!["sh".into(), format!("/kdbt/{script_name}")],
         };
         let mut running: Option<(usize, Instant)> = None;
+        // The guest's output as it arrives, kept with the results (progress and post-mortems).
+        let mut output_log = std::io::BufWriter::new(std::fs::File::create(
+            writer.dir().join(format!("guest-boot{boot_index}.out")),
+        )?);
         let mut on_line = |line: &str| {
+            use std::io::Write as _;
+            let _ = writeln!(output_log, "{line}").and_then(|_| output_log.flush());
             let Ok(parsed) = bench::parse_line(line) else {
                 return;
             };
