@@ -139,8 +139,13 @@ fn drive(opts: &Options, url: &str, concurrency: u64, base: Params) -> [Record; 
         n.clamp(min_requests(concurrency), MAX_REQUESTS)
     });
     let requests = requests.max(concurrency);
+    // The request count is only a parameter when it was given: adapted to the budget it
+    // differs from run to run (it is the record's iterations_per_sample either way), and a
+    // parameter must identify the configuration across modes and rounds.
     let mut p = base;
-    p.insert("requests".into(), requests.into());
+    if opts.requests.is_some() {
+        p.insert("requests".into(), requests.into());
+    }
     let mut rps = Vec::new();
     let mut kbps = Vec::new();
     let mut problem = None;
