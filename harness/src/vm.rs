@@ -232,6 +232,30 @@ pub fn run(kernel: &Path, rootfs: &Path, spec: &RunSpec, echo: &mut dyn Write) -
     })
 }
 
+/// Runs `command` in the guest the tests use: the cached kernel and image (built beforehand by
+/// `cargo xtask`), 2 vCPUs, 1 GiB, the wall clock, TCG unless the CPU has hardware
+/// virtualization, `files` shared in /kdbt, output not echoed.
+///
+/// Errors: the lab is not built or is stale, or any error of [`run`].
+pub fn run_on_cached_lab(
+    files: Vec<PathBuf>,
+    command: Vec<String>,
+    timeout: Duration,
+) -> Result<Outcome> {
+    let kernel = crate::kernel::cached()?;
+    let image = crate::image::cached()?;
+    let spec = RunSpec {
+        accel: Accel::Auto,
+        clock: Clock::Wall,
+        cpus: 2,
+        mem_mib: 1024,
+        timeout,
+        files,
+        command,
+    };
+    run(&kernel.bzimage, &image.rootfs, &spec, &mut std::io::sink())
+}
+
 /// The job file: the command with each argument shell-quoted, so `-- sh -c 'a && b'` runs
 /// exactly what was typed.
 pub fn job_script(command: &[String]) -> Result<String> {

@@ -5,8 +5,7 @@
 //! Like vm_smoke.rs they need the lab built, so they are `#[ignore]`d in a plain `cargo test`;
 //! `cargo xtask test` runs them with `--include-ignored`.
 
-use kdbt_harness::qemu::{Accel, Clock};
-use kdbt_harness::{cache, image, kernel, module, vm};
+use kdbt_harness::{cache, module, vm};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::Command;
@@ -41,25 +40,17 @@ fn kdbtctl() -> PathBuf {
 /// Boots a 2-vCPU guest with kdbt.ko and kdbtctl in /kdbt and runs `script` with `sh -c`.
 /// Panics if the guest hangs past `timeout` or its kernel reports trouble.
 fn run_script(script: &str, timeout: Duration) -> vm::Outcome {
-    // One guest at a time: two boots started in the same millisecond by this process would
-    // share a run directory (vm::boot names it by time and pid), and 2 host cores are enough
-    // for one TCG guest.
+    // One guest at a time: 2 host cores are enough for one TCG guest, and these tests time
+    // 200 switch cycles under load.
     static ONE_GUEST: Mutex<()> = Mutex::new(());
     let _guest = ONE_GUEST.lock().unwrap_or_else(|e| e.into_inner());
-    let kernel = kernel::cached().expect("guest kernel (cargo xtask kernel)");
-    let image = image::cached().expect("guest image (cargo xtask image)");
     let ko = module::cached().expect("kdbt.ko (cargo xtask module)");
-    let spec = vm::RunSpec {
-        accel: Accel::Auto,
-        clock: Clock::Wall,
-        cpus: 2,
-        mem_mib: 1024,
+    vm::run_on_cached_lab(
+        vec![ko, kdbtctl()],
+        vec!["sh".into(), "-c".into(), script.into()],
         timeout,
-        files: vec![ko, kdbtctl()],
-        command: vec!["sh".into(), "-c".into(), script.into()],
-    };
-    vm::run(&kernel.bzimage, &image.rootfs, &spec, &mut std::io::sink())
-        .expect("guest run (console log named in the error)")
+    )
+    .expect("guest run (console log named in the error)")
 }
 
 /// The `rc` of every `CASE <name> rc=<n>` line the script printed.

@@ -3,26 +3,18 @@
 //! They need the lab built (kernel, image, kdbt.ko), so a plain `cargo test` skips them as
 //! ignored; `cargo xtask test` builds the lab and runs them with `--include-ignored`.
 
-use kdbt_harness::qemu::{Accel, Clock};
-use kdbt_harness::{image, kernel, module, vm};
+use kdbt_harness::{kernel, module, vm};
 use std::time::Duration;
 
 /// Boots a 2-vCPU TCG guest (KVM where the CPU has it) and runs `command` with kdbt.ko shared.
 fn run_in_guest(command: &[&str]) -> vm::Outcome {
-    let kernel = kernel::cached().expect("guest kernel (cargo xtask kernel)");
-    let image = image::cached().expect("guest image (cargo xtask image)");
     let ko = module::cached().expect("kdbt.ko (cargo xtask module)");
-    let spec = vm::RunSpec {
-        accel: Accel::Auto,
-        clock: Clock::Wall,
-        cpus: 2,
-        mem_mib: 1024,
-        timeout: Duration::from_secs(600),
-        files: vec![ko],
-        command: command.iter().map(|s| s.to_string()).collect(),
-    };
-    vm::run(&kernel.bzimage, &image.rootfs, &spec, &mut std::io::sink())
-        .expect("guest run (console log named in the error)")
+    vm::run_on_cached_lab(
+        vec![ko],
+        command.iter().map(|s| s.to_string()).collect(),
+        Duration::from_secs(600),
+    )
+    .expect("guest run (console log named in the error)")
 }
 
 #[test]

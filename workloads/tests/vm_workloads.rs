@@ -4,28 +4,20 @@
 //! They need the lab built, so a plain `cargo test` skips them as ignored; `cargo xtask test`
 //! builds the lab and runs them with `--include-ignored`.
 
-use kdbt_harness::qemu::{Accel, Clock};
-use kdbt_harness::{image, kernel, vm};
+use kdbt_harness::vm;
 use kdbt_workloads::Record;
 use std::time::Duration;
 
 /// Runs `kdbt-workload <args>` in a 2-vCPU guest and returns its records and exit status.
 fn run_in_guest(args: &[&str]) -> (Vec<Record>, i32, String) {
-    let kernel = kernel::cached().expect("guest kernel (cargo xtask kernel)");
-    let image = image::cached().expect("guest image (cargo xtask image)");
     let mut command = vec!["kdbt-workload".to_string()];
     command.extend(args.iter().map(|a| a.to_string()));
-    let spec = vm::RunSpec {
-        accel: Accel::Auto,
-        clock: Clock::Wall,
-        cpus: 2,
-        mem_mib: 1024,
-        timeout: Duration::from_secs(900),
-        files: vec![env!("CARGO_BIN_EXE_kdbt-workload").into()],
+    let out = vm::run_on_cached_lab(
+        vec![env!("CARGO_BIN_EXE_kdbt-workload").into()],
         command,
-    };
-    let out = vm::run(&kernel.bzimage, &image.rootfs, &spec, &mut std::io::sink())
-        .expect("guest run (console log named in the error)");
+        Duration::from_secs(900),
+    )
+    .expect("guest run (console log named in the error)");
     let records = out
         .output
         .lines()
@@ -35,8 +27,15 @@ fn run_in_guest(args: &[&str]) -> (Vec<Record>, i32, String) {
     (records, out.exit_status, out.output)
 }
 
-fn assert_all_ok(records: &[Record], output: &str) {
+/// Every record is ok with a positive median, and each of `names` has one.
+fn assert_all_ok(records: &[Record], names: &[&str], output: &str) {
     assert!(!records.is_empty(), "no record:\n{output}");
+    for name in names {
+        assert!(
+            records.iter().any(|r| r.benchmark == *name),
+            "{name} missing:\n{output}"
+        );
+    }
     for r in records {
         assert!(
             r.is_ok(),
@@ -52,19 +51,14 @@ fn assert_all_ok(records: &[Record], output: &str) {
 #[ignore = "needs the guest lab: run through `cargo xtask test`"]
 fn micro_suite_runs_in_the_guest() {
     let (records, status, output) = run_in_guest(&["micro", "--budget-ms", "20", "--samples", "3"]);
-    assert_all_ok(&records, &output);
-    for name in [
+    let names = [
         "lat_syscall null",
         "lat_pipe",
         "lat_ctx 2p",
         "lat_proc exec",
         "bw_unix",
-    ] {
-        assert!(
-            records.iter().any(|r| r.benchmark == name),
-            "{name} missing:\n{output}"
-        );
-    }
+    ];
+    assert_all_ok(&records, &names, &output);
     assert_eq!(status, 0);
 }
 
@@ -80,13 +74,8 @@ fn file_personalities_run_in_the_guest() {
         "--nfiles",
         "50",
     ]);
-    assert_all_ok(&records, &output);
-    for name in ["fileserver", "webserver", "varmail", "webproxy"] {
-        assert!(
-            records.iter().any(|r| r.benchmark == name),
-            "{name} missing:\n{output}"
-        );
-    }
+    let names = ["fileserver", "webserver", "varmail", "webproxy"];
+    assert_all_ok(&records, &names, &output);
     assert_eq!(status, 0);
 }
 
@@ -104,7 +93,7 @@ fn apache_serves_ab_in_the_guest_without_failed_requests() {
         "--samples",
         "2",
     ]);
-    assert_all_ok(&records, &output);
+    assert_all_ok(&records, &["ab"], &output);
     assert!(records.iter().any(|r| r.params.contains_key("concurrency")));
     assert_eq!(status, 0);
 }
