@@ -107,7 +107,7 @@ pub fn run(
         };
         let boot = vm::boot(&kernel.bzimage, rootfs, &spec, &mut on_line)?;
         let report = BootReport::read(&boot.output)?;
-        let failure = boot.failure();
+        let failure = boot.failure_summary();
         let kept_log = if failure.is_some() {
             let kept = writer.dir().join(format!("console-boot{boot_index}.log"));
             std::fs::copy(&boot.console_log, &kept).context("keeping the console log")?;
@@ -118,7 +118,8 @@ pub fn run(
         if report.started.is_empty() {
             bail!(
                 "boot {boot_index} ran no slot: {}",
-                failure.unwrap_or_else(|| format!("guest output:\n{}", boot.output))
+                boot.failure()
+                    .unwrap_or_else(|| format!("guest output:\n{}", boot.output))
             );
         }
         let before = left.len();

@@ -76,38 +76,38 @@ pub struct Boot {
 }
 
 impl Boot {
-    /// Why this boot failed, or `None` if the command ran to its end on a clean kernel:
-    /// a timeout, kernel trouble in the console log, or a guest that died before the command
-    /// finished. The reason names the console log and shows its tail.
-    pub fn failure(&self) -> Option<String> {
-        let context = || {
-            format!(
-                "console log {} (last lines):\n{}",
-                self.console_log.display(),
-                process::tail(&self.console_log, 30)
-            )
-        };
+    /// Why this boot failed, in one line without host paths (for result sets, which keep
+    /// their own copy of the console log), or `None` if the command ran to its end on a clean
+    /// kernel: a timeout, kernel trouble in the console log, or a guest that died before the
+    /// command finished.
+    pub fn failure_summary(&self) -> Option<String> {
         if self.timed_out {
             return Some(format!(
-                "the guest ran past {} s and was killed; {}",
-                self.timeout.as_secs(),
-                context()
+                "the guest ran past {} s and was killed",
+                self.timeout.as_secs()
             ));
         }
         if !self.trouble.is_empty() {
             return Some(format!(
-                "the guest kernel reported trouble: {}; {}",
-                self.trouble.join(" | "),
-                context()
+                "the guest kernel reported trouble: {}",
+                self.trouble.join(" | ")
             ));
         }
         if self.exit_status.is_none() {
-            return Some(format!(
-                "the guest stopped before the command finished; {}",
-                context()
-            ));
+            return Some("the guest stopped before the command finished".into());
         }
         None
+    }
+
+    /// [`Boot::failure_summary`] followed by where the console log is and its last lines.
+    pub fn failure(&self) -> Option<String> {
+        self.failure_summary().map(|why| {
+            format!(
+                "{why}; console log {} (last lines):\n{}",
+                self.console_log.display(),
+                process::tail(&self.console_log, 30)
+            )
+        })
     }
 }
 
