@@ -226,7 +226,11 @@ fn bench(args: BenchArgs) -> Result<()> {
         mem_mib: args.mem,
         boot_timeout: Duration::from_secs(args.boot_timeout),
         results_root: cache::repo_root().join(&args.out),
-        command_line: std::env::args().collect(),
+        // As typed: `cargo xtask ...` (the binary's own path says nothing about the run).
+        command_line: ["cargo".to_string(), "xtask".to_string()]
+            .into_iter()
+            .chain(std::env::args().skip(1))
+            .collect(),
     };
     let dir = timed("bench", || {
         runner::run(&config, &lab.kernel, &lab.rootfs, &lab.files)
