@@ -62,6 +62,9 @@ pub struct Block {
     /// The exit a block cut short (size limit, unsupported or undecodable instruction) falls
     /// through to, after its last instruction.
     pub fall_exit: Option<u32>,
+    /// Invalidated: the native code it copies changed ([`crate::Translator::invalidate`]).
+    /// It stays for tx→native lookups; nothing new enters it.
+    pub stale: bool,
 }
 
 /// What kind of exit.
@@ -207,6 +210,27 @@ impl CodeCache {
             .or_insert(self.blocks.len());
         self.blocks.push(block);
         self.exits.extend(exits);
+    }
+
+    /// Marks stale every live block with an instruction overlapping native `lo..hi`, and
+    /// forgets it as the translation of its start. Returns the indices of the blocks marked.
+    pub(crate) fn mark_stale(&mut self, lo: u64, hi: u64) -> Vec<usize> {
+        let mut marked = Vec::new();
+        for (b, block) in self.blocks.iter_mut().enumerate() {
+            let overlaps = block.insns.iter().any(|m| {
+                let end = m.native_pc + m.native_len as u64;
+                m.native_pc < hi && lo < end
+            });
+            if block.stale || !overlaps {
+                continue;
+            }
+            block.stale = true;
+            if self.by_native.get(&block.native_start) == Some(&b) {
+                self.by_native.remove(&block.native_start);
+            }
+            marked.push(b);
+        }
+        marked
     }
 
     /// Empties the cache (all but the persistent entries).

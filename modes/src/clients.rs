@@ -156,6 +156,8 @@ pub struct Stats {
     pub jumptable_conflicts: u64,
     /// Full flushes.
     pub flushes: u64,
+    /// Blocks invalidated because the native code they copy changed.
+    pub blocks_invalidated: u64,
     /// Targets run natively because the cache was full and flushing was not safe.
     pub cache_full_native: u64,
     /// Targets run natively because their first instruction cannot be translated.

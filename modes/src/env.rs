@@ -47,6 +47,18 @@ pub trait Env {
         false
     }
 
+    /// Whether a native `int3` is a breakpoint someone else owns (the kernel's text patching
+    /// and kprobes put them there and find them by native address): control reaching one
+    /// leaves the cache and runs natively from the `int3` (the kernel), rather than executing
+    /// a copy at a tx address (user space, where an `int3` is ordinary code).
+    fn breakpoints_run_natively(&self) -> bool {
+        false
+    }
+
+    /// Native bytes `lo..hi` changed ([`crate::Translator::invalidate`]): forget any copy of
+    /// them kept for [`Env::read_native`].
+    fn native_changed(&mut self, _lo: u64, _hi: u64) {}
+
     /// May the cache be flushed now, when it is full? Flushing is only safe when no stack or
     /// frame holds a code-cache address outside the persistent area. When this says no, a
     /// target that does not fit runs natively (counted as `cache_full_native`).

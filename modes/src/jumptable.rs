@@ -88,6 +88,15 @@ pub fn get(data: &DataMemory, native: u64) -> Option<u64> {
 }
 
 /// Empties every slot (flush).
+/// Forgets the entry of `native`, if it holds one: a lookup racing with this sees the old
+/// entry whole or a miss (only the key is cleared; its tx slot keeps the old value until an
+/// insert replaces the pair, tx first).
+pub fn forget(data: &DataMemory, native: u64) {
+    use core::sync::atomic::Ordering;
+    let slot = data.qword(NATIVE_OFF + 8 * index(native));
+    let _ = slot.compare_exchange(native, 0, Ordering::Relaxed, Ordering::Relaxed);
+}
+
 pub fn clear(data: &DataMemory) {
     use core::sync::atomic::Ordering;
     for i in 0..ENTRIES {

@@ -1,5 +1,7 @@
 //! The translator: one design's rulebook over one code cache in one environment.
 
+use alloc::vec::Vec;
+
 use crate::cache::{After, CodeCache, ExitKind, TxInfo};
 use crate::clients::{self, Counter, Home, Stats};
 use crate::env::{is_abs32, CodeMemory, DataMemory, Env};
@@ -81,6 +83,7 @@ impl<E: Env> Translator<E> {
             red_zone: red_zone as u16,
             data_addr: data.addr(),
             counters: Home::resolve(env.counter_home(), data.addr()),
+            breakpoints_native: env.breakpoints_run_natively(),
         };
         Ok(Translator {
             env,
@@ -141,6 +144,54 @@ impl<E: Env> Translator<E> {
         self.cache.flush();
         crate::jumptable::clear(&self.data);
         self.stats.flushes += 1;
+    }
+
+    /// Invalidates the translations of native bytes `lo..hi` after the code there changed (the
+    /// kernel patched its text), without a flush: code may be running in the cache.
+    ///
+    /// Every block copying any of those bytes becomes stale: it is no longer the translation
+    /// of its start, direct exits chained to its start go back to their stubs, its jumptable
+    /// entry is forgotten, and an `int3` is written over the first byte of every native
+    /// instruction's translation in it. Returns those tx addresses: a CPU reaching one (a
+    /// return address into the block, a branch linked at translation time, a lookup that
+    /// raced with this) traps, and the environment's `int3` handler sends it to the native
+    /// instruction, where the state is exactly the native state (see [`Translator::tx_info`]).
+    pub fn invalidate(&mut self, lo: u64, hi: u64) -> Vec<u64> {
+        self.env.native_changed(lo, hi);
+        let stale = self.cache.mark_stale(lo, hi);
+        if stale.is_empty() {
+            return Vec::new();
+        }
+        let starts: Vec<(u64, u64)> = stale
+            .iter()
+            .map(|&b| {
+                let block = &self.cache.blocks()[b];
+                (block.tx_start, block.native_start)
+            })
+            .collect();
+        for exit in self.cache.exits() {
+            if let ExitKind::Direct { field } = exit.kind {
+                let to = link::rel32_target(&self.cache.mem, field);
+                if exit.stub != 0 && starts.iter().any(|&(tx, _)| tx == to) {
+                    link::patch_rel32(&self.cache.mem, field, exit.stub);
+                }
+            }
+        }
+        for &(_, native) in &starts {
+            crate::jumptable::forget(&self.data, native);
+        }
+        let mut poisoned = Vec::new();
+        for &b in &stale {
+            let block = &self.cache.blocks()[b];
+            for m in &block.insns {
+                poisoned.push(block.tx_start + m.tx_off as u64);
+            }
+        }
+        for &tx in &poisoned {
+            self.cache.mem.write(tx, &[0xcc]);
+        }
+        self.stats.blocks_invalidated += stale.len() as u64;
+        poisoned
     }
 
     /// The statistics, with the emitted counters when they live in the data memory.

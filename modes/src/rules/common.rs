@@ -12,6 +12,7 @@
 //! | `loop*`, `jrcxz`, `jecxz` | `op taken; jmp fall; taken: jmp rel32 exit; fall:` |
 //! | `jmp r/m` | `lea rsp,[rsp-rz]; push r/m` then the jumptable lookup (`ret rz`) |
 //! | `int3`, `int n`, `int1`, `ud0/1/2` | copied, then an exit to the next native instruction |
+//! | `int3` where breakpoints run natively (kernel) | `jmp rel32` to the native `int3` |
 //! | far transfers, `xbegin`, `sysenter`/`sysexit`, `iret`/`iretd` | unsupported: the block stops before them |
 
 use iced_x86::{
@@ -222,6 +223,12 @@ fn loop_like(cx: &mut Cx, n: &NativeInsn) -> RuleResult {
 /// Traps (`int3`, `int n`, `ud2`, …): copied, then an exit to the next native instruction, so
 /// the address a handler resumes at is a clean boundary.
 fn trap(cx: &mut Cx, n: &NativeInsn) -> RuleResult {
+    if cx.breakpoints_native && n.insn.code() == Code::Int3 {
+        // Someone else's breakpoint (text patching, kprobes): run it where it was put.
+        cx.e.branch_to(Code::Jmp_rel32_64, n.insn.ip())?;
+        cx.after = After::Dynamic;
+        return Ok(Flow::End);
+    }
     cx.e.raw(n.bytes());
     let next = n.insn.next_ip();
     cx.e.begin_native(next);

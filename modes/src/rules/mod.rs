@@ -65,6 +65,8 @@ pub(crate) struct Cx<'a> {
     pub(crate) red_zone: u16,
     pub(crate) entries: Entries,
     pub(crate) data_addr: u64,
+    /// Native `int3`s run natively (see [`Config`]).
+    pub(crate) breakpoints_native: bool,
     /// Client `indirect` counters, if on.
     pub(crate) indirect: Option<Home>,
     cache: &'a CodeCache,
@@ -167,6 +169,8 @@ pub(crate) struct Config {
     pub(crate) red_zone: u16,
     pub(crate) data_addr: u64,
     pub(crate) counters: Home,
+    /// Native `int3`s are left to run natively ([`crate::env::Env::breakpoints_run_natively`]).
+    pub(crate) breakpoints_native: bool,
 }
 
 /// Decodes the straight line at `pc` (up to the first instruction that cannot continue a block;
@@ -222,6 +226,7 @@ pub(crate) fn translate_block(
     let mut cx = Cx {
         e: Emitter::new(tx_start),
         design: cfg.design,
+        breakpoints_native: cfg.breakpoints_native,
         opts: cfg.opts,
         red_zone: cfg.red_zone,
         entries: cache.entries,
@@ -356,6 +361,7 @@ pub(crate) fn translate_block(
         recipes: core::mem::take(&mut cx.e.recipes),
         stubs,
         fall_exit,
+        stale: false,
     };
     Ok(Built {
         bytes: core::mem::take(&mut cx.e.buf),

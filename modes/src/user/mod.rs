@@ -45,12 +45,14 @@ pub fn in_dispatch() -> bool {
 /// The user-space environment.
 pub struct UserEnv {
     /// The last page of native code read: (page address, bytes, readable length). Native code
-    /// does not change under a translator, so reads are memcpys after the first.
+    /// changes only when the translator is told ([`Env::native_changed`]), so reads are memcpys
+    /// after the first.
     page: Box<(u64, [u8; 4096], usize)>,
     dispatcher: u64,
     helper: (u64, u64),
     flush_safe: bool,
     counter_home: CounterHome,
+    breakpoints_native: bool,
 }
 
 impl Env for UserEnv {
@@ -91,6 +93,12 @@ impl Env for UserEnv {
     }
     fn counter_home(&self) -> CounterHome {
         self.counter_home
+    }
+    fn native_changed(&mut self, _lo: u64, _hi: u64) {
+        self.page.2 = 0;
+    }
+    fn breakpoints_run_natively(&self) -> bool {
+        self.breakpoints_native
     }
 }
 
@@ -161,6 +169,8 @@ pub struct ExecConfig {
     /// Home the client counters behind `%gs` (a page of this thread's, set with
     /// `arch_prctl(ARCH_SET_GS)`) instead of the data memory.
     pub counters_in_gs: bool,
+    /// What [`Env::breakpoints_run_natively`] answers (the kernel's answer is yes).
+    pub breakpoints_native: bool,
 }
 
 impl Default for ExecConfig {
@@ -169,6 +179,7 @@ impl Default for ExecConfig {
             cache_size: DEFAULT_CACHE,
             flush_safe: None,
             counters_in_gs: false,
+            breakpoints_native: false,
         }
     }
 }
@@ -298,6 +309,7 @@ impl Executor {
             dispatcher: tx_base,
             helper: (tx_base, tx_base + HELPER_SIZE as u64),
             flush_safe: cfg.flush_safe.unwrap_or(!spec.options.callret),
+            breakpoints_native: cfg.breakpoints_native,
             counter_home: if cfg.counters_in_gs {
                 CounterHome::Gs(0)
             } else {
