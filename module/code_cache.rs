@@ -6,8 +6,8 @@
 //! through a read-only executable mapping and written through a separate writable,
 //! non-executable alias of the same pages; no mapping is ever writable and executable.
 //!
-//! Also the data area next to it: writable, non-executable module-area memory that code in
-//! the cache addresses RIP-relative (counters, spill slots).
+//! Also the data areas next to it: writable, non-executable module-area memory that code in
+//! the cache addresses RIP-relative or absolutely (entry counters, the translator's jumptable).
 
 use kernel::prelude::*;
 
@@ -93,11 +93,12 @@ impl CodeCache {
         unsafe { core::ptr::copy_nonoverlapping(bytes.as_ptr(), self.alias.add(off), bytes.len()) };
     }
 
-    /// Checks the W^X layout on the last `probe_len` bytes of the cache (which must be unused):
-    /// what each view's page-table entry allows, whether a write through the executable view is
-    /// refused, and whether a write through the alias shows in the executable view.
-    pub(crate) fn probe(&self, probe_len: usize) -> WxProbe {
-        let off = self.len - probe_len;
+    /// Checks the W^X layout on `probe_len` bytes at offset `off` of the cache (which must be
+    /// unused): what each view's page-table entry allows, whether a write through the
+    /// executable view is refused, and whether a write through the alias shows in the
+    /// executable view.
+    pub(crate) fn probe_at(&self, off: usize, probe_len: usize) -> WxProbe {
+        assert!(off + probe_len <= self.len && probe_len >= 8, "probe outside the cache");
         // SAFETY: lookups of kernel addresses, no preconditions.
         let (exec_pte, alias_pte, rw, nx) = unsafe {
             (

@@ -60,14 +60,21 @@ pub(crate) extern "C" fn kdbt_control_ioctl(
     let result = match cmd {
         KDBT_IOC_ON => switch_on(ctx, arg),
         KDBT_IOC_OFF => {
-            let r = ctx.interposer.lock().switch_off();
+            let r = ctx
+                .interposer
+                .lock()
+                .switch_off(ctx as *const Context as *const core::ffi::c_void);
             if r.is_ok() {
                 pr_info!("switched off\n");
             }
             r
         }
         KDBT_IOC_RESET_STATS => {
-            ctx.interposer.lock().stats().reset();
+            let interposer = ctx.interposer.lock();
+            interposer.stats().reset();
+            if let Some(t) = interposer.translator() {
+                t.reset_stats();
+            }
             Ok(())
         }
         _ => Err(EINVAL),
@@ -112,7 +119,7 @@ fn switch_on(ctx: &Context, arg: usize) -> Result {
     let mut interposer = ctx.interposer.lock();
     match interposer.switch_on(mode) {
         Ok(()) => {
-            pr_info!("switched on: {} (identity entry stubs)\n", mode);
+            pr_info!("switched on: {}\n", mode);
             reply(mode.as_bytes())
         }
         Err(OnError::AlreadyOn) => {
@@ -128,6 +135,10 @@ fn switch_on(ctx: &Context, arg: usize) -> Result {
             let len = w.len();
             reply(&msg[..len])?;
             Err(EBUSY)
+        }
+        Err(OnError::Refused(e, why)) => {
+            reply(why.as_bytes())?;
+            Err(e)
         }
         Err(OnError::Failed(e)) => {
             reply(b"switch-on failed; every CPU runs native entries (see dmesg)")?;

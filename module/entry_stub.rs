@@ -1,56 +1,107 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! Identity entry stubs: what the private IDT's gates and `MSR_LSTAR` point at until the
-//! translator is wired in. A stub counts the entry and jumps to the native handler, so the
-//! handler sees exactly the frame and registers the CPU gave (the plumbing of DESIGN §4,
-//! proven before any translated code runs).
+//! Entry stubs: what the private IDT's gates and `MSR_LSTAR` point at. A stub counts the entry
+//! and jumps to the translation of the native handler (or to the native handler itself when
+//! that could not be translated). The syscall stub and exception stubs:
 //!
 //! ```text
-//! mov [rip+scratch], rax    spill rax (no stack: syscall entry still runs on the user stack)
-//! mov rax, [rip+counter]
-//! lea rax, [rax+1]          lea, not inc: the flags stay as the CPU left them
-//! mov [rip+counter], rax
-//! mov rax, [rip+scratch]
-//! jmp native                rel32: the cache is within ±2 GiB of kernel text
+//! inc qword [rip+entries]     this CPU's counter for this entry
+//! jmp tx                      rel32: cache and counters are in the module area
 //! ```
-//! Interrupts are off in every stub (interrupt gates clear IF, `syscall` masks it through
-//! `MSR_SYSCALL_MASK`) and the gates that can still arrive (NMI, #DB, #DF, #MC) stay native,
-//! so one spill slot and a non-atomic increment per CPU are exact. The bytes are spelled out
-//! here because this is the only hand-written code; translated code and its stubs come from
-//! the engine's assembler.
+//! Interrupt and page-fault stubs also count entries whose interrupted RIP is in the code cache
+//! (the frame is on the kernel stack here, so one push is allowed):
+//!
+//! ```text
+//! push rax
+//! mov  rax, [rsp+8|16]        the frame's RIP (past the error code, if any)
+//! sub  rax, cache_start       imm32: the cache is in the top 2 GiB
+//! cmp  rax, cache_len
+//! jae  1f
+//! inc  qword [rip+in_cache]
+//! 1: pop rax
+//! inc  qword [rip+entries]
+//! jmp  tx
+//! ```
+//! The syscall stub touches no register and no stack (it still runs on the user's stack and
+//! the user's GS). The stubs clobber the arithmetic flags, which no entry reads: the CPU has
+//! just set RFLAGS for the handler (interrupt gates; `syscall` masks them through
+//! `MSR_SYSCALL_MASK` and saves the user's in r11), and the handlers' first instructions
+//! (`clac`, `cld`, `swapgs`, pushes, `test`) write flags before any reads them. Interrupts are
+//! off in every stub and the gates that could still arrive (NMI, #DB, #DF, #MC) stay native,
+//! so per-CPU non-atomic increments are exact. The bytes are spelled out here because this is
+//! the only hand-written code; translated code comes from the engine's assembler.
 
 use kernel::prelude::*;
 
-/// Bytes reserved per stub (the code is 37; the rest is `int3` padding).
-pub(crate) const STUB_BYTES: usize = 64;
+/// Bytes reserved per stub (the longest is 40; the rest is `int3` padding).
+pub(crate) const STUB_BYTES: usize = 48;
 
-/// The stub at tx address `at` that counts into the 8-byte counter at `counter` (spilling
-/// `rax` at `scratch`) and jumps to `target`. Errors: `ERANGE` when an address is out of
-/// rel32 reach of `at`.
+/// Counting the entries whose interrupted RIP is in the code cache.
+pub(crate) struct InCache {
+    /// Offset of the frame's RIP from `rsp` at entry: 0, or 8 past an error code.
+    pub(crate) rip_at: u8,
+    /// Code cache start (top 2 GiB) and length.
+    pub(crate) start: u64,
+    pub(crate) len: u64,
+    /// The counter to increment.
+    pub(crate) counter: u64,
+}
+
+/// Machine code being written at tx address `at`.
+struct Code {
+    at: u64,
+    bytes: [u8; STUB_BYTES],
+    len: usize,
+}
+
+impl Code {
+    fn put(&mut self, bytes: &[u8]) {
+        self.bytes[self.len..self.len + bytes.len()].copy_from_slice(bytes);
+        self.len += bytes.len();
+    }
+
+    /// `bytes` followed by a rel32 field reaching `dest`. Errors: `ERANGE`.
+    fn put_rel32(&mut self, bytes: &[u8], dest: u64) -> Result {
+        self.put(bytes);
+        let end = self.at + self.len as u64 + 4;
+        let rel = i32::try_from(dest.wrapping_sub(end) as i64).map_err(|_| ERANGE)?;
+        self.put(&rel.to_le_bytes());
+        Ok(())
+    }
+
+    /// `bytes` followed by `value` as a sign-extended imm32. Errors: `ERANGE`.
+    fn put_imm32(&mut self, bytes: &[u8], value: u64) -> Result {
+        let imm = i32::try_from(value as i64).map_err(|_| ERANGE)?;
+        self.put(bytes);
+        self.put(&imm.to_le_bytes());
+        Ok(())
+    }
+}
+
+/// The stub at tx address `at` that counts into the 8-byte counter at `counter` (and, with
+/// `in_cache`, counts interrupted code-cache RIPs) and jumps to `target`. Errors: `ERANGE`
+/// when an address is out of rel32 (or imm32) reach.
 pub(crate) fn counting_stub(
     at: u64,
-    scratch: u64,
     counter: u64,
     target: u64,
+    in_cache: Option<&InCache>,
 ) -> Result<[u8; STUB_BYTES]> {
-    let mut code = [0xccu8; STUB_BYTES];
-    let mut len = 0;
-    let mut emit = |bytes: &[u8], rel_to: Option<u64>| -> Result {
-        code[len..len + bytes.len()].copy_from_slice(bytes);
-        len += bytes.len();
-        if let Some(dest) = rel_to {
-            let end = at + len as u64 + 4;
-            let rel = i32::try_from(dest.wrapping_sub(end) as i64).map_err(|_| ERANGE)?;
-            code[len..len + 4].copy_from_slice(&rel.to_le_bytes());
-            len += 4;
-        }
-        Ok(())
+    let mut c = Code {
+        at,
+        bytes: [0xcc; STUB_BYTES],
+        len: 0,
     };
-    emit(&[0x48, 0x89, 0x05], Some(scratch))?; // mov [rip+scratch], rax
-    emit(&[0x48, 0x8b, 0x05], Some(counter))?; // mov rax, [rip+counter]
-    emit(&[0x48, 0x8d, 0x40, 0x01], None)?; // lea rax, [rax+1]
-    emit(&[0x48, 0x89, 0x05], Some(counter))?; // mov [rip+counter], rax
-    emit(&[0x48, 0x8b, 0x05], Some(scratch))?; // mov rax, [rip+scratch]
-    emit(&[0xe9], Some(target))?; // jmp target
-    Ok(code)
+    if let Some(ic) = in_cache {
+        c.put(&[0x50]); // push rax
+        c.put(&[0x48, 0x8b, 0x44, 0x24, 8 + ic.rip_at]); // mov rax, [rsp+8+rip_at]
+        c.put_imm32(&[0x48, 0x2d], ic.start)?; // sub rax, imm32
+        c.put_imm32(&[0x48, 0x3d], ic.len)?; // cmp rax, imm32
+        c.put(&[0x73, 7]); // jae over the inc
+        c.put_rel32(&[0x48, 0xff, 0x05], ic.counter)?; // inc qword [rip+in_cache]
+        c.put(&[0x58]); // pop rax
+    }
+    c.put_rel32(&[0x48, 0xff, 0x05], counter)?; // inc qword [rip+counter]
+    c.put_rel32(&[0xe9], target)?; // jmp target
+    Ok(c.bytes)
 }

@@ -1,34 +1,50 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! Entry interposition on every online CPU (DESIGN §4; BTKernel §3.2, DRK §4): a private IDT per
-//! CPU whose interposable gates enter the code cache, and `MSR_LSTAR` at the code cache's
-//! syscall entry; switch-off restores both. Until the translator is wired in, the code behind
-//! them is the identity stubs of module/entry_stub.rs (count, then jump to the native handler).
+//! Entry interposition on every online CPU (DESIGN §4; BTKernel §3.2): a private IDT per CPU
+//! whose interposable gates enter the code cache, and `MSR_LSTAR` at the translation of
+//! `entry_SYSCALL_64`; switch-off restores both.
+//!
+//! The code cache region: the dispatcher trampoline, then the entry stubs (one block per
+//! possible CPU: a stub per gate and one for `syscall`, each counting the entry and jumping to
+//! the translated handler; module/entry_stub.rs), then the translator's code memory.
 //!
 //! Switching is all-or-nothing: every CPU checks that it runs the native IDT and LSTAR the
 //! tables were built from before switching, and if any CPU cannot, every CPU that did is
-//! switched back before the ioctl returns `EIO`. While switched on, kdbt.ko pins itself, so
-//! `rmmod` answers `EBUSY` rather than unmapping code the CPUs enter.
+//! switched back before the ioctl returns `EIO`.
 //!
-//! When the code cache can be freed: identity stubs only jump (nothing they run leaves a return
-//! address into the cache) and run with interrupts off, so once every CPU has taken the
-//! switch-off IPI (which it can only take with interrupts on, i.e. outside a stub) no CPU is in
-//! or can return into the cache.
+//! The translator outlives switch-off: with callret, sleeping tasks hold code-cache return
+//! addresses and keep running translated code (and entering the dispatcher) until they
+//! return to user mode. It is freed only when a stack scan with every CPU stopped finds no
+//! code-cache address on any task's live stack (module/hooks.rs), retried every
+//! `KDBT_DRAIN_PERIOD_MS`; until then kdbt.ko pins itself (`rmmod` answers `EBUSY`), and
+//! switching on again reuses the same translator for the same mode spec (a different spec
+//! waits, `EBUSY`).
 
-use crate::code_cache::{CodeCache, WxProbe, PAGE};
+use crate::code_cache::{CodeCache, DataArea, WxProbe, PAGE};
 use crate::control_abi::SPEC_MAX;
 use crate::cpu::{self, ModulePin};
-use crate::entry_stub::{self, STUB_BYTES};
+use crate::dispatcher_stack::{self, DispatcherStacks};
+use crate::entry_stub::{self, InCache, STUB_BYTES};
+use crate::hooks;
 use crate::idt::{self, Gate, Idtr, GATES};
-use crate::stats::Stats;
+use crate::stats::{Stats, FIRST_INTERRUPT};
 use crate::syscall_entry;
+use crate::translator::{self, Memories, Translator};
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
 use kernel::prelude::*;
 
-/// Code cache bytes per CPU: a stub per gate, then the syscall stub.
+/// Bytes reserved for the dispatcher trampoline at the start of the region.
+const TRAMPOLINE_BYTES: usize = 256;
+/// Entry stub bytes per CPU: a stub per gate, then the syscall stub.
 const CPU_BLOCK: usize = (GATES + 1) * STUB_BYTES;
-/// Bytes at the end of the cache kept free for the W^X probe.
+/// Bytes at the end of the head kept free for the W^X probe.
 const PROBE_BYTES: usize = 64;
+/// `EOPNOTSUPP` (the kernel crate of 6.12 has no constant for it).
+const EOPNOTSUPP: i32 = 95;
+/// The page-fault vector (its frame has an error code).
+const PAGE_FAULT: usize = 14;
+/// The translator's code memory, bytes.
+const TRANSLATOR_CODE_BYTES: usize = 16 << 20;
 
 /// What one CPU saved when it switched, read back when it switches off.
 #[derive(Default)]
@@ -44,51 +60,88 @@ struct CpuSlot {
 struct On {
     /// Canonical mode spec, NUL-padded.
     mode: [u8; SPEC_MAX],
-    /// Keeps kdbt.ko loaded while CPUs enter its code cache.
+}
+
+/// A translator that code may still run in, and the module reference that keeps its code
+/// mapped.
+struct Live {
+    translator: Translator,
     _pin: ModulePin,
+}
+
+/// Where a switched-off translator stands.
+#[derive(Clone, Copy, Default)]
+pub(crate) struct Drain {
+    /// Scans done since the last switch-off.
+    pub(crate) scans: u64,
+    /// Task stacks that held code-cache addresses at the last scan.
+    pub(crate) referencing: usize,
+    /// Translators freed since load.
+    pub(crate) released: u64,
 }
 
 /// Entries of every CPU, the code they lead to, and their counters. One instance, behind the
 /// control mutex.
 pub(crate) struct Interposer {
-    /// Entry stubs, a block of [`CPU_BLOCK`] bytes per possible CPU.
-    cache: CodeCache,
-    /// Counters the stubs increment (dropped after the cache that references them).
+    /// Trampoline, entry stubs, the translator's code memory.
+    region: CodeCache,
+    /// Bytes of the region before the translator's code memory.
+    head: usize,
+    /// The translator's data memory (jumptable, counters): module area, top 2 GiB.
+    data: DataArea<AtomicU64>,
+    /// Counters the stubs increment (dropped after the region that references them).
     stats: Stats,
+    /// The dispatcher's per-CPU stacks.
+    stacks: DispatcherStacks,
     /// The private IDTs, [`GATES`] gates per possible CPU; never reallocated (CPUs read them).
     idts: KVec<Gate>,
     /// Per possible CPU.
     cpus: KVec<CpuSlot>,
     /// `Some` while switched on.
     on: Option<On>,
-    /// Which gates the last switch-on kept native.
+    /// The translator, from switch-on until its code cache is unreferenced.
+    live: Option<Live>,
+    /// Which gates the last switch-on kept native (not interposable).
     native_gates: [bool; GATES],
+    /// Which interposed gates lead to the native handler (it could not be translated).
+    untranslated_gates: [bool; GATES],
+    /// Draining after switch-off.
+    drain: Drain,
 }
 
 /// Why a switch-on was refused.
 pub(crate) enum OnError {
     /// Already on, with this mode.
     AlreadyOn,
+    /// Refused with this errno and reason; nothing is switched.
+    Refused(Error, &'static str),
     /// Failed with this errno; nothing is switched.
     Failed(Error),
 }
 
 impl Interposer {
-    /// Allocates everything switching needs (so switching itself allocates nothing).
-    /// Errors: `ENOMEM`, `ERANGE` when the code cache is out of rel32 reach of kernel text.
+    /// Allocates everything switching needs. Errors: `ENOMEM`, `ERANGE` when the region is
+    /// out of rel32 reach of kernel text.
     pub(crate) fn new() -> Result<Self> {
         let n = cpu::possible();
         let mut cpus = KVec::with_capacity(n, GFP_KERNEL)?;
         for _ in 0..n {
             cpus.push(CpuSlot::default(), GFP_KERNEL)?;
         }
+        let head = (TRAMPOLINE_BYTES + n * CPU_BLOCK + PROBE_BYTES).div_ceil(PAGE) * PAGE;
         Ok(Interposer {
-            cache: CodeCache::new(n * CPU_BLOCK + PROBE_BYTES)?,
+            region: CodeCache::new(head + TRANSLATOR_CODE_BYTES)?,
+            head,
+            data: DataArea::zeroed(translator::data_size() / 8)?,
             stats: Stats::new(n)?,
+            stacks: DispatcherStacks::new(n)?,
             idts: KVec::from_elem(Gate::default(), n * GATES, GFP_KERNEL)?,
             cpus,
             on: None,
+            live: None,
             native_gates: [false; GATES],
+            untranslated_gates: [false; GATES],
+            drain: Drain::default(),
         })
     }
 
@@ -99,14 +152,24 @@ impl Interposer {
         Some(core::str::from_utf8(&on.mode[..len]).unwrap_or("?"))
     }
 
-    /// The counters.
+    /// The entry counters.
     pub(crate) fn stats(&self) -> &Stats {
         &self.stats
     }
 
-    /// The code cache.
+    /// The translator, while one lives (switched on, or draining after switch-off).
+    pub(crate) fn translator(&self) -> Option<&Translator> {
+        self.live.as_ref().map(|l| &l.translator)
+    }
+
+    /// The drain state.
+    pub(crate) fn drain(&self) -> Drain {
+        self.drain
+    }
+
+    /// The code cache region.
     pub(crate) fn cache(&self) -> &CodeCache {
-        &self.cache
+        &self.region
     }
 
     /// Vectors whose gates the last switch-on kept native.
@@ -114,29 +177,54 @@ impl Interposer {
         (0..GATES).filter(|&v| self.native_gates[v])
     }
 
-    /// Probes the code cache's W^X layout (see [`CodeCache::probe`]) on its reserved tail.
+    /// Interposed vectors whose handler could not be translated (their stub jumps native).
+    pub(crate) fn untranslated_gates(&self) -> impl Iterator<Item = usize> + '_ {
+        (0..GATES).filter(|&v| self.untranslated_gates[v])
+    }
+
+    /// Probes the region's W^X layout (see [`CodeCache::probe`]) on the head's reserved tail.
     pub(crate) fn probe(&self) -> WxProbe {
-        self.cache.probe(PROBE_BYTES)
+        self.region
+            .probe_at(self.head - PROBE_BYTES, PROBE_BYTES)
     }
 
     /// tx address of the stub of `vector` (or of the syscall entry, `vector == GATES`) of `cpu`.
-    pub(crate) fn stub(&self, cpu: usize, vector: usize) -> u64 {
-        self.cache.exec() + (cpu * CPU_BLOCK + vector * STUB_BYTES) as u64
+    fn stub(&self, cpu: usize, vector: usize) -> u64 {
+        self.region.exec() + (TRAMPOLINE_BYTES + cpu * CPU_BLOCK + vector * STUB_BYTES) as u64
     }
 
-    /// Switches every online CPU's entries into the code cache, recording `mode` (canonical).
+    /// Switches every online CPU's entries into the code cache in `mode` (canonical).
     pub(crate) fn switch_on(&mut self, mode: &str) -> Result<(), OnError> {
         if self.on.is_some() {
             return Err(OnError::AlreadyOn);
         }
+        if mode.starts_with("drk") {
+            return Err(OnError::Refused(
+                Error::from_errno(-EOPNOTSUPP),
+                "the drk design is not available in the kernel yet; use fast",
+            ));
+        }
         let native_idtr = idt::current();
         let native_lstar = syscall_entry::current();
+        match &self.live {
+            Some(live) if live.translator.spec() == mode => {}
+            Some(_) => {
+                return Err(OnError::Refused(
+                    EBUSY,
+                    "the previous mode's code cache is still on task stacks; retry shortly",
+                ))
+            }
+            None => self.start_translator(mode, native_lstar).map_err(OnError::Failed)?,
+        }
         self.build(native_idtr, native_lstar)
             .map_err(OnError::Failed)?;
         let this = &*self;
         cpu::on_each_online(&|cpu| {
             let slot = &this.cpus[cpu];
-            if idt::current() != native_idtr || syscall_entry::current() != native_lstar {
+            if idt::current() != native_idtr
+                || syscall_entry::current() != native_lstar
+                || !DispatcherStacks::cpu_number_reads(cpu)
+            {
                 slot.failed.store(true, Relaxed);
                 return;
             }
@@ -150,42 +238,132 @@ impl Interposer {
             };
             // SAFETY: interrupts are off (IPI callback); the private table has all 256 gates,
             // lives in `idts`, which is neither moved nor written while any CPU is switched,
-            // and each gate leads to the native handler or to a stub ending in it (`build`).
+            // and each gate leads to the native handler or to a stub ending in its
+            // translation or in it (`build`).
             unsafe { idt::load(&private) };
-            // SAFETY: the syscall stub spills rax into RIP-relative memory, touches neither the
-            // stack nor GS, and jumps to the native entry_SYSCALL_64 (`build`).
+            // SAFETY: the syscall stub touches neither registers, the stack nor GS, and jumps
+            // to the translation of entry_SYSCALL_64, which starts with the native entry's
+            // own instructions (`build`).
             unsafe { syscall_entry::set(this.stub(cpu, GATES)) };
             slot.switched.store(true, Relaxed);
         });
         if self.cpus.iter().any(|s| s.failed.swap(false, Relaxed)) {
             self.restore_all();
-            pr_err!("switch-on refused: a CPU did not run the native IDT and syscall entry\n");
+            pr_err!(
+                "switch-on refused: a CPU did not run the native IDT and syscall entry, or \
+                 could not read its CPU number\n"
+            );
             return Err(OnError::Failed(EIO));
         }
         let mut text = [0u8; SPEC_MAX];
         let n = mode.len().min(SPEC_MAX - 1);
         text[..n].copy_from_slice(&mode.as_bytes()[..n]);
-        self.on = Some(On {
-            mode: text,
+        self.on = Some(On { mode: text });
+        self.drain.scans = 0;
+        self.drain.referencing = 0;
+        Ok(())
+    }
+
+    /// Creates the translator for `mode`, writes its trampoline and publishes it to the hooks.
+    fn start_translator(&mut self, mode: &str, native_lstar: u64) -> Result {
+        for word in self.data.get() {
+            word.store(0, Relaxed);
+        }
+        let data = self.data.get();
+        let mem = Memories {
+            code_tx: self.region.exec() + self.head as u64,
+            code_rw: (self.region.alias() + self.head as u64) as *mut u8,
+            code_len: self.region.len() - self.head,
+            data: data.as_ptr() as *mut u8,
+            data_len: core::mem::size_of_val(data),
+            trampoline: self.region.exec(),
+            syscall_entry: native_lstar,
+        };
+        // SAFETY: the code memory is the region past the head and the data memory is `data`,
+        // both ours alone and kept until the translator is dropped (`live` is dropped before
+        // them; Drop below).
+        let translator = unsafe { Translator::new(mode, &mem)? };
+        let mut code = [0u8; TRAMPOLINE_BYTES];
+        // SAFETY: the stacks live as long as `self`, which drops the translator first.
+        let n = unsafe {
+            translator.trampoline(
+                self.stacks.table(),
+                dispatcher_stack::STACK_BYTES as u32,
+                DispatcherStacks::cpunode_selector(),
+                &mut code,
+            )?
+        };
+        // SAFETY: no CPU runs in the region: no translator lived (checked by the caller).
+        unsafe { self.region.write(self.region.exec(), &code[..n]) };
+        // SAFETY: the translator stays live until unpublished (`release`).
+        unsafe { hooks::publish(translator.raw()) };
+        self.live = Some(Live {
+            translator,
             _pin: ModulePin::take(),
         });
         Ok(())
     }
 
-    /// Restores every CPU's native entries. Errors: `EALREADY` (the ABI's off-while-off errno)
-    /// when not switched on.
-    pub(crate) fn switch_off(&mut self) -> Result {
+    /// Restores every CPU's native entries and starts draining. Errors: `EALREADY` (the
+    /// ABI's off-while-off errno) when not switched on.
+    pub(crate) fn switch_off(&mut self, ctx: *const core::ffi::c_void) -> Result {
         if self.on.is_none() {
             return Err(Error::from_errno(-crate::control_abi::OFF_WHILE_OFF_ERRNO));
         }
         self.restore_all();
-        // Every CPU has left the stubs (module docs): the module may go now.
         self.on = None;
+        // SAFETY: `ctx` is the module's shared state, which cancels the work before it goes.
+        unsafe { hooks::schedule_drain(ctx) };
         Ok(())
     }
 
-    /// Writes the stubs and private IDTs of every possible CPU from the native table and entry.
+    /// One drain step while off: frees the translator when no task stack holds a code-cache
+    /// address. Returns whether to try again later.
+    pub(crate) fn drain_step(&mut self) -> bool {
+        if self.on.is_some() || self.live.is_none() {
+            return false;
+        }
+        let lo = self.region.exec();
+        let hi = lo + self.region.len() as u64;
+        self.drain.scans += 1;
+        match hooks::stacks_referencing(lo, hi) {
+            Ok(0) => {
+                self.release();
+                false
+            }
+            Ok(n) => {
+                self.drain.referencing = n;
+                true
+            }
+            Err(e) => {
+                pr_warn!("stack scan failed ({:?}); retrying\n", e);
+                true
+            }
+        }
+    }
+
+    /// Unpublishes and frees the translator (nothing can enter its cache any more).
+    fn release(&mut self) {
+        // SAFETY: waits for every hook that may still use it.
+        unsafe { hooks::publish(core::ptr::null_mut()) };
+        if let Some(live) = self.live.take() {
+            pr_info!(
+                "code cache of {} released after {} scans\n",
+                live.translator.spec(),
+                self.drain.scans
+            );
+        }
+        self.drain.referencing = 0;
+        self.drain.released += 1;
+    }
+
+    /// Writes the stubs and private IDTs of every possible CPU from the native table and entry,
+    /// translating each handler. Errors: `EIO` (unreadable IDT, untranslatable syscall entry),
+    /// `ERANGE`.
     fn build(&mut self, native_idtr: Idtr, native_lstar: u64) -> Result {
+        let Some(live) = &self.live else {
+            return Err(EIO);
+        };
         let n = self.cpus.len();
         let (first, _) = self.idts.split_at_mut(GATES);
         if !idt::read_into(native_idtr, first) {
@@ -194,21 +372,47 @@ impl Interposer {
             });
             return Err(EIO);
         }
+        let Some(syscall_tx) = live.translator.translate(native_lstar) else {
+            pr_err!("entry_SYSCALL_64 at {:#x} cannot be translated\n", native_lstar);
+            return Err(EIO);
+        };
+        let mut targets = [0u64; GATES];
         for v in 0..GATES {
-            self.native_gates[v] = !self.idts[v].interposable();
+            let gate = self.idts[v];
+            self.native_gates[v] = !gate.interposable();
+            self.untranslated_gates[v] = false;
+            if gate.interposable() {
+                targets[v] = live.translator.translate(gate.target()).unwrap_or_else(|| {
+                    self.untranslated_gates[v] = true;
+                    gate.target()
+                });
+            }
         }
         for cpu in 0..n {
             let counters = self.stats.cpu(cpu);
-            let scratch = &counters.scratch as *const _ as u64;
             for v in 0..GATES {
                 let gate = self.idts[v];
                 let entry = if gate.interposable() {
                     let at = self.stub(cpu, v);
                     let counter = &counters.vectors[v] as *const _ as u64;
-                    let code = entry_stub::counting_stub(at, scratch, counter, gate.target())?;
+                    let in_cache = |rip_at, counter: &AtomicU64| InCache {
+                        rip_at,
+                        start: self.region.exec(),
+                        len: self.region.len() as u64,
+                        counter: counter as *const _ as u64,
+                    };
+                    let watch = match v {
+                        PAGE_FAULT => Some(in_cache(8, &counters.page_faults_in_cache)),
+                        v if v >= FIRST_INTERRUPT => {
+                            Some(in_cache(0, &counters.interrupts_in_cache))
+                        }
+                        _ => None,
+                    };
+                    let code =
+                        entry_stub::counting_stub(at, counter, targets[v], watch.as_ref())?;
                     // SAFETY: no CPU is switched on (checked by the caller), so none runs a
                     // stub; writes are serialized by the control mutex (&mut self).
-                    unsafe { self.cache.write(at, &code) };
+                    unsafe { self.region.write(at, &code) };
                     gate.with_target(at)
                 } else {
                     gate
@@ -217,9 +421,9 @@ impl Interposer {
             }
             let at = self.stub(cpu, GATES);
             let counter = &counters.syscalls as *const _ as u64;
-            let code = entry_stub::counting_stub(at, scratch, counter, native_lstar)?;
+            let code = entry_stub::counting_stub(at, counter, syscall_tx, None)?;
             // SAFETY: as above.
-            unsafe { self.cache.write(at, &code) };
+            unsafe { self.region.write(at, &code) };
         }
         Ok(())
     }
@@ -248,11 +452,15 @@ impl Interposer {
 
 impl Drop for Interposer {
     fn drop(&mut self) {
-        // Only a forced unload gets here while on (the pin makes rmmod fail otherwise).
+        // Only a forced unload gets here with a live translator (its pin makes rmmod fail
+        // otherwise); the drain work was cancelled by the module first.
         if self.on.is_some() {
             self.restore_all();
+        }
+        if self.live.is_some() {
+            self.release();
         }
     }
 }
 
-const _: () = assert!(CPU_BLOCK % 64 == 0 && PAGE % STUB_BYTES == 0);
+const _: () = assert!(CPU_BLOCK % 16 == 0 && TRAMPOLINE_BYTES % 16 == 0);

@@ -9,7 +9,8 @@
 //!
 //! Control: `/dev/kdbt` ([`control`], ABI in [`control_abi`]); text: `<debugfs>/kdbt/{status,
 //! stats}` ([`debugfs`]). Switching on interposes on every CPU's IDT and syscall entry
-//! ([`interposer`]); until the translator is wired in, the entries lead to identity stubs.
+//! ([`interposer`]): the entries lead into the code cache, where the kernel runs translated;
+//! [`hooks`] covers the kernel's other ways of meeting translated code.
 
 use core::fmt::Write;
 use kernel::prelude::*;
@@ -20,7 +21,9 @@ mod control;
 mod control_abi;
 mod cpu;
 mod debugfs;
+mod dispatcher_stack;
 mod entry_stub;
+mod hooks;
 mod idt;
 mod interposer;
 mod msr;
@@ -53,15 +56,19 @@ pub(crate) struct Shared {
     interposer: Mutex<interposer::Interposer>,
 }
 
-/// The loaded module. Fields drop in order: no more ioctls, no more readers, then the state.
+/// The loaded module. Fields drop in order: no more ioctls, no more readers, then the state
+/// (which frees any translator), then the kernel hooks, then the engine's heap.
 struct Kdbt {
     _control: control::ControlDevice,
     _debugfs: debugfs::DebugFiles,
     shared: Pin<KBox<Shared>>,
+    _hooks: hooks::Hooks,
+    _arena: translator::Arena,
 }
 
 impl kernel::Module for Kdbt {
     fn init(_module: &'static ThisModule) -> Result<Self> {
+        let arena = translator::Arena::give_to_engine()?;
         let lstar = syscall_entry::current();
         pr_info!("loaded; MSR_LSTAR (entry_SYSCALL_64) = {:#x}\n", lstar);
         let mut text = KVec::from_elem(0u8, STATUS_MAX, GFP_KERNEL)?;
@@ -71,6 +78,7 @@ impl kernel::Module for Kdbt {
             let line = core::str::from_utf8(line).unwrap_or("(non-ASCII disassembly)");
             pr_info!("  {}\n", line);
         }
+        let hooks = hooks::Hooks::register()?;
         let interposer = interposer::Interposer::new()?;
         let cache = interposer.cache();
         pr_info!(
@@ -92,12 +100,15 @@ impl kernel::Module for Kdbt {
             _control: control,
             _debugfs: debugfs,
             shared,
+            _hooks: hooks,
+            _arena: arena,
         })
     }
 }
 
 impl Drop for Kdbt {
     fn drop(&mut self) {
+        hooks::cancel_drain();
         // Normally off here (switch-on pins the module); a forced unload switches off in the
         // interposer's own Drop.
         if let Some(mode) = self.shared.interposer.lock().mode() {
@@ -109,9 +120,9 @@ impl Drop for Kdbt {
 
 /// Decodes the first [`ENTRY_INSNS`] instructions at `entry` into `out`; returns bytes written.
 fn write_entry_disassembly(entry: u64, out: &mut [u8]) -> Result<usize> {
-    // SAFETY: `entry` is this CPU's MSR_LSTAR: entry_SYSCALL_64 in kernel text (hundreds of
-    // bytes of entry code) or an entry stub in the code cache (a 64-byte slot followed by more
-    // of the cache); either way ENTRY_BYTES are mapped and readable.
+    // SAFETY: `entry` is entry_SYSCALL_64 in kernel text (hundreds of bytes of entry code) or
+    // a stub or translated block in the code cache (megabytes, the entry's translation made
+    // first); either way ENTRY_BYTES are mapped and readable.
     let code = unsafe { core::slice::from_raw_parts(entry as *const u8, ENTRY_BYTES) };
     translator::disassemble(code, entry, ENTRY_INSNS, out)
 }
@@ -127,7 +138,7 @@ fn render_status(shared: &Shared, w: &mut debugfs::TextWriter<'_>) -> Result {
             let _ = writeln!(w, "state: on\nmode: {mode}");
             let _ = writeln!(
                 w,
-                "entries: identity stubs (count, then the native handler)"
+                "entries: stubs (count, then the translated handler)"
             );
             "on"
         }
@@ -135,9 +146,23 @@ fn render_status(shared: &Shared, w: &mut debugfs::TextWriter<'_>) -> Result {
     };
     if state == "off" {
         let _ = writeln!(w, "state: off");
+        if let Some(t) = interposer.translator() {
+            let d = interposer.drain();
+            let _ = writeln!(
+                w,
+                "draining: {} (scans {} task stacks referencing the cache {})",
+                t.spec(),
+                d.scans,
+                d.referencing
+            );
+        }
     }
     let _ = write!(w, "native gates:");
     for v in interposer.native_gates() {
+        let _ = write!(w, " {v:#04x}");
+    }
+    let _ = write!(w, "\nuntranslated gates:");
+    for v in interposer.untranslated_gates() {
         let _ = write!(w, " {v:#04x}");
     }
     let _ = writeln!(w);
@@ -183,6 +208,15 @@ fn render_status(shared: &Shared, w: &mut debugfs::TextWriter<'_>) -> Result {
     let _ = writeln!(w, "lstar: {lstar:#x}\n{label}:");
     let n = write_entry_disassembly(lstar, w.rest())?;
     w.advance(n);
+    if state == "on" {
+        // The stub is `inc qword [rip+counter]` (7 bytes) then `jmp rel32` (module/entry_stub.rs).
+        // SAFETY: LSTAR is this CPU's syscall stub, 12 mapped bytes in the code cache.
+        let rel = unsafe { core::ptr::read_unaligned((lstar + 8) as *const i32) };
+        let tx = (lstar + 12).wrapping_add(rel as i64 as u64);
+        let _ = writeln!(w, "translated entry_SYSCALL_64 at {tx:#x}:");
+        let n = write_entry_disassembly(tx, w.rest())?;
+        w.advance(n);
+    }
     Ok(())
 }
 
@@ -191,5 +225,15 @@ fn render_stats(shared: &Shared, w: &mut debugfs::TextWriter<'_>) -> Result {
     let interposer = shared.interposer.lock();
     let _ = writeln!(w, "state: {}", interposer.mode().unwrap_or("off"));
     interposer.stats().render(w);
+    let (pokes, invalidating, redirected) = hooks::counts();
+    let _ = writeln!(
+        w,
+        "hooks: text_pokes {pokes} text_pokes_invalidating {invalidating} traps_redirected \
+         {redirected}"
+    );
+    if let Some(t) = interposer.translator() {
+        let n = t.render_stats(w.rest())?;
+        w.advance(n);
+    }
     Ok(())
 }

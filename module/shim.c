@@ -21,7 +21,16 @@
 #include <linux/smp.h>
 #include <linux/uaccess.h>
 #include <linux/vmalloc.h>
+#include <linux/kdebug.h>
+#include <linux/rcupdate.h>
+#include <linux/sched/signal.h>
+#include <linux/sched/task_stack.h>
+#include <linux/stop_machine.h>
+#include <linux/workqueue.h>
 #include <asm/pgtable_types.h>
+#include <asm/segment.h>
+#include <asm/traps.h>
+#include <asm/trapnr.h>
 
 #include "shim.h"
 
@@ -261,20 +270,241 @@ void kdbt_module_release(void)
 	module_put(THIS_MODULE);
 }
 
-void *kdbt_engine_alloc(size_t size, size_t align)
+void *kdbt_vmem_alloc(size_t size)
 {
-	/*
-	 * kmalloc aligns power-of-two sizes naturally; beyond its minimum alignment, round the
-	 * size up so the requested alignment follows.
-	 */
-	if (align > ARCH_KMALLOC_MINALIGN)
-		size = roundup_pow_of_two(max(size, align));
-	return kmalloc(size, GFP_ATOMIC);
+	/* vmalloc: guard pages around it, so a stack overflow faults instead of corrupting. */
+	return vzalloc(size);
 }
 
-void kdbt_engine_free(void *ptr)
+void kdbt_vmem_free(void *mem)
 {
-	kfree(ptr);
+	vfree(mem);
+}
+
+u64 kdbt_per_cpu_offset(unsigned int cpu)
+{
+	/* What MSR_GS_BASE holds on that CPU while in the kernel. */
+	return cpu_kernelmode_gs_base(cpu);
+}
+
+u16 kdbt_cpunode_selector(void)
+{
+	return __CPUNODE_SEG;
+}
+
+unsigned int kdbt_cpunode_cpu(void)
+{
+	unsigned int p;
+
+	asm volatile("lsl %1, %0" : "=r"(p) : "r"((unsigned int)__CPUNODE_SEG));
+	return p & VDSO_CPUNODE_MASK;
+}
+
+bool kdbt_core_kernel_text(u64 addr)
+{
+	return core_kernel_text(addr);
+}
+
+u64 kdbt_irq_save(void)
+{
+	unsigned long flags;
+
+	local_irq_save(flags);
+	return flags;
+}
+
+void kdbt_irq_restore(u64 saved)
+{
+	unsigned long flags = saved;
+
+	local_irq_restore(flags);
+}
+
+/*
+ * The live translator, published for the kernel hooks (exception-table lookups, text
+ * patching) and the die notifier. RCU: unpublishing waits for every hook that saw it.
+ */
+static void __rcu *kdbt_live;
+
+static unsigned long kdbt_extable_native_hook(unsigned long addr)
+{
+	unsigned long native = 0;
+	void *live;
+
+	rcu_read_lock();
+	live = rcu_dereference(kdbt_live);
+	if (live)
+		native = kdbt_engine_tx_to_native(live, addr);
+	rcu_read_unlock();
+	return native;
+}
+
+static void kdbt_serialize(void *unused)
+{
+	/* The IPI's return (iret) serializes this CPU's instruction stream. */
+}
+
+static atomic64_t kdbt_pokes_seen, kdbt_pokes_invalidating;
+
+static void kdbt_text_poked_hook(void *addr, size_t len)
+{
+	u64 poisoned = 0;
+	void *live;
+
+	atomic64_inc(&kdbt_pokes_seen);
+	rcu_read_lock();
+	live = rcu_dereference(kdbt_live);
+	if (live)
+		poisoned = kdbt_engine_invalidate(live, (u64)addr, (u64)addr + len);
+	rcu_read_unlock();
+	if (!poisoned)
+		return;
+	atomic64_inc(&kdbt_pokes_invalidating);
+	/* Make every CPU see the int3s before the new text is used (as text_poke_sync does). */
+	if (!irqs_disabled())
+		on_each_cpu(kdbt_serialize, NULL, 1);
+}
+
+void kdbt_text_pokes(u64 *seen, u64 *invalidating)
+{
+	*seen = atomic64_read(&kdbt_pokes_seen);
+	*invalidating = atomic64_read(&kdbt_pokes_invalidating);
+}
+
+static atomic64_t kdbt_traps_redirected;
+
+/*
+ * int3 at a code-cache address: an invalidated translation (the native text changed).
+ * #UD at a code-cache address: a copied BUG/WARN ud2, which the kernel finds in its bug table
+ * by native address only. Either way the state at that boundary is the native state: resume
+ * at the native instruction, where the kernel handles it as if never translated.
+ */
+static int kdbt_die_notify(struct notifier_block *nb, unsigned long val, void *data)
+{
+	struct die_args *args = data;
+	struct pt_regs *regs = args->regs;
+	unsigned long tx, native = 0;
+	void *live;
+
+	if (!regs || user_mode(regs))
+		return NOTIFY_DONE;
+	if (val == DIE_INT3)
+		tx = regs->ip - 1;
+	else if (val == DIE_TRAP && args->trapnr == X86_TRAP_UD)
+		tx = regs->ip;
+	else
+		return NOTIFY_DONE;
+	rcu_read_lock();
+	live = rcu_dereference(kdbt_live);
+	if (live)
+		native = kdbt_engine_tx_to_native(live, tx);
+	rcu_read_unlock();
+	if (!native)
+		return NOTIFY_DONE;
+	regs->ip = native;
+	atomic64_inc(&kdbt_traps_redirected);
+	return NOTIFY_STOP;
+}
+
+static struct notifier_block kdbt_die_nb = {
+	.notifier_call = kdbt_die_notify,
+	.priority = INT_MAX,
+};
+
+u64 kdbt_traps_redirected_count(void)
+{
+	return atomic64_read(&kdbt_traps_redirected);
+}
+
+int kdbt_hooks_register(void)
+{
+	int rc = register_die_notifier(&kdbt_die_nb);
+
+	if (rc)
+		return rc;
+	WRITE_ONCE(kdbt_extable_native, kdbt_extable_native_hook);
+	WRITE_ONCE(kdbt_text_poked, kdbt_text_poked_hook);
+	return 0;
+}
+
+void kdbt_hooks_unregister(void)
+{
+	WRITE_ONCE(kdbt_text_poked, NULL);
+	WRITE_ONCE(kdbt_extable_native, NULL);
+	unregister_die_notifier(&kdbt_die_nb);
+	synchronize_rcu();
+}
+
+void kdbt_publish(void *instance)
+{
+	rcu_assign_pointer(kdbt_live, instance);
+	if (!instance)
+		synchronize_rcu();
+}
+
+struct kdbt_scan {
+	unsigned long lo, hi;
+	unsigned long tasks, found;
+};
+
+/* Runs with every other CPU stopped: no stack changes under the scan. */
+static int kdbt_scan_fn(void *arg)
+{
+	struct kdbt_scan *s = arg;
+	struct task_struct *g, *t;
+
+	rcu_read_lock();
+	for_each_process_thread(g, t) {
+		unsigned long *base, *top, *sp;
+
+		if (t == current || !t->stack)
+			continue;
+		base = task_stack_page(t);
+		top = (unsigned long *)((char *)base + THREAD_SIZE);
+		sp = (unsigned long *)t->thread.sp;
+		if (sp < base || sp >= top)
+			sp = base;
+		s->tasks++;
+		for (; sp < top; sp++) {
+			if (*sp - s->lo < s->hi - s->lo) {
+				s->found++;
+				break;
+			}
+		}
+	}
+	rcu_read_unlock();
+	return 0;
+}
+
+long kdbt_stacks_referencing(u64 lo, u64 hi)
+{
+	struct kdbt_scan s = { .lo = lo, .hi = hi };
+	int rc = stop_machine(kdbt_scan_fn, &s, NULL);
+
+	return rc ? rc : (long)s.found;
+}
+
+static void *kdbt_drain_ctx;
+
+static void kdbt_drain_fn(struct work_struct *work);
+static DECLARE_DELAYED_WORK(kdbt_drain_work, kdbt_drain_fn);
+
+static void kdbt_drain_fn(struct work_struct *work)
+{
+	if (kdbt_drain_tick(kdbt_drain_ctx))
+		schedule_delayed_work(&kdbt_drain_work, msecs_to_jiffies(KDBT_DRAIN_PERIOD_MS));
+}
+
+void kdbt_drain_schedule(void *ctx)
+{
+	kdbt_drain_ctx = ctx;
+	/* Soon: the caller is about to return to user mode, leaving its stack clean. */
+	mod_delayed_work(system_wq, &kdbt_drain_work, msecs_to_jiffies(KDBT_DRAIN_FIRST_MS));
+}
+
+void kdbt_drain_cancel(void)
+{
+	cancel_delayed_work_sync(&kdbt_drain_work);
 }
 
 void kdbt_engine_panic(const char *msg, size_t len)

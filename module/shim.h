@@ -66,8 +66,39 @@ void kdbt_module_hold(void);
 void kdbt_module_release(void);
 
 /* The engine's heap: kmalloc(GFP_ATOMIC), since the dispatcher runs with interrupts off. */
-void *kdbt_engine_alloc(size_t size, size_t align);
-void kdbt_engine_free(void *ptr);
+/*
+ * Translator hooks (module/hooks.rs): the kernel patch's extable and text-poke hooks, the
+ * die notifier for int3/#UD at code-cache addresses, the RCU-published live translator, the
+ * stack scan that decides when a code cache may go, and the delayed work that retries it.
+ */
+#define KDBT_DRAIN_FIRST_MS 20
+#define KDBT_DRAIN_PERIOD_MS 200
+int kdbt_hooks_register(void);
+void kdbt_hooks_unregister(void);
+void kdbt_publish(void *instance);
+void kdbt_text_pokes(u64 *seen, u64 *invalidating);
+u64 kdbt_traps_redirected_count(void);
+long kdbt_stacks_referencing(u64 lo, u64 hi);
+void kdbt_drain_schedule(void *ctx);
+void kdbt_drain_cancel(void);
+bool kdbt_drain_tick(void *ctx);
+bool kdbt_core_kernel_text(u64 addr);
+void *kdbt_vmem_alloc(size_t size);
+void kdbt_vmem_free(void *mem);
+u16 kdbt_cpunode_selector(void);
+u64 kdbt_per_cpu_offset(unsigned int cpu);
+unsigned int kdbt_cpunode_cpu(void);
+u64 kdbt_irq_save(void);
+void kdbt_irq_restore(u64 flags);
+
+/* The kernel's hooks (harness/guest/patches/0002-hooks-for-kdbt.patch). */
+extern unsigned long (*kdbt_extable_native)(unsigned long addr);
+extern void (*kdbt_text_poked)(void *addr, size_t len);
+
+/* The engine (module/engine/src/instance.rs). */
+u64 kdbt_engine_tx_to_native(void *instance, u64 tx);
+u64 kdbt_engine_invalidate(void *instance, u64 lo, u64 hi);
+
 /* A Rust panic inside the engine: there is no unwinding in the kernel. */
 void __noreturn kdbt_engine_panic(const char *msg, size_t len);
 

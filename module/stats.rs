@@ -5,7 +5,7 @@
 //!
 //! The counters live in the module-area data area so entry code reaches them RIP-relative;
 //! each CPU has its own block, incremented only by that CPU's entry code with interrupts off,
-//! so a plain `mov`/`lea`/`mov` increment is exact (see module/entry_stub.rs).
+//! so a plain `inc` is exact (see module/entry_stub.rs).
 
 use crate::code_cache::DataArea;
 use crate::debugfs::TextWriter;
@@ -18,13 +18,16 @@ pub(crate) const VECTORS: usize = 256;
 /// First vector of external and system interrupts (below it: exceptions).
 pub(crate) const FIRST_INTERRUPT: usize = 32;
 
-/// One CPU's counters and spill slot (one cache-line-aligned block per CPU).
+/// One CPU's counters (one cache-line-aligned block per CPU).
 #[repr(C, align(64))]
 pub(crate) struct CpuCounters {
-    /// Where this CPU's entry stubs spill `rax` (not a statistic).
-    pub(crate) scratch: AtomicU64,
     /// `syscall` instructions entered through the interposed `MSR_LSTAR`.
     pub(crate) syscalls: AtomicU64,
+    /// Interrupts (vectors from [`FIRST_INTERRUPT`]) that arrived while the CPU ran code in
+    /// the code cache.
+    pub(crate) interrupts_in_cache: AtomicU64,
+    /// Page faults at code-cache addresses (translated uaccess and the like).
+    pub(crate) page_faults_in_cache: AtomicU64,
     /// Entries through each interposed IDT gate (exceptions, interrupts).
     pub(crate) vectors: [AtomicU64; VECTORS],
 }
@@ -51,6 +54,8 @@ impl Stats {
     pub(crate) fn reset(&self) {
         for c in self.cpus.get() {
             c.syscalls.store(0, Relaxed);
+            c.interrupts_in_cache.store(0, Relaxed);
+            c.page_faults_in_cache.store(0, Relaxed);
             for v in &c.vectors {
                 v.store(0, Relaxed);
             }
@@ -61,7 +66,7 @@ impl Stats {
     /// vector that was entered, with its per-CPU counts.
     pub(crate) fn render(&self, w: &mut TextWriter<'_>) {
         let cpus = self.cpus.get();
-        let (mut sys, mut exc, mut irq) = (0u64, 0u64, 0u64);
+        let (mut sys, mut exc, mut irq, mut irq_tx, mut pf_tx) = (0u64, 0u64, 0u64, 0u64, 0u64);
         for (n, c) in cpus.iter().enumerate() {
             let s = c.syscalls.load(Relaxed);
             let e: u64 = c.vectors[..FIRST_INTERRUPT]
@@ -75,10 +80,22 @@ impl Stats {
             if !crate::cpu::online(n) && s + e + i == 0 {
                 continue;
             }
-            let _ = writeln!(w, "cpu{n}: syscalls {s} exceptions {e} interrupts {i}");
-            (sys, exc, irq) = (sys + s, exc + e, irq + i);
+            let (it, pt) = (
+                c.interrupts_in_cache.load(Relaxed),
+                c.page_faults_in_cache.load(Relaxed),
+            );
+            let _ = writeln!(
+                w,
+                "cpu{n}: syscalls {s} exceptions {e} interrupts {i} interrupts_in_cache {it} \
+                 page_faults_in_cache {pt}"
+            );
+            (sys, exc, irq, irq_tx, pf_tx) = (sys + s, exc + e, irq + i, irq_tx + it, pf_tx + pt);
         }
-        let _ = writeln!(w, "total: syscalls {sys} exceptions {exc} interrupts {irq}");
+        let _ = writeln!(
+            w,
+            "total: syscalls {sys} exceptions {exc} interrupts {irq} interrupts_in_cache \
+             {irq_tx} page_faults_in_cache {pf_tx}"
+        );
         for v in 0..VECTORS {
             let total: u64 = cpus.iter().map(|c| c.vectors[v].load(Relaxed)).sum();
             if total == 0 {

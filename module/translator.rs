@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0
 
 //! The translator engine (crate `kdbt-modes`, built by cargo into module/kdbt_engine.o) seen
-//! from the module: the only file that declares the engine's `extern "C"` surface.
+//! from the module: the only file that declares the engine's `extern "C"` surface (the C
+//! shim declares the two calls its hooks make).
 
 use kernel::prelude::*;
 
@@ -68,5 +69,236 @@ pub(crate) fn parse_spec(text: &str, out: &mut [u8]) -> core::result::Result<usi
         Ok(written)
     } else {
         Err(written)
+    }
+}
+
+/// An engine instance as the engine sees it (opaque).
+#[repr(C)]
+pub(crate) struct RawInstance {
+    _private: [u8; 0],
+}
+
+extern "C" {
+    fn kdbt_engine_data_size() -> usize;
+    fn kdbt_engine_create(
+        spec: *const u8,
+        spec_len: usize,
+        code_tx: u64,
+        code_rw: *mut u8,
+        code_len: usize,
+        data: *mut u8,
+        data_len: usize,
+        trampoline: u64,
+        syscall_entry: u64,
+        max_blocks: usize,
+        max_exits: usize,
+        err: *mut i32,
+    ) -> *mut RawInstance;
+    fn kdbt_engine_destroy(instance: *mut RawInstance);
+    fn kdbt_engine_trampoline(
+        instance: *const RawInstance,
+        stacks: u64,
+        stack_size: u32,
+        cpunode_selector: u16,
+        out: *mut u8,
+        out_len: usize,
+    ) -> isize;
+    fn kdbt_engine_translate(instance: *const RawInstance, pc: u64) -> u64;
+    fn kdbt_engine_reset_stats(instance: *const RawInstance);
+    fn kdbt_engine_stats(instance: *const RawInstance, out: *mut u8, out_len: usize) -> isize;
+}
+
+/// Bytes of data memory (jumptable and counters) a [`Translator`] needs.
+pub(crate) fn data_size() -> usize {
+    // SAFETY: a constant, no preconditions.
+    unsafe { kdbt_engine_data_size() }
+}
+
+/// Where a [`Translator`] puts its code and data, and what it is told about the kernel.
+pub(crate) struct Memories {
+    /// Executable address of the code memory (16-byte aligned).
+    pub(crate) code_tx: u64,
+    /// Writable alias of the same bytes.
+    pub(crate) code_rw: *mut u8,
+    /// Code memory bytes.
+    pub(crate) code_len: usize,
+    /// Zeroed data memory in the top 2 GiB, [`data_size`] bytes at least.
+    pub(crate) data: *mut u8,
+    /// Data memory bytes.
+    pub(crate) data_len: usize,
+    /// Where the dispatcher trampoline goes (within rel32 reach of the code memory).
+    pub(crate) trampoline: u64,
+    /// Native `entry_SYSCALL_64`.
+    pub(crate) syscall_entry: u64,
+}
+
+/// Blocks a translator may hold (its records are allocated at switch-on).
+const MAX_BLOCKS: usize = 48 << 10;
+/// Exits a translator may hold.
+const MAX_EXITS: usize = 128 << 10;
+
+/// A live translator in the engine (`kdbt_modes::Translator` over the kernel's environment),
+/// for one mode spec. Dropping it frees it: the owner first makes sure no CPU can enter its
+/// code cache or reach it through a hook.
+pub(crate) struct Translator {
+    raw: *mut RawInstance,
+    spec: KVec<u8>,
+}
+
+// SAFETY: the engine serializes every call on an instance with its own lock.
+unsafe impl Send for Translator {}
+// SAFETY: as above.
+unsafe impl Sync for Translator {}
+
+impl Translator {
+    /// Creates a translator for canonical `spec` over `mem`. Errors: `EINVAL` (spec),
+    /// `ERANGE` (memory out of reach), `ENOMEM`.
+    ///
+    /// # Safety
+    /// The memories in `mem` are the translator's alone and outlive it.
+    pub(crate) unsafe fn new(spec: &str, mem: &Memories) -> Result<Self> {
+        let mut err = 0i32;
+        // SAFETY: `spec` is a live str; the memories are the caller's contract.
+        let raw = unsafe {
+            kdbt_engine_create(
+                spec.as_ptr(),
+                spec.len(),
+                mem.code_tx,
+                mem.code_rw,
+                mem.code_len,
+                mem.data,
+                mem.data_len,
+                mem.trampoline,
+                mem.syscall_entry,
+                MAX_BLOCKS,
+                MAX_EXITS,
+                &mut err,
+            )
+        };
+        if raw.is_null() {
+            return Err(Error::from_errno(err));
+        }
+        let mut text = KVec::new();
+        text.extend_from_slice(spec.as_bytes(), GFP_KERNEL)?;
+        Ok(Translator { raw, spec: text })
+    }
+
+    /// The canonical mode spec it runs.
+    pub(crate) fn spec(&self) -> &str {
+        core::str::from_utf8(&self.spec).unwrap_or("?")
+    }
+
+    /// The engine's handle (for the hooks and the trampoline).
+    pub(crate) fn raw(&self) -> *mut RawInstance {
+        self.raw
+    }
+
+    /// The dispatcher trampoline's bytes for this translator, running the dispatcher on
+    /// `stacks` (each CPU's stack top, by CPU number, each `stack_size` bytes) with the CPU
+    /// number read through segment `cpunode_selector`. Errors: `EINVAL` when `out` is too
+    /// small.
+    ///
+    /// # Safety
+    /// The table and the stacks outlive the translator.
+    pub(crate) unsafe fn trampoline(
+        &self,
+        stacks: u64,
+        stack_size: u32,
+        cpunode_selector: u16,
+        out: &mut [u8],
+    ) -> Result<usize> {
+        // SAFETY: a live instance; `out` is a live buffer of that length; the stacks are the
+        // caller's contract.
+        let n = unsafe {
+            kdbt_engine_trampoline(
+                self.raw,
+                stacks,
+                stack_size,
+                cpunode_selector,
+                out.as_mut_ptr(),
+                out.len(),
+            )
+        };
+        if n < 0 {
+            return Err(Error::from_errno(n as i32));
+        }
+        Ok(n as usize)
+    }
+
+    /// The tx address of native `pc`, or `None` when it cannot be translated.
+    pub(crate) fn translate(&self, pc: u64) -> Option<u64> {
+        // SAFETY: a live instance.
+        let tx = unsafe { kdbt_engine_translate(self.raw, pc) };
+        (tx != 0).then_some(tx)
+    }
+
+    /// Zeroes its statistics.
+    pub(crate) fn reset_stats(&self) {
+        // SAFETY: a live instance.
+        unsafe { kdbt_engine_reset_stats(self.raw) }
+    }
+
+    /// Writes its statistics (`translator: name value` lines) into `out`; returns the bytes
+    /// written. Errors: `EINVAL` when `out` is too small.
+    pub(crate) fn render_stats(&self, out: &mut [u8]) -> Result<usize> {
+        // SAFETY: a live instance; `out` is a live buffer of that length.
+        let n = unsafe { kdbt_engine_stats(self.raw, out.as_mut_ptr(), out.len()) };
+        if n < 0 {
+            return Err(Error::from_errno(n as i32));
+        }
+        Ok(n as usize)
+    }
+}
+
+impl Drop for Translator {
+    fn drop(&mut self) {
+        // SAFETY: created by kdbt_engine_create; the owner guarantees nothing reaches it now.
+        unsafe { kdbt_engine_destroy(self.raw) };
+    }
+}
+
+extern "C" {
+    fn kdbt_engine_heap_init(base: *mut u8, size: usize) -> bool;
+    fn kdbt_vmem_alloc(size: usize) -> *mut u8;
+    fn kdbt_vmem_free(mem: *mut u8);
+}
+
+/// Bytes of the engine's arena: the translator's records, maps and block metadata.
+const ARENA_BYTES: usize = 96 << 20;
+
+/// The engine's heap arena (module/engine/src/heap.rs): vmalloc memory handed over at load,
+/// freed at unload after everything the engine allocated is gone.
+pub(crate) struct Arena {
+    mem: *mut u8,
+}
+
+// SAFETY: plain kernel memory owned by the engine; this handle only frees it.
+unsafe impl Send for Arena {}
+// SAFETY: as above.
+unsafe impl Sync for Arena {}
+
+impl Arena {
+    /// Allocates the arena and gives it to the engine. Errors: `ENOMEM`, `EINVAL` (the engine
+    /// refused it).
+    pub(crate) fn give_to_engine() -> Result<Self> {
+        // SAFETY: any size; null on failure.
+        let mem = unsafe { kdbt_vmem_alloc(ARENA_BYTES) };
+        if mem.is_null() {
+            return Err(ENOMEM);
+        }
+        let arena = Arena { mem };
+        // SAFETY: fresh memory, the engine's until this handle is dropped at unload, after
+        // every engine object.
+        if !unsafe { kdbt_engine_heap_init(mem, ARENA_BYTES) } {
+            return Err(EINVAL);
+        }
+        Ok(arena)
+    }
+}
+
+impl Drop for Arena {
+    fn drop(&mut self) {
+        // SAFETY: from kdbt_vmem_alloc; the module drops this last.
+        unsafe { kdbt_vmem_free(self.mem) };
     }
 }

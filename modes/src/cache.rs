@@ -114,6 +114,8 @@ pub struct CodeCache {
     by_native: BTreeMap<u64, usize>,
     exits: Vec<Exit>,
     generation: u32,
+    /// Record limits set by [`CodeCache::reserve`] (blocks, exits).
+    limits: Option<(usize, usize)>,
 }
 
 /// Bits of an exit id holding the exit's index.
@@ -140,6 +142,7 @@ impl CodeCache {
             by_native: BTreeMap::new(),
             exits: Vec::new(),
             generation: 0,
+            limits: None,
         })
     }
 
@@ -210,6 +213,29 @@ impl CodeCache {
             .or_insert(self.blocks.len());
         self.blocks.push(block);
         self.exits.extend(exits);
+    }
+
+    /// Reserves room for `blocks` blocks and `exits` exits, and makes them the limit (see
+    /// [`crate::Translator::reserve`]).
+    pub(crate) fn reserve(
+        &mut self,
+        blocks: usize,
+        exits: usize,
+    ) -> Result<(), alloc::collections::TryReserveError> {
+        self.blocks
+            .try_reserve_exact(blocks.saturating_sub(self.blocks.len()))?;
+        self.exits
+            .try_reserve_exact(exits.saturating_sub(self.exits.len()))?;
+        self.limits = Some((blocks, exits));
+        Ok(())
+    }
+
+    /// Whether one more block (with up to `exits` exits) fits the reserved records.
+    pub(crate) fn records_fit(&self, exits: usize) -> bool {
+        match self.limits {
+            Some((b, e)) => self.blocks.len() < b && self.exits.len() + exits <= e,
+            None => true,
+        }
     }
 
     /// Marks stale every live block with an instruction overlapping native `lo..hi`, and

@@ -16,7 +16,40 @@ pub struct TrampolineConfig {
     pub save_extended_state: bool,
     /// `cli` after saving RFLAGS (the kernel's dispatcher runs with interrupts off).
     pub disable_interrupts: bool,
+    /// Run the dispatcher on a stack of its own per CPU rather than the program's.
+    pub stacks: Option<DispatcherStacks>,
 }
+
+/// Per-CPU dispatcher stacks (the kernel: exits can be taken on the 4 KiB entry stack of an
+/// exception from user mode, before the handler moves to the task stack, and the translator
+/// needs several KiB; DynamoRIO likewise runs its dispatcher on its own stack).
+///
+/// The CPU number comes from `lsl` of the GDT's CPU-number segment (what the vDSO's getcpu
+/// reads: limit = cpu | node << 12), which needs neither `%gs` (it may be the user's at an
+/// exit taken before `swapgs`) nor memory. A dispatch that starts on its CPU's dispatcher
+/// stack already (a nested entry) stays on it.
+///
+/// The table has one [`DispatcherStacks::ENTRY`]-byte entry per CPU: the stack top, then the
+/// CPU's kernel `%gs` base (0: do not check). When the active `%gs` base (`MSR_GS_BASE`)
+/// differs from a non-zero one, the trampoline runs the dispatcher between two `swapgs`: the
+/// kernel code it calls reaches per-CPU data (and its stack canary) through `%gs`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DispatcherStacks {
+    /// Address (absolute, sign-extended 32-bit) of the table, indexed by CPU.
+    pub table: u64,
+    /// Bytes of each stack (the top is its first byte past the end, 64-byte aligned).
+    pub size: u32,
+    /// Selector of the CPU-number segment (`__CPUNODE_SEG`, 0x7b on x86-64 Linux).
+    pub cpunode_selector: u16,
+}
+
+impl DispatcherStacks {
+    /// Bytes of a table entry: stack top, kernel `%gs` base.
+    pub const ENTRY: usize = 16;
+}
+
+/// `MSR_GS_BASE`.
+const MSR_GS_BASE: u32 = 0xc000_0101;
 
 /// Bytes of the `xsave` area (covers x87, SSE, AVX and AVX-512 state).
 const XSAVE_AREA: i32 = 4096;
@@ -41,6 +74,40 @@ pub fn emit_trampoline(at: u64, ctx: u64, func: u64, cfg: TrampolineConfig) -> V
         // rsp at entry = rsp + 8 * 16; [entry+8] = exit id, [entry+16] = slot.
         let entry = 8 * 16;
         a.mov(rbp, rsp)?;
+        // rbx (callee-saved, restored from the frame) says whether to swapgs back.
+        a.xor(ebx, ebx)?;
+        if let Some(st) = cfg.stacks {
+            let mut switch = a.create_label();
+            let mut stay = a.create_label();
+            let mut gs_ok = a.create_label();
+            let table = st.table as i64 as i32;
+            a.mov(eax, st.cpunode_selector as u32)?;
+            a.lsl(eax, eax)?;
+            a.and(eax, 0xfff)?;
+            a.shl(eax, DispatcherStacks::ENTRY.trailing_zeros())?;
+            a.mov(rsi, rax)?;
+            a.mov(rdi, qword_ptr(rsi + table + 8))?;
+            a.test(rdi, rdi)?;
+            a.jz(gs_ok)?;
+            a.mov(ecx, MSR_GS_BASE)?;
+            a.rdmsr()?;
+            a.shl(rdx, 32)?;
+            a.or(rax, rdx)?;
+            a.cmp(rax, rdi)?;
+            a.je(gs_ok)?;
+            a.swapgs()?;
+            a.mov(ebx, 1)?;
+            a.set_label(&mut gs_ok)?;
+            a.mov(rax, qword_ptr(rsi + table))?;
+            a.lea(rcx, qword_ptr(rax - st.size as i32))?;
+            a.cmp(rbp, rcx)?;
+            a.jb(switch)?;
+            a.cmp(rbp, rax)?;
+            a.jb(stay)?;
+            a.set_label(&mut switch)?;
+            a.mov(rsp, rax)?;
+            a.set_label(&mut stay)?;
+        }
         a.and(rsp, -64)?;
         if cfg.save_extended_state {
             a.sub(rsp, XSAVE_AREA)?;
@@ -63,6 +130,11 @@ pub fn emit_trampoline(at: u64, ctx: u64, func: u64, cfg: TrampolineConfig) -> V
             a.xrstor64(ptr(rsp))?;
         }
         a.mov(rsp, rbp)?;
+        let mut no_swap = a.create_label();
+        a.test(ebx, ebx)?;
+        a.jz(no_swap)?;
+        a.swapgs()?;
+        a.set_label(&mut no_swap)?;
         for r in saved.iter().rev() {
             a.pop(*r)?;
         }

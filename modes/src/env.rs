@@ -55,6 +55,12 @@ pub trait Env {
         false
     }
 
+    /// Whether the translator's heap is nearly exhausted: translating then stops as if the
+    /// code cache were full (the kernel's engine allocates from a fixed arena).
+    fn memory_low(&self) -> bool {
+        false
+    }
+
     /// Native bytes `lo..hi` changed ([`crate::Translator::invalidate`]): forget any copy of
     /// them kept for [`Env::read_native`].
     fn native_changed(&mut self, _lo: u64, _hi: u64) {}

@@ -95,6 +95,19 @@ impl<E: Env> Translator<E> {
         })
     }
 
+    /// Allocates the block and exit records up front, for at most `blocks` blocks and
+    /// `exits` exits: translating then allocates only small objects (the kernel's dispatcher
+    /// runs with interrupts off, where only small atomic allocations are reliable). A block
+    /// that would exceed either limit is treated like a full code cache. Errors: the heap
+    /// cannot hold the records (nothing is limited then).
+    pub fn reserve(
+        &mut self,
+        blocks: usize,
+        exits: usize,
+    ) -> Result<(), alloc::collections::TryReserveError> {
+        self.cache.reserve(blocks, exits)
+    }
+
     /// The mode it runs.
     pub fn spec(&self) -> ModeSpec {
         self.spec
@@ -121,10 +134,20 @@ impl<E: Env> Translator<E> {
         if let Some(tx) = self.cache.lookup(pc) {
             return Ok(tx);
         }
-        let built = match rules::translate_block(&mut self.env, &self.cache, &self.cfg, pc) {
+        let attempt = |t: &mut Self| {
+            if t.env.memory_low() {
+                return Err(TranslateError::CacheFull);
+            }
+            let built = rules::translate_block(&mut t.env, &t.cache, &t.cfg, pc)?;
+            if !t.cache.records_fit(built.exits.len()) {
+                return Err(TranslateError::CacheFull);
+            }
+            Ok(built)
+        };
+        let built = match attempt(self) {
             Err(TranslateError::CacheFull) if self.env.flush_is_safe() => {
                 self.flush();
-                rules::translate_block(&mut self.env, &self.cache, &self.cfg, pc)?
+                attempt(self)?
             }
             other => other?,
         };

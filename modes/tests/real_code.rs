@@ -398,3 +398,31 @@ proptest! {
         differential_fn("sha-prop", &["fast", "fast:no-callret", "drk"], addr(sha256 as *const ()), buffer_case(data), |s| s.1);
     }
 }
+
+#[test]
+fn the_dispatcher_can_run_on_per_cpu_stacks_of_its_own() {
+    use kdbt_modes::user::{last_dispatch_stack, ExecConfig, Executor};
+    use kdbt_modes::ModeSpec;
+    for own_stacks in [true, false] {
+        let cfg = ExecConfig {
+            dispatcher_stacks: own_stacks,
+            ..ExecConfig::default()
+        };
+        let mut ex = Executor::with_config(ModeSpec::parse("fast").unwrap(), cfg);
+        let mut v = lcg(3, 3000);
+        let mut sorted = v.clone();
+        sorted.sort();
+        // SAFETY: sort_u32 sorts the live array of v.len() elements.
+        unsafe { ex.call(addr(sort_u32 as *const ()), &[v.as_mut_ptr() as u64, v.len() as u64]) }
+            .unwrap();
+        assert_eq!(v, sorted, "own stacks {own_stacks}");
+        assert!(ex.stats().dispatches > 10);
+        let frame = last_dispatch_stack();
+        let top = ex.stack_top();
+        let on_program_stack = frame <= top && frame > top - Executor::STACK_SIZE as u64;
+        assert_eq!(
+            on_program_stack, !own_stacks,
+            "dispatcher frame at {frame:#x}, program stack top {top:#x}"
+        );
+    }
+}

@@ -21,7 +21,7 @@ use iced_x86::code_asm::*;
 
 pub mod alloc;
 
-use crate::dispatch::{emit_trampoline, TrampolineConfig};
+use crate::dispatch::{emit_trampoline, DispatcherStacks, TrampolineConfig};
 use crate::env::{CodeMemory, CounterHome, DataMemory, Env};
 use crate::{clients, ModeSpec, TranslateError, Translator};
 
@@ -34,6 +34,13 @@ const STACK_SIZE: usize = 8 << 20;
 
 std::thread_local! {
     static IN_DISPATCH: Cell<bool> = const { Cell::new(false) };
+    static DISPATCH_SP: Cell<u64> = const { Cell::new(0) };
+}
+
+/// An address on the stack the dispatcher last ran on in this thread (0 before any
+/// dispatch): tests check which stack that was.
+pub fn last_dispatch_stack() -> u64 {
+    DISPATCH_SP.with(|c| c.get())
 }
 
 /// Whether this thread is inside the dispatcher's Rust code (signal handlers must not touch
@@ -171,6 +178,9 @@ pub struct ExecConfig {
     pub counters_in_gs: bool,
     /// What [`Env::breakpoints_run_natively`] answers (the kernel's answer is yes).
     pub breakpoints_native: bool,
+    /// Run the dispatcher on per-CPU stacks of its own, as the kernel does
+    /// ([`crate::dispatch::DispatcherStacks`]; user mode can `lsl` the vDSO's CPU segment too).
+    pub dispatcher_stacks: bool,
 }
 
 impl Default for ExecConfig {
@@ -180,8 +190,34 @@ impl Default for ExecConfig {
             flush_safe: None,
             counters_in_gs: false,
             breakpoints_native: false,
+            dispatcher_stacks: false,
         }
     }
+}
+
+/// Bytes of each dispatcher stack ([`ExecConfig::dispatcher_stacks`]).
+const DISPATCHER_STACK: usize = 256 << 10;
+/// Linux's CPU-number GDT segment (`__CPUNODE_SEG`).
+const CPUNODE_SELECTOR: u16 = 0x7b;
+
+/// A table of stack tops in the low 2 GiB, indexed by CPU, and the stacks (one per
+/// configured CPU).
+fn dispatcher_stacks(size: usize) -> (Mapping, Vec<Mapping>) {
+    // SAFETY: plain sysconf.
+    let cpus = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_CONF) }.max(1) as usize;
+    let rw = libc::PROT_READ | libc::PROT_WRITE;
+    let private = libc::MAP_PRIVATE | libc::MAP_ANONYMOUS;
+    let table = map(0, 16 * 4096, rw, private | libc::MAP_32BIT, -1).expect("stack table");
+    assert!(cpus <= 4096, "more CPUs than the table holds");
+    let stacks: Vec<Mapping> = (0..cpus)
+        .map(|_| map(0, size, rw, private, -1).expect("dispatcher stack"))
+        .collect();
+    for (cpu, s) in stacks.iter().enumerate() {
+        // SAFETY: the table has 4096 entries; `cpu` is below that (asserted). The gs base
+        // stays 0: user mode never swaps %gs.
+        unsafe { *(table.0 as *mut u64).add(2 * cpu) = s.0 as u64 + size as u64 };
+    }
+    (table, stacks)
 }
 
 /// Maps, unmapped on drop.
@@ -215,6 +251,8 @@ pub struct Executor {
 /// The Rust side of the trampoline.
 extern "sysv64" fn user_dispatch(ctx: *mut Translator<UserEnv>, exit_id: u64, slot: *mut u64) {
     IN_DISPATCH.with(|c| c.set(true));
+    let marker = 0u8;
+    DISPATCH_SP.with(|c| c.set(&marker as *const u8 as u64));
     // SAFETY: `ctx` is the executor's boxed translator, which the running code cannot reach
     // otherwise; `slot` is the trampoline frame's target slot.
     unsafe { (*ctx).dispatch_raw(exit_id, slot) };
@@ -332,6 +370,19 @@ impl Executor {
         let translator =
             Box::new(Translator::new(spec, env, code, data_mem).expect("translator setup"));
 
+        let rw_base = rw.0 as *mut u8;
+        let mut maps = std::vec![rw, rx, data, stack];
+        let stacks = cfg.dispatcher_stacks.then(|| {
+            let (table, tops) = dispatcher_stacks(DISPATCHER_STACK);
+            let st = DispatcherStacks {
+                table: table.0 as u64,
+                size: DISPATCHER_STACK as u32,
+                cpunode_selector: CPUNODE_SELECTOR,
+            };
+            maps.push(table);
+            maps.extend(tops);
+            st
+        });
         let tramp = emit_trampoline(
             tx_base,
             &*translator as *const _ as u64,
@@ -339,13 +390,14 @@ impl Executor {
             TrampolineConfig {
                 save_extended_state: true,
                 disable_interrupts: false,
+                stacks,
             },
         );
         let thunk_at = tx_base + ((tramp.len() as u64 + 63) & !63);
         let (thunk_code, back, fault_exit) = assemble_thunk(thunk_at, ctx_slot);
         // SAFETY: writing the helper area through the RW alias, within its size.
         unsafe {
-            let base = rw.0 as *mut u8;
+            let base = rw_base;
             core::ptr::copy_nonoverlapping(tramp.as_ptr(), base, tramp.len());
             core::ptr::copy_nonoverlapping(
                 thunk_code.as_ptr(),
@@ -361,7 +413,7 @@ impl Executor {
             ctx_slot,
             stack_top,
             gs_page,
-            _maps: std::vec![rw, rx, data, stack],
+            _maps: maps,
         }
     }
 
@@ -439,6 +491,9 @@ impl Executor {
         unsafe { self.run_native(f, &mut regs) };
         regs.gpr[0]
     }
+
+    /// Bytes of the executor's own stack (its top is [`Executor::stack_top`]).
+    pub const STACK_SIZE: usize = STACK_SIZE;
 
     /// Calls `f(args…)` translated; returns rax.
     ///

@@ -1,47 +1,28 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! The translator inside `kdbt.ko`: `kdbt-modes` behind a small `extern "C"` surface, with the
-//! kernel's heap as global allocator and a panic that stops the kernel with the message.
+//! The translator inside `kdbt.ko`: `kdbt-modes` behind a small `extern "C"` surface, with a
+//! preallocated arena as global allocator ([`heap`]) and a panic that stops the kernel with
+//! the message.
 //!
 //! The C side of each hook is in module/shim.c; the Rust caller of each export is in
-//! module/translator.rs.
+//! module/translator.rs. A live translator and its lock are in [`instance`].
 #![no_std]
 
 extern crate alloc;
 
-use core::alloc::{GlobalAlloc, Layout};
+mod heap;
+mod instance;
+
 use core::fmt::Write;
 
 extern "C" {
-    fn kdbt_engine_alloc(size: usize, align: usize) -> *mut u8;
-    fn kdbt_engine_free(ptr: *mut u8);
     fn kdbt_engine_panic(msg: *const u8, len: usize) -> !;
 }
 
-/// The kernel heap (kmalloc with GFP_ATOMIC, through the shim).
-struct KernelHeap;
-
-// SAFETY: kmalloc returns memory of at least `size` bytes, aligned as the shim rounds it, or
-// null; kfree releases exactly what kmalloc gave.
-unsafe impl GlobalAlloc for KernelHeap {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        // SAFETY: the shim accepts any size and power-of-two alignment.
-        unsafe { kdbt_engine_alloc(layout.size(), layout.align()) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, _layout: Layout) {
-        // SAFETY: `ptr` came from `alloc` above (GlobalAlloc's contract).
-        unsafe { kdbt_engine_free(ptr) }
-    }
-}
-
-#[global_allocator]
-static HEAP: KernelHeap = KernelHeap;
-
 /// A fixed buffer that `core::fmt` writes into, truncating when full.
-struct Truncating<'a> {
-    buf: &'a mut [u8],
-    len: usize,
+pub(crate) struct Truncating<'a> {
+    pub(crate) buf: &'a mut [u8],
+    pub(crate) len: usize,
 }
 
 impl Write for Truncating<'_> {
@@ -66,6 +47,13 @@ fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
     let _ = write!(w, "{info}");
     // SAFETY: the pointer and length describe the initialized part of `buf`.
     unsafe { kdbt_engine_panic(w.buf.as_ptr(), w.len) }
+}
+
+/// Bytes of data memory a translator needs (jumptable and counters), for
+/// `kdbt_engine_create`.
+#[no_mangle]
+pub extern "C" fn kdbt_engine_data_size() -> usize {
+    kdbt_modes::clients::DATA_SIZE
 }
 
 /// `EINVAL`: the output buffer cannot hold the text.

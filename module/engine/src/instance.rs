@@ -1,0 +1,429 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! One translator serving the running kernel: the kernel's [`Env`], a lock, and the
+//! `extern "C"` calls the module, its hooks and the dispatcher trampoline make.
+//!
+//! Locking: one spin lock per instance, always taken with interrupts off (the trampoline runs
+//! with them off; every other caller disables them here), so an interrupt can never spin on a
+//! lock its own CPU holds. NMIs run natively and never take it.
+
+use core::cell::UnsafeCell;
+use core::fmt::Write;
+use core::sync::atomic::{AtomicBool, Ordering};
+
+use kdbt_modes::dispatch::{emit_trampoline, DispatcherStacks, TrampolineConfig};
+use kdbt_modes::env::{CodeMemory, CounterHome, DataMemory, Env};
+use kdbt_modes::{ModeSpec, Translator};
+
+use crate::Truncating;
+
+extern "C" {
+    fn kdbt_core_kernel_text(addr: u64) -> bool;
+    fn kdbt_irq_save() -> u64;
+    fn kdbt_irq_restore(flags: u64);
+}
+
+/// Page size, bytes.
+const PAGE: u64 = 4096;
+
+/// The running kernel as the translator sees it (DESIGN §4).
+struct KernelEnv {
+    /// Native `entry_SYSCALL_64`: its first instructions run on the user's stack.
+    syscall_entry: u64,
+    /// The dispatcher trampoline.
+    dispatcher: u64,
+}
+
+fn core_text(addr: u64) -> bool {
+    // SAFETY: a pure lookup of an address against the kernel's text bounds.
+    unsafe { kdbt_core_kernel_text(addr) }
+}
+
+impl Env for KernelEnv {
+    fn read_native(&mut self, addr: u64, buf: &mut [u8]) -> usize {
+        // Core kernel text only: it is always mapped, so reading it cannot fault.
+        let mut done = 0;
+        while done < buf.len() {
+            let at = addr + done as u64;
+            if !core_text(at) {
+                break;
+            }
+            let n = ((PAGE - at % PAGE) as usize).min(buf.len() - done);
+            // SAFETY: `at..at+n` lies in one page of core kernel text (checked above), which
+            // is mapped and readable for the kernel's life.
+            unsafe { core::ptr::copy_nonoverlapping(at as *const u8, buf[done..].as_mut_ptr(), n) };
+            done += n;
+        }
+        done
+    }
+
+    fn red_zone(&self) -> u32 {
+        0
+    }
+
+    fn dispatcher_entry(&self) -> u64 {
+        self.dispatcher
+    }
+
+    /// Module code (kdbt's own included), BPF and anything outside core text run natively
+    /// until the next interrupt or syscall brings the CPU back.
+    fn run_natively(&self, native: u64) -> bool {
+        !core_text(native)
+    }
+
+    fn stack_unusable_at(&self, native: u64) -> bool {
+        native == self.syscall_entry
+    }
+
+    /// Text patching and kprobes own the `int3`s they place and find them by native address.
+    fn breakpoints_run_natively(&self) -> bool {
+        true
+    }
+
+    /// Never: with callret, stacks hold code-cache return addresses at all times.
+    fn flush_is_safe(&self) -> bool {
+        false
+    }
+
+    fn counter_home(&self) -> CounterHome {
+        CounterHome::Data
+    }
+
+    fn memory_low(&self) -> bool {
+        crate::heap::low()
+    }
+}
+
+/// A translator and its lock.
+pub struct Instance {
+    locked: AtomicBool,
+    translator: UnsafeCell<Translator<KernelEnv>>,
+    trampoline: u64,
+    code_start: u64,
+    code_end: u64,
+}
+
+/// Interrupts off and the instance's lock held; both undone on drop.
+struct Guard<'a> {
+    instance: &'a Instance,
+    flags: u64,
+}
+
+impl Instance {
+    /// Takes the lock with interrupts off; `None` after `spins` failed attempts (0 = forever).
+    fn lock(&self, spins: u64) -> Option<Guard<'_>> {
+        // SAFETY: saving and disabling interrupts on this CPU has no precondition.
+        let flags = unsafe { kdbt_irq_save() };
+        let mut tries = 0u64;
+        while self
+            .locked
+            .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
+            .is_err()
+        {
+            tries += 1;
+            if spins != 0 && tries >= spins {
+                // SAFETY: restores what kdbt_irq_save returned on this CPU.
+                unsafe { kdbt_irq_restore(flags) };
+                return None;
+            }
+            core::hint::spin_loop();
+        }
+        Some(Guard {
+            instance: self,
+            flags,
+        })
+    }
+
+    fn contains(&self, tx: u64) -> bool {
+        (self.code_start..self.code_end).contains(&tx)
+    }
+}
+
+impl Guard<'_> {
+    fn translator(&mut self) -> &mut Translator<KernelEnv> {
+        // SAFETY: the lock is held for the guard's life, so this is the only reference.
+        unsafe { &mut *self.instance.translator.get() }
+    }
+}
+
+impl Drop for Guard<'_> {
+    fn drop(&mut self) {
+        self.instance.locked.store(false, Ordering::Release);
+        // SAFETY: restores what kdbt_irq_save returned on this CPU.
+        unsafe { kdbt_irq_restore(self.flags) };
+    }
+}
+
+/// Errors of [`kdbt_engine_create`], negative errnos.
+const EINVAL: i32 = 22;
+const ENOMEM: i32 = 12;
+const ERANGE: i32 = 34;
+
+/// Creates an instance for `spec` over code memory (`code_len` bytes executed at `code_tx`,
+/// written at `code_rw`) and zeroed data memory (`data_len` bytes at `data`, in the top
+/// 2 GiB), with the dispatcher trampoline at `trampoline` (within rel32 reach of the code)
+/// and `syscall_entry` the native `entry_SYSCALL_64`. Records are reserved for `max_blocks`
+/// blocks and `max_exits` exits.
+///
+/// Returns the instance, or null with `*err` a negative errno: `-EINVAL` (bad spec),
+/// `-ERANGE` (memory out of reach or too small), `-ENOMEM` (the engine's arena cannot hold
+/// the records).
+///
+/// # Safety
+/// The memories must satisfy [`CodeMemory::new`] and [`DataMemory::new`] and outlive the
+/// instance; `spec` must be readable for `spec_len` bytes; `err` writable.
+#[no_mangle]
+#[allow(clippy::too_many_arguments)]
+pub unsafe extern "C" fn kdbt_engine_create(
+    spec: *const u8,
+    spec_len: usize,
+    code_tx: u64,
+    code_rw: *mut u8,
+    code_len: usize,
+    data: *mut u8,
+    data_len: usize,
+    trampoline: u64,
+    syscall_entry: u64,
+    max_blocks: usize,
+    max_exits: usize,
+    err: *mut i32,
+) -> *mut Instance {
+    let fail = |e: i32| {
+        // SAFETY: the caller guarantees `err` is writable.
+        unsafe { *err = -e };
+        core::ptr::null_mut()
+    };
+    // SAFETY: the caller guarantees the range.
+    let text = unsafe { core::slice::from_raw_parts(spec, spec_len) };
+    let Some(spec) = core::str::from_utf8(text)
+        .ok()
+        .and_then(|t| ModeSpec::parse(t).ok())
+    else {
+        return fail(EINVAL);
+    };
+    let env = KernelEnv {
+        syscall_entry,
+        dispatcher: trampoline,
+    };
+    // SAFETY: forwarded from this function's contract.
+    let (code, data) = unsafe {
+        (
+            CodeMemory::new(code_tx, code_rw, code_len),
+            DataMemory::new(data as u64, data, data_len),
+        )
+    };
+    let mut translator = match Translator::new(spec, env, code, data) {
+        Ok(t) => t,
+        Err(kdbt_modes::InitError::Spec(_)) => return fail(EINVAL),
+        Err(_) => return fail(ERANGE),
+    };
+    if translator.reserve(max_blocks, max_exits).is_err() {
+        return fail(ENOMEM);
+    }
+    let instance = alloc::boxed::Box::new(Instance {
+        locked: AtomicBool::new(false),
+        translator: UnsafeCell::new(translator),
+        trampoline,
+        code_start: code_tx,
+        code_end: code_tx + code_len as u64,
+    });
+    alloc::boxed::Box::into_raw(instance)
+}
+
+/// Frees an instance.
+///
+/// # Safety
+/// `instance` came from [`kdbt_engine_create`]; no CPU can still enter its code cache or
+/// reach it through a hook.
+#[no_mangle]
+pub unsafe extern "C" fn kdbt_engine_destroy(instance: *mut Instance) {
+    // SAFETY: the caller's contract: ours, and unreachable from now on.
+    drop(unsafe { alloc::boxed::Box::from_raw(instance) });
+}
+
+/// Writes the dispatcher trampoline for `instance` (at its trampoline address) into `out`,
+/// `out_len` bytes; returns its length, or -EINVAL when `out` is too small. The trampoline
+/// disables interrupts and runs the dispatcher on the CPU's own dispatcher stack: `stacks`
+/// (top 2 GiB) holds each CPU's stack top, each stack `stack_size` bytes; the CPU number is
+/// read with `lsl` of segment `cpunode_selector` (see `kdbt_modes::dispatch`).
+///
+/// # Safety
+/// `instance` is live; `out` is writable for `out_len` bytes; the table and stacks outlive
+/// the instance.
+#[no_mangle]
+pub unsafe extern "C" fn kdbt_engine_trampoline(
+    instance: *const Instance,
+    stacks: u64,
+    stack_size: u32,
+    cpunode_selector: u16,
+    out: *mut u8,
+    out_len: usize,
+) -> isize {
+    // SAFETY: the caller's contract.
+    let inst = unsafe { &*instance };
+    let cfg = TrampolineConfig {
+        save_extended_state: false,
+        disable_interrupts: true,
+        stacks: Some(DispatcherStacks {
+            table: stacks,
+            size: stack_size,
+            cpunode_selector,
+        }),
+    };
+    let code = emit_trampoline(
+        inst.trampoline,
+        instance as u64,
+        kdbt_engine_dispatch as *const () as usize as u64,
+        cfg,
+    );
+    if code.len() > out_len {
+        return -(EINVAL as isize);
+    }
+    // SAFETY: `out` holds `out_len >= code.len()` bytes (checked).
+    unsafe { core::ptr::copy_nonoverlapping(code.as_ptr(), out, code.len()) };
+    code.len() as isize
+}
+
+/// The dispatcher, called by the trampoline with interrupts off: resolves the native target
+/// in `*slot` to the tx address to continue at (translating on a miss, chaining the exit or
+/// filling the jumptable).
+///
+/// # Safety
+/// Called only by the trampoline of a live `instance`, with `slot` its frame's target slot.
+pub unsafe extern "C" fn kdbt_engine_dispatch(instance: *const Instance, exit_id: u64, slot: *mut u64) {
+    // SAFETY: the trampoline passes the live instance it was built for.
+    let inst = unsafe { &*instance };
+    let mut g = inst.lock(0).expect("an unbounded lock always succeeds");
+    // SAFETY: `slot` is the live trampoline frame's target slot (caller's contract).
+    unsafe { g.translator().dispatch_raw(exit_id, slot) };
+}
+
+/// The tx address of native `pc`, translating it if needed; 0 when it cannot be translated.
+///
+/// # Safety
+/// `instance` is live.
+#[no_mangle]
+pub unsafe extern "C" fn kdbt_engine_translate(instance: *const Instance, pc: u64) -> u64 {
+    // SAFETY: the caller's contract.
+    let inst = unsafe { &*instance };
+    let mut g = inst.lock(0).expect("an unbounded lock always succeeds");
+    g.translator().translate(pc).unwrap_or(0)
+}
+
+/// The native address the code-cache address `tx` stands for, or 0 when `tx` is not a
+/// translation (outside the cache, persistent entries, padding) or the lock stays busy.
+///
+/// Called from exception handlers (the extable hook, the `int3` and `#UD` notifier): a
+/// bounded spin, so a fault inside the dispatcher itself cannot deadlock here.
+///
+/// # Safety
+/// `instance` is live.
+#[no_mangle]
+pub unsafe extern "C" fn kdbt_engine_tx_to_native(instance: *const Instance, tx: u64) -> u64 {
+    // SAFETY: the caller's contract.
+    let inst = unsafe { &*instance };
+    if !inst.contains(tx) {
+        return 0;
+    }
+    let Some(mut g) = inst.lock(1 << 24) else {
+        return 0;
+    };
+    match g.translator().tx_info(tx) {
+        Some(info) if info.native_pc != 0 => info.native_pc,
+        _ => 0,
+    }
+}
+
+/// Whether `tx` is in `instance`'s code cache.
+///
+/// # Safety
+/// `instance` is live.
+#[no_mangle]
+pub unsafe extern "C" fn kdbt_engine_contains(instance: *const Instance, tx: u64) -> bool {
+    // SAFETY: the caller's contract.
+    unsafe { &*instance }.contains(tx)
+}
+
+/// Invalidates translations of native `lo..hi` (kernel text changed there); returns how many
+/// code-cache addresses were poisoned with `int3` (0: nothing was translated there).
+///
+/// # Safety
+/// `instance` is live.
+#[no_mangle]
+pub unsafe extern "C" fn kdbt_engine_invalidate(instance: *const Instance, lo: u64, hi: u64) -> u64 {
+    // SAFETY: the caller's contract.
+    let inst = unsafe { &*instance };
+    let mut g = inst.lock(0).expect("an unbounded lock always succeeds");
+    g.translator().invalidate(lo, hi).len() as u64
+}
+
+/// Zeroes the statistics.
+///
+/// # Safety
+/// `instance` is live.
+#[no_mangle]
+pub unsafe extern "C" fn kdbt_engine_reset_stats(instance: *const Instance) {
+    // SAFETY: the caller's contract.
+    let inst = unsafe { &*instance };
+    inst.lock(0)
+        .expect("an unbounded lock always succeeds")
+        .translator()
+        .reset_stats();
+}
+
+/// Writes the statistics as `name value` lines into `out` (`out_len` bytes); returns the
+/// bytes written, or -EINVAL when `out` is too small.
+///
+/// # Safety
+/// `instance` is live; `out` is writable for `out_len` bytes.
+#[no_mangle]
+pub unsafe extern "C" fn kdbt_engine_stats(
+    instance: *const Instance,
+    out: *mut u8,
+    out_len: usize,
+) -> isize {
+    // SAFETY: the caller's contract.
+    let inst = unsafe { &*instance };
+    let (s, spec, free) = {
+        let mut g = inst.lock(0).expect("an unbounded lock always succeeds");
+        let t = g.translator();
+        (t.stats(), t.spec(), t.cache().free())
+    };
+    // SAFETY: the caller's contract.
+    let out = unsafe { core::slice::from_raw_parts_mut(out, out_len) };
+    let mut w = Truncating { buf: out, len: 0 };
+    let (heap_size, heap_used) = crate::heap::usage();
+    let lines: [(&str, u64); 20] = [
+        ("blocks_translated", s.blocks),
+        ("native_insns_translated", s.native_insns),
+        ("native_bytes_translated", s.native_bytes),
+        ("cache_bytes", s.bytes_emitted),
+        ("cache_free_bytes", free),
+        ("dispatcher_entries", s.dispatches),
+        ("chaining_patches", s.links),
+        ("jumptable_misses", s.jumptable_misses),
+        ("jumptable_inserts", s.jumptable_inserts),
+        ("jumptable_conflicts", s.jumptable_conflicts),
+        ("jumptable_hits", s.jumptable_hits),
+        ("indirect_executed", s.indirect_executed),
+        ("insns_executed", s.insns_executed),
+        ("flushes", s.flushes),
+        ("blocks_invalidated", s.blocks_invalidated),
+        ("untranslatable_native", s.untranslatable),
+        ("cache_full_native", s.cache_full_native),
+        ("client_inscount", spec.options.inscount as u64),
+        ("heap_bytes", heap_size as u64),
+        ("heap_used_bytes", heap_used as u64),
+    ];
+    let mut ok = writeln!(w, "translator: mode {spec}").is_ok();
+    for (name, value) in lines {
+        ok &= writeln!(w, "translator: {name} {value}").is_ok();
+    }
+    if !ok {
+        return -(EINVAL as isize);
+    }
+    w.len as isize
+}
+
+// The trampoline pushes this as a plain function address: keep the symbol's ABI fixed.
+const _: unsafe extern "C" fn(*const Instance, u64, *mut u64) = kdbt_engine_dispatch;

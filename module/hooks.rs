@@ -1,0 +1,108 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Where the kernel meets translated code outside the entries (DESIGN §4, the paper's special
+//! cases on 6.12; BTKernel §3.3), all in module/shim.c:
+//!
+//! - **Exception-table fixups**: the kernel patch's `search_exception_tables` hook maps a
+//!   code-cache address to the native instruction it copies; the native entry's fixup then
+//!   runs (natively, until the next return into the cache or the next entry).
+//! - **BUG/WARN (`ud2`)**: `#UD` at a code-cache address reaches the die notifier, which
+//!   resumes at the native `ud2`; the kernel then finds it in its bug table and reports it.
+//! - **Text patching**: the patch's `__text_poke` hook invalidates translations of the
+//!   changed bytes (their instruction boundaries get `int3`) and serializes every CPU; an
+//!   `int3` at a code-cache address reaches the die notifier, which resumes at the native
+//!   instruction. Native `int3`s (text_poke_bp, kprobes) are never copied: translated code
+//!   jumps to them.
+//! - **When a code cache may go**: after switch-off, stacks may still hold code-cache return
+//!   addresses; a stack scan with every CPU stopped decides, retried by delayed work.
+
+use kernel::prelude::*;
+
+use crate::translator::RawInstance;
+
+extern "C" {
+    fn kdbt_hooks_register() -> i32;
+    fn kdbt_hooks_unregister();
+    fn kdbt_publish(instance: *mut RawInstance);
+    fn kdbt_text_pokes(seen: *mut u64, invalidating: *mut u64);
+    fn kdbt_traps_redirected_count() -> u64;
+    fn kdbt_stacks_referencing(lo: u64, hi: u64) -> isize;
+    fn kdbt_drain_schedule(ctx: *const core::ffi::c_void);
+    fn kdbt_drain_cancel();
+}
+
+/// The registered hooks; unregistered on drop.
+pub(crate) struct Hooks(());
+
+impl Hooks {
+    /// Registers the die notifier and sets the kernel's hook pointers. Errors: the errno of
+    /// `register_die_notifier`.
+    pub(crate) fn register() -> Result<Self> {
+        // SAFETY: no preconditions; undone in Drop.
+        kernel::error::to_result(unsafe { kdbt_hooks_register() })?;
+        Ok(Hooks(()))
+    }
+}
+
+impl Drop for Hooks {
+    fn drop(&mut self) {
+        // SAFETY: registered in `register`; waits for every hook in flight.
+        unsafe { kdbt_hooks_unregister() };
+    }
+}
+
+/// Makes `instance` the translator the hooks consult (null: none, after waiting for every
+/// hook that may still use the previous one).
+///
+/// # Safety
+/// `instance` stays live until it is unpublished.
+pub(crate) unsafe fn publish(instance: *mut RawInstance) {
+    // SAFETY: the caller's contract.
+    unsafe { kdbt_publish(instance) }
+}
+
+/// Counters of the hooks: (text pokes seen, pokes that invalidated translations, traps
+/// redirected to native addresses).
+pub(crate) fn counts() -> (u64, u64, u64) {
+    let (mut seen, mut invalidating) = (0, 0);
+    // SAFETY: two writable locals.
+    unsafe { kdbt_text_pokes(&mut seen, &mut invalidating) };
+    // SAFETY: a counter read.
+    (seen, invalidating, unsafe { kdbt_traps_redirected_count() })
+}
+
+/// How many tasks' live kernel stacks hold an address in `lo..hi`, counted with every other
+/// CPU stopped. Errors: the errno of `stop_machine`.
+pub(crate) fn stacks_referencing(lo: u64, hi: u64) -> Result<usize> {
+    // SAFETY: sleeps (stop_machine); called from process context (the drain work).
+    let n = unsafe { kdbt_stacks_referencing(lo, hi) };
+    if n < 0 {
+        return Err(Error::from_errno(n as i32));
+    }
+    Ok(n as usize)
+}
+
+/// Schedules the drain work (`kdbt_drain_tick(ctx)`, repeated while it answers true).
+///
+/// # Safety
+/// `ctx` stays valid until [`cancel_drain`] returns.
+pub(crate) unsafe fn schedule_drain(ctx: *const core::ffi::c_void) {
+    // SAFETY: the caller's contract.
+    unsafe { kdbt_drain_schedule(ctx) }
+}
+
+/// The drain work's step (module/shim.c): frees the switched-off translator once no stack
+/// references its code cache. Returns whether to run again.
+#[no_mangle]
+pub(crate) extern "C" fn kdbt_drain_tick(ctx: *const core::ffi::c_void) -> bool {
+    // SAFETY: `schedule_drain`'s contract keeps the shared state valid until the work is
+    // cancelled.
+    let shared = unsafe { &*(ctx as *const crate::Shared) };
+    shared.interposer.lock().drain_step()
+}
+
+/// Cancels the drain work and waits for a running tick to finish.
+pub(crate) fn cancel_drain() {
+    // SAFETY: no preconditions.
+    unsafe { kdbt_drain_cancel() }
+}
