@@ -206,15 +206,21 @@ impl Interposer {
         }
         let native_idtr = idt::current();
         let native_lstar = syscall_entry::current();
-        match &self.live {
-            Some(live) if live.translator.spec() == mode => {}
-            Some(_) => {
-                return Err(OnError::Refused(
-                    EBUSY,
-                    "the previous mode's code cache is still on task stacks; retry shortly",
-                ))
-            }
-            None => self.start_translator(mode, native_lstar).map_err(OnError::Failed)?,
+        let reuse = self
+            .live
+            .as_ref()
+            .is_some_and(|l| l.translator.spec() == mode);
+        // Another mode's translator may still be draining: try to free it now (this caller's
+        // own stack is clean, it entered the kernel natively).
+        if !reuse && self.live.is_some() && self.drain_step() {
+            return Err(OnError::Refused(
+                EBUSY,
+                "the previous mode's code cache is still on task stacks; retry shortly",
+            ));
+        }
+        if self.live.is_none() {
+            self.start_translator(mode, native_lstar)
+                .map_err(OnError::Failed)?;
         }
         self.build(native_idtr, native_lstar)
             .map_err(OnError::Failed)?;

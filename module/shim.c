@@ -30,6 +30,7 @@
 #include <asm/pgtable_types.h>
 #include <asm/segment.h>
 #include <asm/traps.h>
+#include <asm/unwind.h>
 #include <asm/trapnr.h>
 
 #include "shim.h"
@@ -444,8 +445,41 @@ void kdbt_publish(void *instance)
 
 struct kdbt_scan {
 	unsigned long lo, hi;
-	unsigned long tasks, found;
+	unsigned long tasks, found, conservative;
+	/* The first tasks found, for the log. */
+	pid_t pids[4];
+	char comms[4][TASK_COMM_LEN];
 };
+
+/*
+ * Whether a sleeping task can return into lo..hi. The ORC unwinder walks its frames (return
+ * addresses and interrupt frames) until one is in the cache. It cannot unwind past a cache
+ * address (no ORC data there), which is fine: one is enough. When the walk fails elsewhere,
+ * every word of the live stack counts (conservative; stale words may delay the answer).
+ */
+static bool kdbt_task_references(struct kdbt_scan *s, struct task_struct *t)
+{
+	struct unwind_state state;
+	unsigned long *base, *top, *sp;
+
+	for (unwind_start(&state, t, NULL, NULL); !unwind_done(&state);
+	     unwind_next_frame(&state)) {
+		if (state.ip - s->lo < s->hi - s->lo)
+			return true;
+	}
+	if (!unwind_error(&state))
+		return false;
+	s->conservative++;
+	base = task_stack_page(t);
+	top = (unsigned long *)((char *)base + THREAD_SIZE);
+	sp = (unsigned long *)t->thread.sp;
+	if (sp < base || sp >= top)
+		sp = base;
+	for (; sp < top; sp++)
+		if (*sp - s->lo < s->hi - s->lo)
+			return true;
+	return false;
+}
 
 /* Runs with every other CPU stopped: no stack changes under the scan. */
 static int kdbt_scan_fn(void *arg)
@@ -455,21 +489,19 @@ static int kdbt_scan_fn(void *arg)
 
 	rcu_read_lock();
 	for_each_process_thread(g, t) {
-		unsigned long *base, *top, *sp;
-
-		if (t == current || !t->stack)
+		/*
+		 * The tasks on a CPU now are the stopper threads, running kdbt's native code; an
+		 * exited task has no stack (and none can exit while every CPU is stopped).
+		 */
+		if (READ_ONCE(t->on_cpu) || !t->stack)
 			continue;
-		base = task_stack_page(t);
-		top = (unsigned long *)((char *)base + THREAD_SIZE);
-		sp = (unsigned long *)t->thread.sp;
-		if (sp < base || sp >= top)
-			sp = base;
 		s->tasks++;
-		for (; sp < top; sp++) {
-			if (*sp - s->lo < s->hi - s->lo) {
-				s->found++;
-				break;
+		if (kdbt_task_references(s, t)) {
+			if (s->found < ARRAY_SIZE(s->pids)) {
+				s->pids[s->found] = t->pid;
+				memcpy(s->comms[s->found], t->comm, TASK_COMM_LEN);
 			}
+			s->found++;
 		}
 	}
 	rcu_read_unlock();
@@ -478,10 +510,20 @@ static int kdbt_scan_fn(void *arg)
 
 long kdbt_stacks_referencing(u64 lo, u64 hi)
 {
+	static unsigned long scans;
 	struct kdbt_scan s = { .lo = lo, .hi = hi };
 	int rc = stop_machine(kdbt_scan_fn, &s, NULL);
+	unsigned long i;
 
-	return rc ? rc : (long)s.found;
+	if (rc)
+		return rc;
+	/* Say who keeps the code cache alive, now and then (every 25th scan: 5 s). */
+	if (s.found && scans++ % 25 == 0) {
+		for (i = 0; i < min_t(unsigned long, s.found, ARRAY_SIZE(s.pids)); i++)
+			pr_info("code cache still referenced by %s[%d]%s\n", s.comms[i], s.pids[i],
+				s.conservative ? " (some stacks scanned word by word)" : "");
+	}
+	return s.found;
 }
 
 static void *kdbt_drain_ctx;

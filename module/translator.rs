@@ -264,7 +264,7 @@ extern "C" {
 }
 
 /// Bytes of the engine's arena: the translator's records, maps and block metadata.
-const ARENA_BYTES: usize = 96 << 20;
+const ARENA_BYTES: usize = 128 << 20;
 
 /// The engine's heap arena (module/engine/src/heap.rs): vmalloc memory handed over at load,
 /// freed at unload after everything the engine allocated is gone.

@@ -203,7 +203,11 @@ impl CodeCache {
     }
 
     /// Commits an emitted block: writes its bytes and records it and its exits.
-    pub(crate) fn commit(&mut self, bytes: &[u8], block: Block, exits: Vec<Exit>) {
+    pub(crate) fn commit(&mut self, bytes: &[u8], mut block: Block, exits: Vec<Exit>) {
+        // Blocks live as long as the cache: keep no growth slack (the kernel's heap is fixed).
+        block.insns.shrink_to_fit();
+        block.recipes.shrink_to_fit();
+        block.stubs.shrink_to_fit();
         debug_assert_eq!(block.tx_start, self.next);
         self.mem.write(block.tx_start, bytes);
         // Keep blocks 16-byte aligned, like compiled functions.

@@ -152,7 +152,7 @@ pub struct Stats {
     pub jumptable_misses: u64,
     /// Jumptable slots filled.
     pub jumptable_inserts: u64,
-    /// Jumptable inserts refused because the slot held another target.
+    /// Jumptable inserts that replaced another target in their slot.
     pub jumptable_conflicts: u64,
     /// Full flushes.
     pub flushes: u64,

@@ -14,21 +14,31 @@
 //!   lea   rcx, [rcx + rax + 1]     ; native[i] - T
 //!   not   rax
 //!   jrcxz hit
-//!   pop rax ; pop rcx              ; miss: restore, enter the dispatcher (see `link`)
+//! miss:
+//!   pop rax ; pop rcx              ; restore, enter the dispatcher (see `link`)
 //!   push exit_id ; jmp persistent_entry(k)
 //! hit:
 //!   movzx ecx, ax
-//!   mov   rax, [rcx*8 + TX]        ; tx[i]
-//!   mov   [rsp+16], rax            ; target slot := tx
+//!   push  qword [rcx*8 + TX]       ; tx[i]
+//!   mov   rcx, [rcx*8 + NATIVE]    ; native[i] again, after tx[i]
+//!   not rax ; lea rcx, [rcx + rax + 1] ; not rax
+//!   jrcxz ok
+//!   lea   rsp, [rsp+8] ; jmp miss  ; the entry changed under us
+//! ok:
+//!   pop   qword [rsp+16]           ; target slot := tx
 //!   pop rax ; pop rcx
 //!   call 1f ; 1: lea rsp, [rsp+8]  ; keep the return-stack buffer balanced for the ret below
 //!   ret   k                        ; jump to tx, drop the slot and k more bytes
 //! ```
 //!
-//! Concurrency: slots are only filled while empty (tx first, then native, so a CPU that sees
-//! the native also sees its tx under x86-TSO) and only emptied by a flush, which the kernel
-//! does with every other CPU out of the cache. A colliding target keeps going through the
-//! dispatcher (counted as `jumptable_conflicts`).
+//! Concurrency: an entry is two qwords that CPUs read while the dispatcher rewrites them. A
+//! writer empties the key, writes tx, then writes the key ([`insert`]); the probe reads key,
+//! tx, key. Under x86-TSO (stores and loads each stay in order) a probe that read the new tx
+//! reads at least the emptied key the second time and misses; a probe whose two keys match
+//! read the tx that belongs to them. So a colliding target replaces the entry (counted as
+//! `jumptable_conflicts`) instead of going through the dispatcher for as long as the other
+//! one holds the slot. Old tx addresses stay valid code (blocks are never freed while the
+//! cache lives), so a probe racing a replacement jumps to a correct translation either way.
 
 use iced_x86::code_asm::{ax, ecx, qword_ptr, rax, rcx};
 use iced_x86::{Code, Register};
@@ -59,24 +69,26 @@ pub enum Insert {
     Added,
     /// The slot already maps `native`.
     Present,
-    /// The slot maps another target; nothing changed.
+    /// The slot mapped another target, which `native` replaced.
     Conflict,
 }
 
-/// Adds `native → tx` if its slot is free.
+/// Makes the slot of `native` map it to `tx` (see the module doc for the protocol). Callers
+/// are serialized (the dispatcher's lock); probes may run concurrently.
 pub fn insert(data: &DataMemory, native: u64, tx: u64) -> Insert {
     use core::sync::atomic::Ordering;
     let i = index(native);
-    let slot = data.qword(NATIVE_OFF + 8 * i);
-    match slot.load(Ordering::Relaxed) {
-        0 => {
-            data.qword(TX_OFF + 8 * i).store(tx, Ordering::Relaxed);
-            slot.store(native, Ordering::Release);
-            Insert::Added
-        }
-        n if n == native => Insert::Present,
+    let key = data.qword(NATIVE_OFF + 8 * i);
+    let result = match key.load(Ordering::Relaxed) {
+        0 => Insert::Added,
+        n if n == native => return Insert::Present,
         _ => Insert::Conflict,
-    }
+    };
+    key.store(0, Ordering::Relaxed);
+    // Release: the emptied key is visible before the new tx, the new tx before the key.
+    data.qword(TX_OFF + 8 * i).store(tx, Ordering::Release);
+    key.store(native, Ordering::Release);
+    result
 }
 
 /// The tx address the table holds for `native`, if any.
@@ -87,7 +99,6 @@ pub fn get(data: &DataMemory, native: u64) -> Option<u64> {
         .then(|| data.qword(TX_OFF + 8 * i).load(Ordering::Relaxed))
 }
 
-/// Empties every slot (flush).
 /// Forgets the entry of `native`, if it holds one: a lookup racing with this sees the old
 /// entry whole or a miss (only the key is cleared; its tx slot keeps the old value until an
 /// insert replaces the pair, tx first).
@@ -97,6 +108,7 @@ pub fn forget(data: &DataMemory, native: u64) {
     let _ = slot.compare_exchange(native, 0, Ordering::Relaxed, Ordering::Relaxed);
 }
 
+/// Empties every slot (flush).
 pub fn clear(data: &DataMemory) {
     use core::sync::atomic::Ordering;
     for i in 0..ENTRIES {
@@ -133,16 +145,40 @@ pub(crate) fn emit_probe(
     let hit = e.new_label();
     e.branch_to_label(Code::Jrcxz_rel8_64, hit)?;
     let saved = e.cur;
+    let missed = e.new_label();
+    e.bind(missed);
     e.pop_reg(Register::RAX)?;
     e.pop_reg(Register::RCX)?;
     miss(e)?;
     e.cur = saved;
     e.bind(hit);
+    // tx[i], then the key again: a replacement racing with this probe makes it miss.
+    e.asm(|a| a.movzx(ecx, ax))?;
+    let tx_slot = iced_x86::MemoryOperand::with_base_index_scale_displ_size(
+        Register::None,
+        Register::RCX,
+        8,
+        tx_arr,
+        4,
+    );
+    e.pushing(&iced_x86::Instruction::with1(Code::Push_rm64, tx_slot).map_err(EncodeFailed::from)?)?;
     e.asm(|a| {
-        a.movzx(ecx, ax)?;
-        a.mov(rax, qword_ptr(rcx * 8 + tx_arr))?;
-        a.mov(qword_ptr(rsp_plus(16)), rax)
+        a.mov(rcx, qword_ptr(rcx * 8 + native_arr))?;
+        a.not(rax)?;
+        a.lea(rcx, qword_ptr(rcx + rax + 1))?;
+        a.not(rax)
     })?;
+    let ok = e.new_label();
+    e.branch_to_label(Code::Jrcxz_rel8_64, ok)?;
+    let confirmed = e.cur;
+    e.lea_rsp(8)?;
+    e.branch_to_label(Code::Jmp_rel32_64, missed)?;
+    e.cur = confirmed;
+    e.bind(ok);
+    // pop [rsp+16]: the address is computed after the pop, so this is the target slot.
+    let slot = iced_x86::MemoryOperand::with_base_displ(Register::RSP, 16);
+    e.insn(&iced_x86::Instruction::with1(Code::Pop_rm64, slot).map_err(EncodeFailed::from)?)?;
+    e.cur.rsp_adjust -= 8;
     if let Some(home) = counters {
         clients::emit_bump_via(e, home, Counter::JumptableHits, Register::RCX)?;
     }
@@ -166,4 +202,28 @@ pub(crate) fn emit_slot_jump(e: &mut Emitter, k: u16) -> Result<(), EncodeFailed
     e.cur.rsp_adjust += 8;
     e.lea_rsp(8)?;
     e.ret_imm(k)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::vec;
+
+    #[test]
+    fn a_colliding_target_replaces_the_entry_and_forget_only_clears_its_own() {
+        let mut mem = vec![0u64; SIZE / 8];
+        // SAFETY: a zeroed, 8-aligned buffer owned by this test for the memory's life.
+        let data = unsafe { DataMemory::new(0, mem.as_mut_ptr() as *mut u8, SIZE) };
+        let (a, b) = (0x1000_0040u64, 0x2000_0040u64);
+        assert_eq!(index(a), index(b));
+        assert_eq!(insert(&data, a, 0xa), Insert::Added);
+        assert_eq!(insert(&data, a, 0xa), Insert::Present);
+        assert_eq!(insert(&data, b, 0xb), Insert::Conflict);
+        assert_eq!(get(&data, b), Some(0xb));
+        assert_eq!(get(&data, a), None);
+        forget(&data, a);
+        assert_eq!(get(&data, b), Some(0xb), "forgetting another target keeps b");
+        forget(&data, b);
+        assert_eq!(get(&data, b), None);
+    }
 }
