@@ -14,11 +14,11 @@
 //!
 //! The translator outlives switch-off: with callret, sleeping tasks hold code-cache return
 //! addresses and keep running translated code (and entering the dispatcher) until they
-//! return to user mode. It is freed only when a stack scan with every CPU stopped finds no
-//! code-cache address on any task's live stack (module/hooks.rs), retried every
-//! `KDBT_DRAIN_PERIOD_MS`; until then kdbt.ko pins itself (`rmmod` answers `EBUSY`), and
-//! switching on again reuses the same translator for the same mode spec (a different spec
-//! waits, `EBUSY`).
+//! return to user mode. Only when a stack scan with every CPU stopped finds no code-cache
+//! address on any task's live stack (module/hooks.rs), retried every `KDBT_DRAIN_PERIOD_MS`,
+//! does kdbt.ko unpin itself (until then `rmmod` answers `EBUSY`). The drained translator
+//! stays warm: switching on again with its mode spec reuses it; another spec frees it (if it
+//! is drained; `EBUSY` otherwise) and starts a new one.
 
 use crate::code_cache::{CodeCache, DataArea, WxProbe, PAGE};
 use crate::control_abi::SPEC_MAX;
@@ -62,11 +62,11 @@ struct On {
     mode: [u8; SPEC_MAX],
 }
 
-/// A translator that code may still run in, and the module reference that keeps its code
-/// mapped.
+/// A translator, and while code may still run in its cache, the module reference that keeps
+/// that code mapped. Once drained it stays, warm, for the next switch-on with its mode.
 struct Live {
     translator: Translator,
-    _pin: ModulePin,
+    pin: Option<ModulePin>,
 }
 
 /// Where a switched-off translator stands.
@@ -76,8 +76,8 @@ pub(crate) struct Drain {
     pub(crate) scans: u64,
     /// Task stacks that held code-cache addresses at the last scan.
     pub(crate) referencing: usize,
-    /// Translators freed since load.
-    pub(crate) released: u64,
+    /// Drains completed since load (no task stack held a code-cache address any more).
+    pub(crate) completed: u64,
 }
 
 /// Entries of every CPU, the code they lead to, and their counters. One instance, behind the
@@ -157,9 +157,14 @@ impl Interposer {
         &self.stats
     }
 
-    /// The translator, while one lives (switched on, or draining after switch-off).
+    /// The translator, while one lives (switched on, draining after switch-off, or kept warm).
     pub(crate) fn translator(&self) -> Option<&Translator> {
         self.live.as_ref().map(|l| &l.translator)
+    }
+
+    /// Whether code may still run in the cache while off (the module stays pinned).
+    pub(crate) fn draining(&self) -> bool {
+        self.on.is_none() && self.live.as_ref().is_some_and(|l| l.pin.is_some())
     }
 
     /// The drain state.
@@ -210,15 +215,22 @@ impl Interposer {
             .live
             .as_ref()
             .is_some_and(|l| l.translator.spec() == mode);
-        // Another mode's translator may still be draining: try to free it now (this caller's
-        // own stack is clean, it entered the kernel natively).
-        if !reuse && self.live.is_some() && self.drain_step() {
-            return Err(OnError::Refused(
-                EBUSY,
-                "the previous mode's code cache is still on task stacks; retry shortly",
-            ));
+        if !reuse && self.live.is_some() {
+            // Another mode's translator: free it once its cache is unreferenced (trying a
+            // scan now: this caller's own stack is clean, it entered the kernel natively).
+            if self.drain_step() {
+                return Err(OnError::Refused(
+                    EBUSY,
+                    "the previous mode's code cache is still on task stacks; retry shortly",
+                ));
+            }
+            self.release();
         }
-        if self.live.is_none() {
+        if let Some(live) = self.live.as_mut() {
+            if live.pin.is_none() {
+                live.pin = Some(ModulePin::take());
+            }
+        } else {
             self.start_translator(mode, native_lstar)
                 .map_err(OnError::Failed)?;
         }
@@ -305,7 +317,7 @@ impl Interposer {
         unsafe { hooks::publish(translator.raw()) };
         self.live = Some(Live {
             translator,
-            _pin: ModulePin::take(),
+            pin: Some(ModulePin::take()),
         });
         Ok(())
     }
@@ -323,10 +335,13 @@ impl Interposer {
         Ok(())
     }
 
-    /// One drain step while off: frees the translator when no task stack holds a code-cache
-    /// address. Returns whether to try again later.
+    /// One drain step while off: when no task stack holds a code-cache address any more,
+    /// unpins the module (the translator stays, warm). Returns whether to try again later.
     pub(crate) fn drain_step(&mut self) -> bool {
-        if self.on.is_some() || self.live.is_none() {
+        let Some(live) = self.live.as_mut().filter(|l| l.pin.is_some()) else {
+            return false;
+        };
+        if self.on.is_some() {
             return false;
         }
         let lo = self.region.exec();
@@ -334,7 +349,14 @@ impl Interposer {
         self.drain.scans += 1;
         match hooks::stacks_referencing(lo, hi) {
             Ok(0) => {
-                self.release();
+                live.pin = None;
+                self.drain.referencing = 0;
+                self.drain.completed += 1;
+                pr_info!(
+                    "code cache of {} unreferenced after {} scans\n",
+                    live.translator.spec(),
+                    self.drain.scans
+                );
                 false
             }
             Ok(n) => {
@@ -348,19 +370,11 @@ impl Interposer {
         }
     }
 
-    /// Unpublishes and frees the translator (nothing can enter its cache any more).
+    /// Unpublishes and frees the translator (drained: nothing can enter its cache any more).
     fn release(&mut self) {
         // SAFETY: waits for every hook that may still use it.
         unsafe { hooks::publish(core::ptr::null_mut()) };
-        if let Some(live) = self.live.take() {
-            pr_info!(
-                "code cache of {} released after {} scans\n",
-                live.translator.spec(),
-                self.drain.scans
-            );
-        }
-        self.drain.referencing = 0;
-        self.drain.released += 1;
+        self.live = None;
     }
 
     /// Writes the stubs and private IDTs of every possible CPU from the native table and entry,

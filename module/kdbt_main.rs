@@ -146,15 +146,21 @@ fn render_status(shared: &Shared, w: &mut debugfs::TextWriter<'_>) -> Result {
     };
     if state == "off" {
         let _ = writeln!(w, "state: off");
-        if let Some(t) = interposer.translator() {
-            let d = interposer.drain();
-            let _ = writeln!(
-                w,
-                "draining: {} (scans {} task stacks referencing the cache {})",
-                t.spec(),
-                d.scans,
-                d.referencing
-            );
+        let d = interposer.drain();
+        match interposer.translator() {
+            Some(t) if interposer.draining() => {
+                let _ = writeln!(
+                    w,
+                    "draining: {} (scans {} task stacks referencing the cache {})",
+                    t.spec(),
+                    d.scans,
+                    d.referencing
+                );
+            }
+            Some(t) => {
+                let _ = writeln!(w, "kept warm: {} (drains completed {})", t.spec(), d.completed);
+            }
+            None => {}
         }
     }
     let _ = write!(w, "native gates:");

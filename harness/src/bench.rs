@@ -81,6 +81,12 @@ impl Matrix {
                 s,
                 "insmod /kdbt/kdbt.ko 2>/tmp/kdbt.err || echo \"{MARK} insmod-failed $(tr '\\n' ' ' </tmp/kdbt.err)\""
             );
+            // Switching to another mode waits while the previous mode's code cache is still
+            // on task stacks (EBUSY, for a moment after switch-off); anything else fails now.
+            let _ = writeln!(
+                s,
+                "kdbt_on() {{ n=0; until kdbtctl on \"$1\" >/tmp/kdbt.err 2>&1; do grep -q 'task stacks' /tmp/kdbt.err || return 1; n=$((n+1)); [ $n -ge 100 ] && return 1; sleep 0.1; done; }}"
+            );
         }
         for &i in slots {
             let slot = &plan[i];
@@ -101,13 +107,17 @@ impl Matrix {
                 let mode = quote(&slot.mode);
                 let _ = writeln!(
                     s,
-                    "if kdbtctl on {mode} >/tmp/kdbt.err 2>&1; then\n  {run}\n  echo \"{MARK} stats {i}\"; kdbtctl stats; echo \"{MARK} stats-end {i}\"\n  kdbtctl off >/tmp/kdbt.err 2>&1 || echo \"{MARK} switch-off-failed {i} $(tr '\\n' ' ' </tmp/kdbt.err)\"\nelse\n  echo \"{MARK} switch-on-failed {i} $(tr '\\n' ' ' </tmp/kdbt.err)\"\nfi"
+                    "if kdbt_on {mode}; then\n  {run}\n  echo \"{MARK} stats {i}\"; kdbtctl stats; echo \"{MARK} stats-end {i}\"\n  kdbtctl off >/tmp/kdbt.err 2>&1 || echo \"{MARK} switch-off-failed {i} $(tr '\\n' ' ' </tmp/kdbt.err)\"\nelse\n  echo \"{MARK} switch-on-failed {i} $(tr '\\n' ' ' </tmp/kdbt.err)\"\nfi"
                 );
             }
             let _ = writeln!(s, "echo \"{MARK} slot-end {i}\"");
         }
         if translated {
-            let _ = writeln!(s, "rmmod kdbt");
+            // kdbt.ko stays pinned until no task stack holds a code-cache address.
+            let _ = writeln!(
+                s,
+                "n=0; until rmmod kdbt 2>/dev/null; do n=$((n+1)); [ $n -ge 100 ] && break; sleep 0.1; done"
+            );
         }
         s
     }
@@ -548,11 +558,12 @@ mod tests {
             s.contains("kdbt-workload micro --only 'lat_syscall null' --samples 3"),
             "{s}"
         );
-        let on = s.find("kdbtctl on fast").unwrap();
+        let on = s.find("kdbt_on fast").unwrap();
         let run = s[on..].find("kdbt-workload").unwrap() + on;
         let off = s.find("kdbtctl off").unwrap();
         assert!(on < run && run < off, "{s}");
-        assert!(s.trim_end().ends_with("rmmod kdbt"), "{s}");
+        assert!(s.contains("kdbt_on() {"), "{s}");
+        assert!(s.contains("until rmmod kdbt"), "{s}");
         let native_only = m.script(&plan, &[0]);
         assert!(!native_only.contains("insmod"), "{native_only}");
     }

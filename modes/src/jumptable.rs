@@ -161,7 +161,9 @@ pub(crate) fn emit_probe(
         tx_arr,
         4,
     );
-    e.pushing(&iced_x86::Instruction::with1(Code::Push_rm64, tx_slot).map_err(EncodeFailed::from)?)?;
+    e.pushing(
+        &iced_x86::Instruction::with1(Code::Push_rm64, tx_slot).map_err(EncodeFailed::from)?,
+    )?;
     e.asm(|a| {
         a.mov(rcx, qword_ptr(rcx * 8 + native_arr))?;
         a.not(rax)?;
@@ -222,7 +224,11 @@ mod tests {
         assert_eq!(get(&data, b), Some(0xb));
         assert_eq!(get(&data, a), None);
         forget(&data, a);
-        assert_eq!(get(&data, b), Some(0xb), "forgetting another target keeps b");
+        assert_eq!(
+            get(&data, b),
+            Some(0xb),
+            "forgetting another target keeps b"
+        );
         forget(&data, b);
         assert_eq!(get(&data, b), None);
     }

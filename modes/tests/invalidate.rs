@@ -35,17 +35,27 @@ fn a_changed_callee_is_retranslated_and_its_old_copy_poisoned() {
         // SAFETY: the snippet is a well-formed function.
         let first = unsafe { ex.call(s.entry, &[]) }.unwrap();
         assert_eq!(first, 11, "[{mode}]");
-        let old_tx = ex.translator().cache().lookup(callee).expect("callee translated");
+        let old_tx = ex
+            .translator()
+            .cache()
+            .lookup(callee)
+            .expect("callee translated");
 
         // Patch the native callee: `mov eax, 2`.
         let off = (imm - s.mem.addr()) as usize;
         s.mem.bytes_mut()[off] = 2;
         // SAFETY: as above; the translation still runs the old copy.
         let stale = unsafe { ex.call(s.entry, &[]) }.unwrap();
-        assert_eq!(stale, 11, "[{mode}] the cache holds a copy, not the native code");
+        assert_eq!(
+            stale, 11,
+            "[{mode}] the cache holds a copy, not the native code"
+        );
 
         let poisoned = ex.translator_mut().invalidate(imm, imm + 4);
-        assert!(poisoned.contains(&old_tx), "[{mode}] the old entry is poisoned");
+        assert!(
+            poisoned.contains(&old_tx),
+            "[{mode}] the old entry is poisoned"
+        );
         for &tx in &poisoned {
             let mut b = [0u8; 1];
             ex.translator().read_code(tx, &mut b);
@@ -57,7 +67,11 @@ fn a_changed_callee_is_retranslated_and_its_old_copy_poisoned() {
         // SAFETY: as above.
         let fresh = unsafe { ex.call(s.entry, &[]) }.unwrap();
         assert_eq!(fresh, 12, "[{mode}] the changed callee runs");
-        let new_tx = ex.translator().cache().lookup(callee).expect("retranslated");
+        let new_tx = ex
+            .translator()
+            .cache()
+            .lookup(callee)
+            .expect("retranslated");
         assert_ne!(new_tx, old_tx, "[{mode}]");
         // The stale block still maps back to native code (what an int3 handler needs).
         assert_eq!(ex.translator().cache().tx_to_native(old_tx), callee);

@@ -413,8 +413,13 @@ fn the_dispatcher_can_run_on_per_cpu_stacks_of_its_own() {
         let mut sorted = v.clone();
         sorted.sort();
         // SAFETY: sort_u32 sorts the live array of v.len() elements.
-        unsafe { ex.call(addr(sort_u32 as *const ()), &[v.as_mut_ptr() as u64, v.len() as u64]) }
-            .unwrap();
+        unsafe {
+            ex.call(
+                addr(sort_u32 as *const ()),
+                &[v.as_mut_ptr() as u64, v.len() as u64],
+            )
+        }
+        .unwrap();
         assert_eq!(v, sorted, "own stacks {own_stacks}");
         assert!(ex.stats().dispatches > 10);
         let frame = last_dispatch_stack();
