@@ -83,9 +83,11 @@ impl Matrix {
             );
             // Switching to another mode waits while the previous mode's code cache is still
             // on task stacks (EBUSY, for a moment after switch-off); anything else fails now.
+            // Each retry prints: the guest agent, blocked in a read it entered translated,
+            // holds the cache until output wakes it.
             let _ = writeln!(
                 s,
-                "kdbt_on() {{ n=0; until kdbtctl on \"$1\" >/tmp/kdbt.err 2>&1; do grep -q 'task stacks' /tmp/kdbt.err || return 1; n=$((n+1)); [ $n -ge 100 ] && return 1; sleep 0.1; done; }}"
+                "kdbt_on() {{ n=0; until kdbtctl on \"$1\" >/tmp/kdbt.err 2>&1; do grep -q 'task stacks' /tmp/kdbt.err || return 1; n=$((n+1)); [ $n -ge 100 ] && return 1; echo 'waiting for the code cache to drain'; sleep 0.1; done; }}"
             );
         }
         for &i in slots {
@@ -116,7 +118,7 @@ impl Matrix {
             // kdbt.ko stays pinned until no task stack holds a code-cache address.
             let _ = writeln!(
                 s,
-                "n=0; until rmmod kdbt 2>/dev/null; do n=$((n+1)); [ $n -ge 100 ] && break; sleep 0.1; done"
+                "n=0; until rmmod kdbt 2>/dev/null; do n=$((n+1)); [ $n -ge 100 ] && break; echo 'waiting for the code cache to drain'; sleep 0.1; done"
             );
         }
         s
