@@ -1,14 +1,15 @@
 //! The inline indirect-branch lookup table (native → tx), probed by emitted code.
 //!
 //! Two arrays of 2^16 qwords at the start of [`DataMemory`]: `native[i]` and `tx[i]`, indexed by
-//! the low 16 bits of the native target. The probe never touches the arithmetic flags, so it
+//! `i = (T + bswap(T)) & 0xffff` over the low 32 bits of the native target T (bits 16-31 folded
+//! onto bits 0-15, so targets 64 KiB apart do not collide). The probe never touches the arithmetic flags, so it
 //! needs no `pushf`/`popf` whatever the liveness (DynamoRIO's `lea`+`jrcxz` compare):
 //!
 //! ```text
 //!   ; [rsp] = native target T (the "target slot"); rax, rcx free to spill
 //!   push rcx ; push rax
 //!   mov   rax, [rsp+16]            ; T
-//!   movzx ecx, ax                  ; i = T & 0xffff
+//!   mov ecx, eax ; bswap ecx ; lea ecx, [rcx+rax] ; movzx ecx, cx   ; i
 //!   mov   rcx, [rcx*8 + NATIVE]    ; native[i]
 //!   not   rax
 //!   lea   rcx, [rcx + rax + 1]     ; native[i] - T
@@ -18,7 +19,7 @@
 //!   pop rax ; pop rcx              ; restore, enter the dispatcher (see `link`)
 //!   push exit_id ; jmp persistent_entry(k)
 //! hit:
-//!   movzx ecx, ax
+//!   (i again, as above)
 //!   push  qword [rcx*8 + TX]       ; tx[i]
 //!   mov   rcx, [rcx*8 + NATIVE]    ; native[i] again, after tx[i]
 //!   not rax ; lea rcx, [rcx + rax + 1] ; not rax
@@ -40,7 +41,7 @@
 //! one holds the slot. Old tx addresses stay valid code (blocks are never freed while the
 //! cache lives), so a probe racing a replacement jumps to a correct translation either way.
 
-use iced_x86::code_asm::{ax, ecx, qword_ptr, rax, rcx};
+use iced_x86::code_asm::{cx, dword_ptr, eax, ecx, qword_ptr, rax, rcx};
 use iced_x86::{Code, Register};
 
 use crate::clients::{self, Counter};
@@ -58,8 +59,22 @@ pub const TX_OFF: usize = ENTRIES * 8;
 /// Bytes the table takes at the start of [`DataMemory`].
 pub const SIZE: usize = 2 * ENTRIES * 8;
 
+/// The slot of `native`: bits 0-15 plus bits 16-31 (byte-swapped), so targets that share
+/// their low 16 bits (64 KiB apart, as kernel text often has) spread out. What the emitted
+/// probe computes with `mov`/`bswap`/`lea`/`movzx`, none of which touches the flags.
 fn index(native: u64) -> usize {
-    (native & (ENTRIES as u64 - 1)) as usize
+    let low = native as u32;
+    (low.swap_bytes().wrapping_add(low) & (ENTRIES as u32 - 1)) as usize
+}
+
+/// Emits `ecx := index(rax)` (see [`index`]).
+fn emit_index(e: &mut Emitter) -> Result<(), EncodeFailed> {
+    e.asm(|a| {
+        a.mov(ecx, eax)?;
+        a.bswap(ecx)?;
+        a.lea(ecx, dword_ptr(rcx + rax))?;
+        a.movzx(ecx, cx)
+    })
 }
 
 /// What [`insert`] did.
@@ -134,9 +149,9 @@ pub(crate) fn emit_probe(
     if let Some(home) = counters {
         clients::emit_bump_via(e, home, Counter::IndirectBranches, Register::RCX)?;
     }
+    e.asm(|a| a.mov(rax, qword_ptr(rsp_plus(16))))?;
+    emit_index(e)?;
     e.asm(|a| {
-        a.mov(rax, qword_ptr(rsp_plus(16)))?;
-        a.movzx(ecx, ax)?;
         a.mov(rcx, qword_ptr(rcx * 8 + native_arr))?;
         a.not(rax)?;
         a.lea(rcx, qword_ptr(rcx + rax + 1))?;
@@ -153,7 +168,7 @@ pub(crate) fn emit_probe(
     e.cur = saved;
     e.bind(hit);
     // tx[i], then the key again: a replacement racing with this probe makes it miss.
-    e.asm(|a| a.movzx(ecx, ax))?;
+    emit_index(e)?;
     let tx_slot = iced_x86::MemoryOperand::with_base_index_scale_displ_size(
         Register::None,
         Register::RCX,
@@ -216,7 +231,8 @@ mod tests {
         let mut mem = vec![0u64; SIZE / 8];
         // SAFETY: a zeroed, 8-aligned buffer owned by this test for the memory's life.
         let data = unsafe { DataMemory::new(0, mem.as_mut_ptr() as *mut u8, SIZE) };
-        let (a, b) = (0x1000_0040u64, 0x2000_0040u64);
+        let a = 0x1000_0040u64;
+        let b = (1u64 << 32) + a;
         assert_eq!(index(a), index(b));
         assert_eq!(insert(&data, a, 0xa), Insert::Added);
         assert_eq!(insert(&data, a, 0xa), Insert::Present);
