@@ -98,7 +98,10 @@ impl CodeCache {
     /// executable view is refused, and whether a write through the alias shows in the
     /// executable view.
     pub(crate) fn probe_at(&self, off: usize, probe_len: usize) -> WxProbe {
-        assert!(off + probe_len <= self.len && probe_len >= 8, "probe outside the cache");
+        assert!(
+            off + probe_len <= self.len && probe_len >= 8,
+            "probe outside the cache"
+        );
         // SAFETY: lookups of kernel addresses, no preconditions.
         let (exec_pte, alias_pte, rw, nx) = unsafe {
             (

@@ -189,8 +189,7 @@ impl Interposer {
 
     /// Probes the region's W^X layout (see [`CodeCache::probe`]) on the head's reserved tail.
     pub(crate) fn probe(&self) -> WxProbe {
-        self.region
-            .probe_at(self.head - PROBE_BYTES, PROBE_BYTES)
+        self.region.probe_at(self.head - PROBE_BYTES, PROBE_BYTES)
     }
 
     /// tx address of the stub of `vector` (or of the syscall entry, `vector == GATES`) of `cpu`.
@@ -393,7 +392,10 @@ impl Interposer {
             return Err(EIO);
         }
         let Some(syscall_tx) = live.translator.translate(native_lstar) else {
-            pr_err!("entry_SYSCALL_64 at {:#x} cannot be translated\n", native_lstar);
+            pr_err!(
+                "entry_SYSCALL_64 at {:#x} cannot be translated\n",
+                native_lstar
+            );
             return Err(EIO);
         };
         let mut targets = [0u64; GATES];
@@ -428,8 +430,7 @@ impl Interposer {
                         }
                         _ => None,
                     };
-                    let code =
-                        entry_stub::counting_stub(at, counter, targets[v], watch.as_ref())?;
+                    let code = entry_stub::counting_stub(at, counter, targets[v], watch.as_ref())?;
                     // SAFETY: no CPU is switched on (checked by the caller), so none runs a
                     // stub; writes are serialized by the control mutex (&mut self).
                     unsafe { self.region.write(at, &code) };

@@ -136,10 +136,7 @@ fn render_status(shared: &Shared, w: &mut debugfs::TextWriter<'_>) -> Result {
     let state = match interposer.mode() {
         Some(mode) => {
             let _ = writeln!(w, "state: on\nmode: {mode}");
-            let _ = writeln!(
-                w,
-                "entries: stubs (count, then the translated handler)"
-            );
+            let _ = writeln!(w, "entries: stubs (count, then the translated handler)");
             "on"
         }
         None => "off",
@@ -158,7 +155,12 @@ fn render_status(shared: &Shared, w: &mut debugfs::TextWriter<'_>) -> Result {
                 );
             }
             Some(t) => {
-                let _ = writeln!(w, "kept warm: {} (drains completed {})", t.spec(), d.completed);
+                let _ = writeln!(
+                    w,
+                    "kept warm: {} (drains completed {})",
+                    t.spec(),
+                    d.completed
+                );
             }
             None => {}
         }

@@ -6,40 +6,37 @@
 //! hold any kernel lock (slab, page allocator); calling kmalloc there deadlocks as soon as the
 //! interrupted code holds the lock kmalloc needs while another CPU's dispatcher waits for it.
 //! So the engine never calls the kernel's allocators: everything it allocates comes from this
-//! arena (DESIGN §4: the dispatcher allocates from preallocated pools). The lock is a spin
-//! lock taken with interrupts off and never held across a call out of the allocator.
+//! arena (DESIGN §4: the dispatcher allocates from preallocated pools). The lock is an
+//! [`IrqSpinLock`], never held across a call out of the allocator.
 
 use core::alloc::{GlobalAlloc, Layout};
 use core::cell::UnsafeCell;
-use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicUsize, Ordering};
 
 use talc::base::Talc;
 use talc::source::Manual;
 use talc::DefaultBinning;
 
-extern "C" {
-    fn kdbt_irq_save() -> u64;
-    fn kdbt_irq_restore(flags: u64);
-}
+use crate::irq_lock::IrqSpinLock;
 
 /// Bytes of the arena that must stay free for translation to go on (see [`low`]).
 const RESERVE: usize = 2 << 20;
 
 /// The arena allocator.
 pub(crate) struct Heap {
-    locked: AtomicBool,
+    lock: IrqSpinLock,
     talc: UnsafeCell<Talc<Manual, DefaultBinning>>,
     size: AtomicUsize,
     used: AtomicUsize,
 }
 
-// SAFETY: every access to `talc` holds `locked` (with interrupts off).
+// SAFETY: every access to `talc` holds `lock`.
 unsafe impl Sync for Heap {}
 
 impl Heap {
     const fn new() -> Self {
         Heap {
-            locked: AtomicBool::new(false),
+            lock: IrqSpinLock::new(),
             talc: UnsafeCell::new(Talc::new(Manual)),
             size: AtomicUsize::new(0),
             used: AtomicUsize::new(0),
@@ -48,21 +45,9 @@ impl Heap {
 
     /// Runs `f` on the allocator with interrupts off and the lock held.
     fn with<R>(&self, f: impl FnOnce(&mut Talc<Manual, DefaultBinning>) -> R) -> R {
-        // SAFETY: saving and disabling interrupts on this CPU has no precondition.
-        let flags = unsafe { kdbt_irq_save() };
-        while self
-            .locked
-            .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
-            .is_err()
-        {
-            core::hint::spin_loop();
-        }
+        let _held = self.lock.lock_forever();
         // SAFETY: the lock is held: this is the only reference.
-        let r = f(unsafe { &mut *self.talc.get() });
-        self.locked.store(false, Ordering::Release);
-        // SAFETY: restores what kdbt_irq_save returned on this CPU.
-        unsafe { kdbt_irq_restore(flags) };
-        r
+        f(unsafe { &mut *self.talc.get() })
     }
 }
 

@@ -3,24 +3,21 @@
 //! One translator serving the running kernel: the kernel's [`Env`], a lock, and the
 //! `extern "C"` calls the module, its hooks and the dispatcher trampoline make.
 //!
-//! Locking: one spin lock per instance, always taken with interrupts off (the trampoline runs
-//! with them off; every other caller disables them here), so an interrupt can never spin on a
-//! lock its own CPU holds. NMIs run natively and never take it.
+//! Locking: one [`IrqSpinLock`] per instance (the trampoline already runs with interrupts
+//! off; every other caller gets them disabled by the lock).
 
 use core::cell::UnsafeCell;
 use core::fmt::Write;
-use core::sync::atomic::{AtomicBool, Ordering};
 
 use kdbt_modes::dispatch::{emit_trampoline, DispatcherStacks, TrampolineConfig};
 use kdbt_modes::env::{CodeMemory, CounterHome, DataMemory, Env};
 use kdbt_modes::{ModeSpec, Translator};
 
+use crate::irq_lock::{IrqGuard, IrqSpinLock};
 use crate::Truncating;
 
 extern "C" {
     fn kdbt_core_kernel_text(addr: u64) -> bool;
-    fn kdbt_irq_save() -> u64;
-    fn kdbt_irq_restore(flags: u64);
 }
 
 /// Page size, bytes.
@@ -96,42 +93,34 @@ impl Env for KernelEnv {
 
 /// A translator and its lock.
 pub struct Instance {
-    locked: AtomicBool,
+    lock: IrqSpinLock,
     translator: UnsafeCell<Translator<KernelEnv>>,
     trampoline: u64,
     code_start: u64,
     code_end: u64,
 }
 
-/// Interrupts off and the instance's lock held; both undone on drop.
+/// The instance's lock held (interrupts off).
 struct Guard<'a> {
     instance: &'a Instance,
-    flags: u64,
+    _held: IrqGuard<'a>,
 }
 
 impl Instance {
-    /// Takes the lock with interrupts off; `None` after `spins` failed attempts (0 = forever).
+    /// Takes the lock; `None` after `spins` failed attempts.
     fn lock(&self, spins: u64) -> Option<Guard<'_>> {
-        // SAFETY: saving and disabling interrupts on this CPU has no precondition.
-        let flags = unsafe { kdbt_irq_save() };
-        let mut tries = 0u64;
-        while self
-            .locked
-            .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
-            .is_err()
-        {
-            tries += 1;
-            if spins != 0 && tries >= spins {
-                // SAFETY: restores what kdbt_irq_save returned on this CPU.
-                unsafe { kdbt_irq_restore(flags) };
-                return None;
-            }
-            core::hint::spin_loop();
-        }
         Some(Guard {
             instance: self,
-            flags,
+            _held: self.lock.lock(spins)?,
         })
+    }
+
+    /// Takes the lock, however long it takes.
+    fn lock_forever(&self) -> Guard<'_> {
+        Guard {
+            instance: self,
+            _held: self.lock.lock_forever(),
+        }
     }
 
     fn contains(&self, tx: u64) -> bool {
@@ -143,14 +132,6 @@ impl Guard<'_> {
     fn translator(&mut self) -> &mut Translator<KernelEnv> {
         // SAFETY: the lock is held for the guard's life, so this is the only reference.
         unsafe { &mut *self.instance.translator.get() }
-    }
-}
-
-impl Drop for Guard<'_> {
-    fn drop(&mut self) {
-        self.instance.locked.store(false, Ordering::Release);
-        // SAFETY: restores what kdbt_irq_save returned on this CPU.
-        unsafe { kdbt_irq_restore(self.flags) };
     }
 }
 
@@ -221,7 +202,7 @@ pub unsafe extern "C" fn kdbt_engine_create(
         return fail(ENOMEM);
     }
     let instance = alloc::boxed::Box::new(Instance {
-        locked: AtomicBool::new(false),
+        lock: IrqSpinLock::new(),
         translator: UnsafeCell::new(translator),
         trampoline,
         code_start: code_tx,
@@ -290,10 +271,14 @@ pub unsafe extern "C" fn kdbt_engine_trampoline(
 ///
 /// # Safety
 /// Called only by the trampoline of a live `instance`, with `slot` its frame's target slot.
-pub unsafe extern "C" fn kdbt_engine_dispatch(instance: *const Instance, exit_id: u64, slot: *mut u64) {
+pub unsafe extern "C" fn kdbt_engine_dispatch(
+    instance: *const Instance,
+    exit_id: u64,
+    slot: *mut u64,
+) {
     // SAFETY: the trampoline passes the live instance it was built for.
     let inst = unsafe { &*instance };
-    let mut g = inst.lock(0).expect("an unbounded lock always succeeds");
+    let mut g = inst.lock_forever();
     // SAFETY: `slot` is the live trampoline frame's target slot (caller's contract).
     unsafe { g.translator().dispatch_raw(exit_id, slot) };
 }
@@ -306,7 +291,7 @@ pub unsafe extern "C" fn kdbt_engine_dispatch(instance: *const Instance, exit_id
 pub unsafe extern "C" fn kdbt_engine_translate(instance: *const Instance, pc: u64) -> u64 {
     // SAFETY: the caller's contract.
     let inst = unsafe { &*instance };
-    let mut g = inst.lock(0).expect("an unbounded lock always succeeds");
+    let mut g = inst.lock_forever();
     g.translator().translate(pc).unwrap_or(0)
 }
 
@@ -350,10 +335,14 @@ pub unsafe extern "C" fn kdbt_engine_contains(instance: *const Instance, tx: u64
 /// # Safety
 /// `instance` is live.
 #[no_mangle]
-pub unsafe extern "C" fn kdbt_engine_invalidate(instance: *const Instance, lo: u64, hi: u64) -> u64 {
+pub unsafe extern "C" fn kdbt_engine_invalidate(
+    instance: *const Instance,
+    lo: u64,
+    hi: u64,
+) -> u64 {
     // SAFETY: the caller's contract.
     let inst = unsafe { &*instance };
-    let mut g = inst.lock(0).expect("an unbounded lock always succeeds");
+    let mut g = inst.lock_forever();
     g.translator().invalidate(lo, hi).len() as u64
 }
 
@@ -365,10 +354,7 @@ pub unsafe extern "C" fn kdbt_engine_invalidate(instance: *const Instance, lo: u
 pub unsafe extern "C" fn kdbt_engine_reset_stats(instance: *const Instance) {
     // SAFETY: the caller's contract.
     let inst = unsafe { &*instance };
-    inst.lock(0)
-        .expect("an unbounded lock always succeeds")
-        .translator()
-        .reset_stats();
+    inst.lock_forever().translator().reset_stats();
 }
 
 /// Writes the statistics as `name value` lines into `out` (`out_len` bytes); returns the
@@ -385,7 +371,7 @@ pub unsafe extern "C" fn kdbt_engine_stats(
     // SAFETY: the caller's contract.
     let inst = unsafe { &*instance };
     let (s, spec, free) = {
-        let mut g = inst.lock(0).expect("an unbounded lock always succeeds");
+        let mut g = inst.lock_forever();
         let t = g.translator();
         (t.stats(), t.spec(), t.cache().free())
     };

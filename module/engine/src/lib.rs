@@ -12,6 +12,7 @@ extern crate alloc;
 
 mod heap;
 mod instance;
+mod irq_lock;
 
 use core::fmt::Write;
 
