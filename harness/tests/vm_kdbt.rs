@@ -51,16 +51,22 @@ fn guest_tools() -> PathBuf {
 /// with `sh -c`.
 /// Panics if the guest hangs past `timeout` or its kernel reports trouble.
 fn run_script(script: &str, timeout: Duration) -> vm::Outcome {
+    run_script_expecting(script, timeout, None)
+}
+
+/// [`run_script`] for a script that provokes trouble lines containing `expected`.
+fn run_script_expecting(script: &str, timeout: Duration, expected: Option<&str>) -> vm::Outcome {
     // One guest at a time: 2 host cores are enough for one TCG guest, and these tests time
     // 200 switch cycles under load.
     static ONE_GUEST: Mutex<()> = Mutex::new(());
     let _guest = ONE_GUEST.lock().unwrap_or_else(|e| e.into_inner());
     let ko = module::cached().expect("kdbt.ko (cargo xtask module)");
     let tools = guest_tools();
-    vm::run_on_cached_lab(
+    vm::run_on_cached_lab_expecting(
         vec![ko, tools.join("kdbtctl"), tools.join("kdbt-workload")],
         vec!["sh".into(), "-c".into(), script.into()],
         timeout,
+        expected,
     )
     .expect("guest run (console log named in the error)")
 }
@@ -465,4 +471,41 @@ case_ rmmod unload
         stats.contains("vector 0xec: total"),
         "local timer counted:\n{stats}"
     );
+}
+
+#[test]
+#[ignore = "needs the guest lab: run through `cargo xtask test`"]
+fn a_warn_in_translated_code_is_reported_at_its_native_address() {
+    let script = format!(
+        "{PRELUDE}{}",
+        r#"
+insmod kdbt.ko || exit 90
+kdbtctl on fast || exit 91
+echo WARNING > /sys/kernel/debug/provoke-crash/DIRECT
+echo "CASE warn rc=$?"
+echo "== stats"; kdbtctl stats | grep '^hooks'
+kdbtctl off
+case_ rmmod unload
+"#
+    );
+    // LKDTM's WARNING is built into core kernel text, so the write runs it translated: the
+    // copied ud2 traps at a code-cache address, the die notifier resumes at the native ud2,
+    // and the kernel reports the WARN from its bug table and goes on.
+    let out = run_script_expecting(&script, Duration::from_secs(300), Some("lkdtm"));
+    let o = &out.output;
+    assert_eq!(out.exit_status, 0, "{o}");
+    let rc = cases(o);
+    assert_eq!(rc.get("warn"), Some(&0), "{o}");
+    assert_eq!(rc.get("rmmod"), Some(&0), "{o}");
+    assert!(number_after(o, "traps_redirected") >= 1, "{o}");
+    let console = std::fs::read_to_string(&out.console_log).unwrap();
+    let warning = console
+        .lines()
+        .find(|l| l.contains("WARNING:"))
+        .unwrap_or_else(|| panic!("no WARNING:\n{console}"));
+    assert!(
+        warning.contains("drivers/misc/lkdtm/bugs.c"),
+        "reported at its native address: {warning}"
+    );
+    assert!(!console.contains("invalid opcode"), "{console}");
 }

@@ -7,7 +7,8 @@
 //! kdbtctl reset       zero the statistics
 //! ```
 //! Exit status: 0 on success, the errno of the refused ioctl otherwise (`EINVAL` 22 bad spec,
-//! `EBUSY` 16 already on, `EALREADY` 114 already off, `EPERM` 1 without CAP_SYS_ADMIN, ...),
+//! `EBUSY` 16 already on or another mode still draining, `EALREADY` 114 already off,
+//! `EOPNOTSUPP` 95 the drk design, `EPERM` 1 without CAP_SYS_ADMIN, ...),
 //! 1 for other failures. The ABI is the module's own definition (module/control_abi.rs).
 
 use anyhow::{Context, Result};
@@ -171,6 +172,9 @@ fn errno_name(errno: i32) -> &'static str {
         libc::EIO => "EIO",
         libc::ENOMEM => "ENOMEM",
         libc::ENOENT => "ENOENT",
+        libc::EOPNOTSUPP => "EOPNOTSUPP",
+        libc::EFAULT => "EFAULT",
+        libc::ERANGE => "ERANGE",
         _ => "errno",
     }
 }
