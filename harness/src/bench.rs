@@ -87,7 +87,7 @@ impl Matrix {
             // holds the cache until output wakes it.
             let _ = writeln!(
                 s,
-                "kdbt_on() {{ n=0; until kdbtctl on \"$1\" >/tmp/kdbt.err 2>&1; do grep -q 'task stacks' /tmp/kdbt.err || return 1; n=$((n+1)); [ $n -ge 100 ] && return 1; echo 'waiting for the code cache to drain'; sleep 0.1; done; }}"
+                "kdbt_on() {{ tries=0; until kdbtctl on \"$1\" >/tmp/kdbt.err 2>&1; do grep -q 'task stacks' /tmp/kdbt.err || return 1; tries=$((tries+1)); [ $tries -ge 100 ] && return 1; echo 'waiting for the code cache to drain'; sleep 0.1; done; }}"
             );
         }
         for &i in slots {

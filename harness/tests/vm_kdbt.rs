@@ -123,8 +123,8 @@ export PATH=/kdbt:$PATH
 case_() { name=$1; shift; "$@"; echo "CASE $name rc=$?"; }
 ioctl() { perl -e 'open(F, "<", "/dev/kdbt") or exit($!+0); my $b = eval($ARGV[1] // "0"); exit(ioctl(F, hex($ARGV[0]), $b) ? 0 : $!+0)' "$@"; }
 status() { cat /sys/kernel/debug/kdbt/status; }
-kdbt_on() { n=0; until kdbtctl on "$1"; do n=$((n+1)); [ $n -ge 150 ] && return 1; echo "waiting for the code cache to drain"; sleep 0.2; done; }
-unload() { n=0; until rmmod kdbt 2>/dev/null; do n=$((n+1)); [ $n -ge 150 ] && { rmmod kdbt; return $?; }; echo "waiting for the code cache to drain"; sleep 0.2; done; }
+kdbt_on() { tries=0; until kdbtctl on "$1"; do tries=$((tries+1)); [ $tries -ge 150 ] && return 1; echo "waiting for the code cache to drain"; sleep 0.2; done; }
+unload() { tries=0; until rmmod kdbt 2>/dev/null; do tries=$((tries+1)); [ $tries -ge 150 ] && { rmmod kdbt; return $?; }; echo "waiting for the code cache to drain"; sleep 0.2; done; }
 total() { kdbtctl stats | awk -v k="$1" '$1=="total:" { for (i=2;i<NF;i++) if ($i==k) print $(i+1) }'; }
 "#;
 
