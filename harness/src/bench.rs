@@ -83,11 +83,12 @@ impl Matrix {
             );
             // Switching to another mode waits while the previous mode's code cache is still
             // on task stacks (EBUSY, for a moment after switch-off); anything else fails now.
-            // Each retry prints: the guest agent, blocked in a read it entered translated,
-            // holds the cache until output wakes it.
+            // Each retry prints and lets an orphan exit: the guest agent (blocked in a read)
+            // and init (re-entering wait4 when apache2's orphans exit) would otherwise sleep
+            // on in syscalls they entered translated, holding the cache.
             let _ = writeln!(
                 s,
-                "kdbt_on() {{ tries=0; until kdbtctl on \"$1\" >/tmp/kdbt.err 2>&1; do grep -q 'task stacks' /tmp/kdbt.err || return 1; tries=$((tries+1)); [ $tries -ge 100 ] && return 1; echo 'waiting for the code cache to drain'; sleep 0.1; done; }}"
+                "kdbt_on() {{ tries=0; until kdbtctl on \"$1\" >/tmp/kdbt.err 2>&1; do grep -q 'task stacks' /tmp/kdbt.err || return 1; tries=$((tries+1)); [ $tries -ge 100 ] && return 1; echo 'waiting for the code cache to drain'; ( sleep 0 & ); sleep 0.1; done; }}"
             );
         }
         for &i in slots {
@@ -118,7 +119,7 @@ impl Matrix {
             // kdbt.ko stays pinned until no task stack holds a code-cache address.
             let _ = writeln!(
                 s,
-                "n=0; until rmmod kdbt 2>/dev/null; do n=$((n+1)); [ $n -ge 100 ] && break; echo 'waiting for the code cache to drain'; sleep 0.1; done"
+                "n=0; until rmmod kdbt 2>/dev/null; do n=$((n+1)); [ $n -ge 100 ] && break; echo 'waiting for the code cache to drain'; ( sleep 0 & ); sleep 0.1; done"
             );
         }
         s
