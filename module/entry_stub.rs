@@ -22,6 +22,25 @@
 //! inc  qword [rip+entries]
 //! jmp  tx
 //! ```
+//! In the drk design every interposed vector's stub checks the interrupted RIP, and when it is
+//! in the code cache hands the event to the CPU's drk entry routine (kdbt_modes::drk_entry),
+//! which rolls back or delays it (module/engine/src/drk.rs) before the handler runs:
+//!
+//! ```text
+//! inc  qword [rip+entries]
+//! push rax
+//! mov  rax, [rsp+8|16]        the frame's RIP
+//! sub  rax, cache_start
+//! cmp  rax, cache_len
+//! pop  rax
+//! jae  1f
+//! inc  qword [rip+in_cache]   (interrupts and #PF only)
+//! push imm32 tag              vector | error-code flag
+//! push imm32 tx               the translated handler (top 2 GiB: sign-extends)
+//! jmp  drk_entry
+//! 1: jmp tx
+//! ```
+//!
 //! The syscall stub touches no register and no stack (it still runs on the user's stack and
 //! the user's GS). The stubs clobber the arithmetic flags, which no entry reads: the CPU has
 //! just set RFLAGS for the handler (interrupt gates; `syscall` masks them through
@@ -33,8 +52,8 @@
 
 use kernel::prelude::*;
 
-/// Bytes reserved per stub (the longest is 40; the rest is `int3` padding).
-pub(crate) const STUB_BYTES: usize = 48;
+/// Bytes reserved per stub (the longest, drk's, is 55; the rest is `int3` padding).
+pub(crate) const STUB_BYTES: usize = 64;
 
 /// Counting the entries whose interrupted RIP is in the code cache.
 pub(crate) struct InCache {
@@ -45,6 +64,18 @@ pub(crate) struct InCache {
     pub(crate) len: u64,
     /// The counter to increment.
     pub(crate) counter: u64,
+}
+
+/// The drk tag bit for a frame with an error code (`kdbt_modes::drk_entry::TAG_ERROR_CODE`).
+pub(crate) const TAG_ERROR_CODE: u32 = 1 << 8;
+
+/// A drk stub's event path: what it tells the entry routine.
+pub(crate) struct DrkEvent {
+    /// The tag: vector, and `kdbt_modes::drk_entry::TAG_ERROR_CODE` when the frame has an
+    /// error code.
+    pub(crate) tag: u32,
+    /// The CPU's drk entry routine.
+    pub(crate) entry: u64,
 }
 
 /// Machine code being written at tx address `at`.
@@ -102,6 +133,39 @@ pub(crate) fn counting_stub(
         c.put(&[0x58]); // pop rax
     }
     c.put_rel32(&[0x48, 0xff, 0x05], counter)?; // inc qword [rip+counter]
+    c.put_rel32(&[0xe9], target)?; // jmp target
+    Ok(c.bytes)
+}
+
+/// The drk stub at tx address `at` (see the module docs): counts into `counter`, and when the
+/// interrupted RIP is in `watch`'s range counts into its counter (0: none) and hands the event
+/// to `event.entry`; otherwise jumps to `target`. Errors: `ERANGE`.
+pub(crate) fn drk_stub(
+    at: u64,
+    counter: u64,
+    target: u64,
+    watch: &InCache,
+    event: &DrkEvent,
+) -> Result<[u8; STUB_BYTES]> {
+    let mut c = Code {
+        at,
+        bytes: [0xcc; STUB_BYTES],
+        len: 0,
+    };
+    c.put_rel32(&[0x48, 0xff, 0x05], counter)?; // inc qword [rip+counter]
+    c.put(&[0x50]); // push rax
+    c.put(&[0x48, 0x8b, 0x44, 0x24, 8 + watch.rip_at]); // mov rax, [rsp+8+rip_at]
+    c.put_imm32(&[0x48, 0x2d], watch.start)?; // sub rax, imm32
+    c.put_imm32(&[0x48, 0x3d], watch.len)?; // cmp rax, imm32
+    c.put(&[0x58]); // pop rax (flags kept)
+    let event_len = if watch.counter != 0 { 7 } else { 0 } + 5 + 5 + 5;
+    c.put(&[0x73, event_len]); // jae to the native-RIP path
+    if watch.counter != 0 {
+        c.put_rel32(&[0x48, 0xff, 0x05], watch.counter)?; // inc qword [rip+in_cache]
+    }
+    c.put_imm32(&[0x68], event.tag.into())?; // push imm32 tag
+    c.put_imm32(&[0x68], target)?; // push imm32 handler
+    c.put_rel32(&[0xe9], event.entry)?; // jmp drk_entry
     c.put_rel32(&[0xe9], target)?; // jmp target
     Ok(c.bytes)
 }

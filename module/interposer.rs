@@ -4,9 +4,12 @@
 //! whose interposable gates enter the code cache, and `MSR_LSTAR` at the translation of
 //! `entry_SYSCALL_64`; switch-off restores both.
 //!
-//! The code cache region: the dispatcher trampoline, then the entry stubs (one block per
-//! possible CPU: a stub per gate and one for `syscall`, each counting the entry and jumping to
-//! the translated handler; module/entry_stub.rs), then the translator's code memory.
+//! The code cache region: per translator its dispatcher trampoline and drk entry routine, then
+//! the entry stubs (one block per possible CPU: a stub per gate and one for `syscall`, each
+//! counting the entry and jumping to the translated handler; module/entry_stub.rs), then the
+//! translators' code memories. fast runs one translator for every CPU (a shared code cache,
+//! BTKernel §3); drk one per CPU (private code caches, DRK §4.3: its interrupt delay patches
+//! the cache), each CPU's entries leading into its own.
 //!
 //! Switching is all-or-nothing: every CPU checks that it runs the native IDT and LSTAR the
 //! tables were built from before switching, and if any CPU cannot, every CPU that did is
@@ -24,7 +27,7 @@ use crate::code_cache::{CodeCache, DataArea, WxProbe, PAGE};
 use crate::control_abi::SPEC_MAX;
 use crate::cpu::{self, ModulePin};
 use crate::dispatcher_stack::{self, DispatcherStacks};
-use crate::entry_stub::{self, InCache, STUB_BYTES};
+use crate::entry_stub::{self, DrkEvent, InCache, STUB_BYTES, TAG_ERROR_CODE};
 use crate::hooks;
 use crate::idt::{self, Gate, Idtr, GATES};
 use crate::stats::{Stats, FIRST_INTERRUPT};
@@ -33,18 +36,24 @@ use crate::translator::{self, Memories, Translator};
 use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering::Relaxed};
 use kernel::prelude::*;
 
-/// Bytes reserved for the dispatcher trampoline at the start of the region.
+/// Bytes reserved for each translator's dispatcher trampoline at the start of the region.
 const TRAMPOLINE_BYTES: usize = 256;
+/// Bytes reserved for each translator's drk entry routine, after its trampoline.
+const DRK_ENTRY_BYTES: usize = 256;
+/// Bytes of the region's head per translator.
+const PER_TRANSLATOR: usize = TRAMPOLINE_BYTES + DRK_ENTRY_BYTES;
 /// Entry stub bytes per CPU: a stub per gate, then the syscall stub.
 const CPU_BLOCK: usize = (GATES + 1) * STUB_BYTES;
 /// Bytes at the end of the head kept free for the W^X probe.
 const PROBE_BYTES: usize = 64;
-/// `EOPNOTSUPP` (the kernel crate of 6.12 has no constant for it).
-const EOPNOTSUPP: i32 = 95;
 /// The page-fault vector (its frame has an error code).
 const PAGE_FAULT: usize = 14;
-/// The translator's code memory, bytes.
-const TRANSLATOR_CODE_BYTES: usize = 16 << 20;
+/// Vectors whose frame has an error code (Intel SDM vol. 3 §6.13).
+const ERROR_CODE_VECTORS: [usize; 10] = [8, 10, 11, 12, 13, 14, 17, 21, 29, 30];
+/// The translators' code memory, bytes: at least this much in all…
+const CODE_BYTES: usize = 16 << 20;
+/// …and at least this much per CPU for drk's per-CPU caches.
+const DRK_CODE_BYTES_PER_CPU: usize = 8 << 20;
 
 /// What one CPU saved when it switched, read back when it switches off.
 #[derive(Default)]
@@ -62,11 +71,19 @@ struct On {
     mode: [u8; SPEC_MAX],
 }
 
-/// A translator, and while code may still run in its cache, the module reference that keeps
-/// that code mapped. Once drained it stays, warm, for the next switch-on with its mode.
+/// The translators of one mode (one, or one per CPU for drk; the first heads the chain the
+/// hooks see), and while code may still run in their caches, the module reference that keeps
+/// that code mapped. Once drained they stay, warm, for the next switch-on with their mode.
 struct Live {
-    translator: Translator,
+    translators: KVec<Translator>,
     pin: Option<ModulePin>,
+}
+
+impl Live {
+    /// The translator whose cache `cpu` enters.
+    fn of_cpu(&self, cpu: usize) -> &Translator {
+        &self.translators[if self.translators.len() > 1 { cpu } else { 0 }]
+    }
 }
 
 /// Where a switched-off translator stands.
@@ -87,7 +104,8 @@ pub(crate) struct Interposer {
     region: CodeCache,
     /// Bytes of the region before the translator's code memory.
     head: usize,
-    /// The translator's data memory (jumptable, counters): module area, top 2 GiB.
+    /// The translators' data memories (jumptable, counters; one per possible CPU at most):
+    /// module area, top 2 GiB.
     data: DataArea<AtomicU64>,
     /// Counters the stubs increment (dropped after the region that references them).
     stats: Stats,
@@ -128,11 +146,12 @@ impl Interposer {
         for _ in 0..n {
             cpus.push(CpuSlot::default(), GFP_KERNEL)?;
         }
-        let head = (TRAMPOLINE_BYTES + n * CPU_BLOCK + PROBE_BYTES).div_ceil(PAGE) * PAGE;
+        let head = (n * PER_TRANSLATOR + n * CPU_BLOCK + PROBE_BYTES).div_ceil(PAGE) * PAGE;
+        let code = CODE_BYTES.max(n * DRK_CODE_BYTES_PER_CPU);
         Ok(Interposer {
-            region: CodeCache::new(head + TRANSLATOR_CODE_BYTES)?,
+            region: CodeCache::new(head + code)?,
             head,
-            data: DataArea::zeroed(translator::data_size() / 8)?,
+            data: DataArea::zeroed(n * translator::data_size() / 8)?,
             stats: Stats::new(n)?,
             stacks: DispatcherStacks::new(n)?,
             idts: KVec::from_elem(Gate::default(), n * GATES, GFP_KERNEL)?,
@@ -157,9 +176,10 @@ impl Interposer {
         &self.stats
     }
 
-    /// The translator, while one lives (switched on, draining after switch-off, or kept warm).
+    /// The first translator (the chain's head: its statistics cover all), while they live
+    /// (switched on, draining after switch-off, or kept warm).
     pub(crate) fn translator(&self) -> Option<&Translator> {
-        self.live.as_ref().map(|l| &l.translator)
+        self.live.as_ref().map(|l| &l.translators[0])
     }
 
     /// Whether code may still run in the cache while off (the module stays pinned).
@@ -194,7 +214,13 @@ impl Interposer {
 
     /// tx address of the stub of `vector` (or of the syscall entry, `vector == GATES`) of `cpu`.
     fn stub(&self, cpu: usize, vector: usize) -> u64 {
-        self.region.exec() + (TRAMPOLINE_BYTES + cpu * CPU_BLOCK + vector * STUB_BYTES) as u64
+        let stubs = self.cpus.len() * PER_TRANSLATOR;
+        self.region.exec() + (stubs + cpu * CPU_BLOCK + vector * STUB_BYTES) as u64
+    }
+
+    /// tx address of translator `i`'s dispatcher trampoline (its drk entry routine follows).
+    fn trampoline(&self, i: usize) -> u64 {
+        self.region.exec() + (i * PER_TRANSLATOR) as u64
     }
 
     /// Switches every online CPU's entries into the code cache in `mode` (canonical).
@@ -202,18 +228,12 @@ impl Interposer {
         if self.on.is_some() {
             return Err(OnError::AlreadyOn);
         }
-        if mode.starts_with("drk") {
-            return Err(OnError::Refused(
-                Error::from_errno(-EOPNOTSUPP),
-                "the drk design is not available in the kernel yet; use fast",
-            ));
-        }
         let native_idtr = idt::current();
         let native_lstar = syscall_entry::current();
         let reuse = self
             .live
             .as_ref()
-            .is_some_and(|l| l.translator.spec() == mode);
+            .is_some_and(|l| l.translators[0].spec() == mode);
         if !reuse && self.live.is_some() {
             // Another mode's translator: free it once its cache is unreferenced (trying a
             // scan now: this caller's own stack is clean, it entered the kernel natively).
@@ -281,41 +301,65 @@ impl Interposer {
         Ok(())
     }
 
-    /// Creates the translator for `mode`, writes its trampoline and publishes it to the hooks.
+    /// Creates the translators for `mode` (one per possible CPU for drk, else one), writes
+    /// their trampolines (and drk entry routines), chains them and publishes the chain to the
+    /// hooks.
     fn start_translator(&mut self, mode: &str, native_lstar: u64) -> Result {
         for word in self.data.get() {
             word.store(0, Relaxed);
         }
+        let drk = mode.starts_with("drk");
+        let count = if drk { self.cpus.len() } else { 1 };
+        let code_each = (self.region.len() - self.head) / count / PAGE * PAGE;
         let data = self.data.get();
-        let mem = Memories {
-            code_tx: self.region.exec() + self.head as u64,
-            code_rw: (self.region.alias() + self.head as u64) as *mut u8,
-            code_len: self.region.len() - self.head,
-            data: data.as_ptr() as *mut u8,
-            data_len: core::mem::size_of_val(data),
-            trampoline: self.region.exec(),
-            syscall_entry: native_lstar,
-        };
-        // SAFETY: the code memory is the region past the head and the data memory is `data`,
-        // both ours alone and kept until the translator is dropped (`live` is dropped before
-        // them; Drop below).
-        let translator = unsafe { Translator::new(mode, &mem)? };
-        let mut code = [0u8; TRAMPOLINE_BYTES];
-        // SAFETY: the stacks live as long as `self`, which drops the translator first.
-        let n = unsafe {
-            translator.trampoline(
-                self.stacks.table(),
-                dispatcher_stack::STACK_BYTES as u32,
-                DispatcherStacks::cpunode_selector(),
-                &mut code,
-            )?
-        };
-        // SAFETY: no CPU runs in the region: no translator lived (checked by the caller).
-        unsafe { self.region.write(self.region.exec(), &code[..n]) };
-        // SAFETY: the translator stays live until unpublished (`release`).
-        unsafe { hooks::publish(translator.raw()) };
+        let data_each = core::mem::size_of_val(data) / count;
+        let mut translators = KVec::with_capacity(count, GFP_KERNEL)?;
+        for i in 0..count {
+            let code_off = self.head + i * code_each;
+            let mem = Memories {
+                code_tx: self.region.exec() + code_off as u64,
+                code_rw: (self.region.alias() + code_off as u64) as *mut u8,
+                code_len: code_each,
+                // SAFETY: `data_each * count` bytes fit in `data`.
+                data: unsafe { (data.as_ptr() as *mut u8).add(i * data_each) },
+                data_len: data_each,
+                trampoline: self.trampoline(i),
+                syscall_entry: native_lstar,
+            };
+            // SAFETY: each translator gets its own slice of the code memory past the head and
+            // of the data memory, both kept until the translators are dropped (`live` is
+            // dropped before them; Drop below).
+            let translator = unsafe { Translator::new(mode, &mem, count)? };
+            let mut code = [0u8; TRAMPOLINE_BYTES];
+            // SAFETY: the stacks live as long as `self`, which drops the translators first.
+            let n = unsafe {
+                translator.trampoline(
+                    self.stacks.table(),
+                    dispatcher_stack::STACK_BYTES as u32,
+                    DispatcherStacks::cpunode_selector(),
+                    &mut code,
+                )?
+            };
+            // SAFETY: no CPU runs in the region: no translator lived (checked by the caller).
+            unsafe { self.region.write(mem.trampoline, &code[..n]) };
+            if drk {
+                let at = mem.trampoline + TRAMPOLINE_BYTES as u64;
+                let mut code = [0u8; DRK_ENTRY_BYTES];
+                let region = self.region.exec()..self.region.exec() + self.region.len() as u64;
+                let n = translator.drk_entry(at, region, &mut code)?;
+                // SAFETY: as above.
+                unsafe { self.region.write(at, &code[..n]) };
+            }
+            translators.push(translator, GFP_KERNEL)?;
+        }
+        for (i, t) in translators.iter().enumerate() {
+            // SAFETY: the chain's translators are dropped together (`Live`).
+            unsafe { t.link(translators.get(i + 1)) };
+        }
+        // SAFETY: the translators stay live until unpublished (`release`).
+        unsafe { hooks::publish(translators[0].raw()) };
         self.live = Some(Live {
-            translator,
+            translators,
             pin: Some(ModulePin::take()),
         });
         Ok(())
@@ -353,7 +397,7 @@ impl Interposer {
                 self.drain.completed += 1;
                 pr_info!(
                     "code cache of {} unreferenced after {} scans\n",
-                    live.translator.spec(),
+                    live.translators[0].spec(),
                     self.drain.scans
                 );
                 false
@@ -377,13 +421,14 @@ impl Interposer {
     }
 
     /// Writes the stubs and private IDTs of every possible CPU from the native table and entry,
-    /// translating each handler. Errors: `EIO` (unreadable IDT, untranslatable syscall entry),
-    /// `ERANGE`.
+    /// translating each handler in the CPU's translator. Errors: `EIO` (unreadable IDT,
+    /// untranslatable syscall entry), `ERANGE`.
     fn build(&mut self, native_idtr: Idtr, native_lstar: u64) -> Result {
         let Some(live) = &self.live else {
             return Err(EIO);
         };
         let n = self.cpus.len();
+        let drk = live.translators.len() > 1 || live.translators[0].spec().starts_with("drk");
         let (first, _) = self.idts.split_at_mut(GATES);
         if !idt::read_into(native_idtr, first) {
             pr_err!("native IDT limit {:#x} is not 256 gates\n", {
@@ -391,46 +436,63 @@ impl Interposer {
             });
             return Err(EIO);
         }
-        let Some(syscall_tx) = live.translator.translate(native_lstar) else {
-            pr_err!(
-                "entry_SYSCALL_64 at {:#x} cannot be translated\n",
-                native_lstar
-            );
-            return Err(EIO);
-        };
-        let mut targets = [0u64; GATES];
         for v in 0..GATES {
-            let gate = self.idts[v];
-            self.native_gates[v] = !gate.interposable();
+            self.native_gates[v] = !self.idts[v].interposable();
             self.untranslated_gates[v] = false;
-            if gate.interposable() {
-                targets[v] = live.translator.translate(gate.target()).unwrap_or_else(|| {
-                    self.untranslated_gates[v] = true;
-                    gate.target()
-                });
-            }
         }
-        for cpu in 0..n {
+        let mut targets = [0u64; GATES];
+        // CPU 0's table holds the native gates until its own turn: last.
+        for cpu in (0..n).rev() {
+            let translator = live.of_cpu(cpu);
+            let per_cpu = live.translators.len() > 1;
+            let index = if per_cpu { cpu } else { 0 };
+            if cpu == n - 1 || per_cpu {
+                for v in 0..GATES {
+                    let gate = self.idts[v];
+                    if gate.interposable() {
+                        targets[v] = translator.translate(gate.target()).unwrap_or_else(|| {
+                            self.untranslated_gates[v] = true;
+                            gate.target()
+                        });
+                    }
+                }
+            }
+            let Some(syscall_tx) = translator.translate(native_lstar) else {
+                pr_err!(
+                    "entry_SYSCALL_64 at {:#x} cannot be translated\n",
+                    native_lstar
+                );
+                return Err(EIO);
+            };
+            let drk_entry = self.trampoline(index) + TRAMPOLINE_BYTES as u64;
             let counters = self.stats.cpu(cpu);
             for v in 0..GATES {
                 let gate = self.idts[v];
                 let entry = if gate.interposable() {
                     let at = self.stub(cpu, v);
                     let counter = &counters.vectors[v] as *const _ as u64;
-                    let in_cache = |rip_at, counter: &AtomicU64| InCache {
-                        rip_at,
+                    let error_code = ERROR_CODE_VECTORS.contains(&v);
+                    let watch = |counter: Option<&AtomicU64>| InCache {
+                        rip_at: if error_code { 8 } else { 0 },
                         start: self.region.exec(),
                         len: self.region.len() as u64,
-                        counter: counter as *const _ as u64,
+                        counter: counter.map_or(0, |c| c as *const _ as u64),
                     };
-                    let watch = match v {
-                        PAGE_FAULT => Some(in_cache(8, &counters.page_faults_in_cache)),
-                        v if v >= FIRST_INTERRUPT => {
-                            Some(in_cache(0, &counters.interrupts_in_cache))
-                        }
+                    let in_cache = match v {
+                        PAGE_FAULT => Some(&counters.page_faults_in_cache),
+                        v if v >= FIRST_INTERRUPT => Some(&counters.interrupts_in_cache),
                         _ => None,
                     };
-                    let code = entry_stub::counting_stub(at, counter, targets[v], watch.as_ref())?;
+                    let code = if drk {
+                        let event = DrkEvent {
+                            tag: v as u32 | if error_code { TAG_ERROR_CODE } else { 0 },
+                            entry: drk_entry,
+                        };
+                        entry_stub::drk_stub(at, counter, targets[v], &watch(in_cache), &event)?
+                    } else {
+                        let watch = in_cache.map(|c| watch(Some(c)));
+                        entry_stub::counting_stub(at, counter, targets[v], watch.as_ref())?
+                    };
                     // SAFETY: no CPU is switched on (checked by the caller), so none runs a
                     // stub; writes are serialized by the control mutex (&mut self).
                     unsafe { self.region.write(at, &code) };

@@ -103,6 +103,15 @@ extern "C" {
         out: *mut u8,
         out_len: usize,
     ) -> isize;
+    fn kdbt_engine_drk_entry(
+        instance: *const RawInstance,
+        at: u64,
+        region_lo: u64,
+        region_hi: u64,
+        out: *mut u8,
+        out_len: usize,
+    ) -> isize;
+    fn kdbt_engine_link(instance: *const RawInstance, next: *mut RawInstance);
     fn kdbt_engine_translate(instance: *const RawInstance, pc: u64) -> u64;
     fn kdbt_engine_reset_stats(instance: *const RawInstance);
     fn kdbt_engine_stats(instance: *const RawInstance, out: *mut u8, out_len: usize) -> isize;
@@ -132,9 +141,10 @@ pub(crate) struct Memories {
     pub(crate) syscall_entry: u64,
 }
 
-/// Blocks a translator may hold (its records are allocated at switch-on).
+/// Blocks all translators of one switch-on may hold together (their records are allocated
+/// at switch-on, out of the engine's fixed arena).
 const MAX_BLOCKS: usize = 48 << 10;
-/// Exits a translator may hold.
+/// Exits they may hold together.
 const MAX_EXITS: usize = 128 << 10;
 
 /// A live translator in the engine (`kdbt_modes::Translator` over the kernel's environment),
@@ -151,12 +161,13 @@ unsafe impl Send for Translator {}
 unsafe impl Sync for Translator {}
 
 impl Translator {
-    /// Creates a translator for canonical `spec` over `mem`. Errors: `EINVAL` (spec),
-    /// `ERANGE` (memory out of reach), `ENOMEM`.
+    /// Creates a translator for canonical `spec` over `mem`, one of `share` translators
+    /// splitting the record budget. Errors: `EINVAL` (spec), `ERANGE` (memory out of reach),
+    /// `ENOMEM`.
     ///
     /// # Safety
     /// The memories in `mem` are the translator's alone and outlive it.
-    pub(crate) unsafe fn new(spec: &str, mem: &Memories) -> Result<Self> {
+    pub(crate) unsafe fn new(spec: &str, mem: &Memories, share: usize) -> Result<Self> {
         let mut err = 0i32;
         // SAFETY: `spec` is a live str; the memories are the caller's contract.
         let raw = unsafe {
@@ -170,8 +181,8 @@ impl Translator {
                 mem.data_len,
                 mem.trampoline,
                 mem.syscall_entry,
-                MAX_BLOCKS,
-                MAX_EXITS,
+                MAX_BLOCKS / share,
+                MAX_EXITS / share,
                 &mut err,
             )
         };
@@ -225,6 +236,43 @@ impl Translator {
         Ok(n as usize)
     }
 
+    /// The drk entry routine's bytes for this translator, to run at `at`, for events whose RIP
+    /// is in `region` (everything the stubs send it). Errors: `EINVAL` when `out` is too small.
+    pub(crate) fn drk_entry(
+        &self,
+        at: u64,
+        region: core::ops::Range<u64>,
+        out: &mut [u8],
+    ) -> Result<usize> {
+        // SAFETY: a live instance; `out` is a live buffer of that length.
+        let n = unsafe {
+            kdbt_engine_drk_entry(
+                self.raw,
+                at,
+                region.start,
+                region.end,
+                out.as_mut_ptr(),
+                out.len(),
+            )
+        };
+        if n < 0 {
+            return Err(Error::from_errno(n as i32));
+        }
+        Ok(n as usize)
+    }
+
+    /// Chains `next` after this translator: the hooks, statistics and invalidation reach it
+    /// through this one (`None`: ends the chain here).
+    ///
+    /// # Safety
+    /// `next` outlives this translator's use as the chain's head (the owner frees them
+    /// together).
+    pub(crate) unsafe fn link(&self, next: Option<&Translator>) {
+        let next = next.map_or(core::ptr::null_mut(), |t| t.raw);
+        // SAFETY: a live instance; `next` is live or null (caller's contract).
+        unsafe { kdbt_engine_link(self.raw, next) }
+    }
+
     /// The tx address of native `pc`, or `None` when it cannot be translated.
     pub(crate) fn translate(&self, pc: u64) -> Option<u64> {
         // SAFETY: a live instance.
@@ -232,14 +280,14 @@ impl Translator {
         (tx != 0).then_some(tx)
     }
 
-    /// Zeroes its statistics.
+    /// Zeroes its statistics and those of the translators chained after it.
     pub(crate) fn reset_stats(&self) {
         // SAFETY: a live instance.
         unsafe { kdbt_engine_reset_stats(self.raw) }
     }
 
-    /// Writes its statistics (`translator: name value` lines) into `out`; returns the bytes
-    /// written. Errors: `EINVAL` when `out` is too small.
+    /// Writes the statistics of it and the translators chained after it (`translator: name
+    /// value` lines, summed; `drk:` lines for drk) into `out`; returns the bytes written. Errors: `EINVAL` when `out` is too small.
     pub(crate) fn render_stats(&self, out: &mut [u8]) -> Result<usize> {
         // SAFETY: a live instance; `out` is a live buffer of that length.
         let n = unsafe { kdbt_engine_stats(self.raw, out.as_mut_ptr(), out.len()) };

@@ -40,6 +40,7 @@ pub mod cache;
 pub mod clients;
 pub mod decode;
 pub mod dispatch;
+pub mod drk_entry;
 pub(crate) mod emit;
 pub mod env;
 pub mod jumptable;

@@ -5,14 +5,20 @@
 //!
 //! Locking: one [`IrqSpinLock`] per instance (the trampoline already runs with interrupts
 //! off; every other caller gets them disabled by the lock).
+//!
+//! Instances form a chain (`next`): fast runs one for every CPU, drk one per CPU (each CPU
+//! its own code cache, as DRK has). The hooks, statistics and invalidation take the chain's
+//! first instance and cover all of them.
 
 use core::cell::UnsafeCell;
 use core::fmt::Write;
+use core::sync::atomic::{AtomicPtr, AtomicU64, Ordering::Relaxed};
 
 use kdbt_modes::dispatch::{emit_trampoline, DispatcherStacks, TrampolineConfig};
 use kdbt_modes::env::{CodeMemory, CounterHome, DataMemory, Env};
 use kdbt_modes::{ModeSpec, Translator};
 
+use crate::drk;
 use crate::irq_lock::{IrqGuard, IrqSpinLock};
 use crate::Truncating;
 
@@ -24,7 +30,7 @@ extern "C" {
 const PAGE: u64 = 4096;
 
 /// The running kernel as the translator sees it (DESIGN §4).
-struct KernelEnv {
+pub(crate) struct KernelEnv {
     /// Native `entry_SYSCALL_64`: its first instructions run on the user's stack.
     syscall_entry: u64,
     /// The dispatcher trampoline.
@@ -91,24 +97,38 @@ impl Env for KernelEnv {
     }
 }
 
-/// A translator and its lock.
+/// A translator, its drk delivery state and their lock.
 pub struct Instance {
     lock: IrqSpinLock,
     translator: UnsafeCell<Translator<KernelEnv>>,
-    trampoline: u64,
+    drk: UnsafeCell<drk::State>,
+    /// The dispatcher trampoline, and its final `ret` (0 until written).
+    pub(crate) trampoline: u64,
+    pub(crate) trampoline_ret: AtomicU64,
+    /// The drk entry routine's `iretq` (0 until written).
+    pub(crate) drk_iret: AtomicU64,
+    /// drk events delivered untouched because the lock stayed busy.
+    pub(crate) lock_busy: AtomicU64,
+    /// The code region whose events the drk entry routine gets (0..0 until written).
+    pub(crate) region_lo: AtomicU64,
+    pub(crate) region_hi: AtomicU64,
+    /// drk events delivered to a handler with a code-cache RIP still in the frame.
+    pub(crate) tx_rip_delivered: AtomicU64,
+    /// The next instance of the chain (null: last).
+    next: AtomicPtr<Instance>,
     code_start: u64,
     code_end: u64,
 }
 
 /// The instance's lock held (interrupts off).
-struct Guard<'a> {
+pub(crate) struct Guard<'a> {
     instance: &'a Instance,
     _held: IrqGuard<'a>,
 }
 
 impl Instance {
     /// Takes the lock; `None` after `spins` failed attempts.
-    fn lock(&self, spins: u64) -> Option<Guard<'_>> {
+    pub(crate) fn lock(&self, spins: u64) -> Option<Guard<'_>> {
         Some(Guard {
             instance: self,
             _held: self.lock.lock(spins)?,
@@ -126,12 +146,34 @@ impl Instance {
     fn contains(&self, tx: u64) -> bool {
         (self.code_start..self.code_end).contains(&tx)
     }
+
+    /// This instance and the ones chained after it.
+    fn chain(&self) -> impl Iterator<Item = &Instance> {
+        let mut at: *const Instance = self;
+        core::iter::from_fn(move || {
+            // SAFETY: chained instances are live as long as the first (the module links them
+            // and frees them together).
+            let inst = unsafe { at.as_ref()? };
+            at = inst.next.load(Relaxed);
+            Some(inst)
+        })
+    }
 }
 
 impl Guard<'_> {
     fn translator(&mut self) -> &mut Translator<KernelEnv> {
-        // SAFETY: the lock is held for the guard's life, so this is the only reference.
-        unsafe { &mut *self.instance.translator.get() }
+        self.parts().0
+    }
+
+    /// The translator and the drk state.
+    pub(crate) fn parts(&mut self) -> (&mut Translator<KernelEnv>, &mut drk::State) {
+        // SAFETY: the lock is held for the guard's life, so these are the only references.
+        unsafe {
+            (
+                &mut *self.instance.translator.get(),
+                &mut *self.instance.drk.get(),
+            )
+        }
     }
 }
 
@@ -204,7 +246,15 @@ pub unsafe extern "C" fn kdbt_engine_create(
     let instance = alloc::boxed::Box::new(Instance {
         lock: IrqSpinLock::new(),
         translator: UnsafeCell::new(translator),
+        drk: UnsafeCell::new(drk::State::default()),
         trampoline,
+        trampoline_ret: AtomicU64::new(0),
+        drk_iret: AtomicU64::new(0),
+        lock_busy: AtomicU64::new(0),
+        region_lo: AtomicU64::new(0),
+        region_hi: AtomicU64::new(0),
+        tx_rip_delivered: AtomicU64::new(0),
+        next: AtomicPtr::new(core::ptr::null_mut()),
         code_start: code_tx,
         code_end: code_tx + code_len as u64,
     });
@@ -262,7 +312,50 @@ pub unsafe extern "C" fn kdbt_engine_trampoline(
     }
     // SAFETY: `out` holds `out_len >= code.len()` bytes (checked).
     unsafe { core::ptr::copy_nonoverlapping(code.as_ptr(), out, code.len()) };
+    // It ends `popfq; ret`: the `ret` is its last byte.
+    inst.trampoline_ret
+        .store(inst.trampoline + code.len() as u64 - 1, Relaxed);
     code.len() as isize
+}
+
+/// Writes the drk entry routine for `instance`, to run at tx address `at`, into `out`
+/// (`out_len` bytes); returns its length, or -EINVAL when `out` is too small. The vectors'
+/// stubs jump to it (module/entry_stub.rs) for events whose RIP is in `region_lo..region_hi`
+/// (trampolines, stubs and code caches).
+///
+/// # Safety
+/// `instance` is live; `out` is writable for `out_len` bytes.
+#[no_mangle]
+pub unsafe extern "C" fn kdbt_engine_drk_entry(
+    instance: *const Instance,
+    at: u64,
+    region_lo: u64,
+    region_hi: u64,
+    out: *mut u8,
+    out_len: usize,
+) -> isize {
+    // SAFETY: the caller's contract.
+    let inst = unsafe { &*instance };
+    inst.region_lo.store(region_lo, Relaxed);
+    inst.region_hi.store(region_hi, Relaxed);
+    let (code, iret) = drk::emit_entry(at, instance as u64);
+    if code.len() > out_len {
+        return -(EINVAL as isize);
+    }
+    // SAFETY: `out` holds `out_len >= code.len()` bytes (checked).
+    unsafe { core::ptr::copy_nonoverlapping(code.as_ptr(), out, code.len()) };
+    inst.drk_iret.store(at + iret as u64, Relaxed);
+    code.len() as isize
+}
+
+/// Chains `next` after `instance` (null: ends the chain there).
+///
+/// # Safety
+/// Both are live (or `next` null) and are freed together.
+#[no_mangle]
+pub unsafe extern "C" fn kdbt_engine_link(instance: *const Instance, next: *mut Instance) {
+    // SAFETY: the caller's contract.
+    unsafe { &*instance }.next.store(next, Relaxed);
 }
 
 /// The dispatcher, called by the trampoline with interrupts off: resolves the native target
@@ -306,10 +399,10 @@ pub unsafe extern "C" fn kdbt_engine_translate(instance: *const Instance, pc: u6
 #[no_mangle]
 pub unsafe extern "C" fn kdbt_engine_tx_to_native(instance: *const Instance, tx: u64) -> u64 {
     // SAFETY: the caller's contract.
-    let inst = unsafe { &*instance };
-    if !inst.contains(tx) {
+    let first = unsafe { &*instance };
+    let Some(inst) = first.chain().find(|i| i.contains(tx)) else {
         return 0;
-    }
+    };
     let Some(mut g) = inst.lock(1 << 24) else {
         return 0;
     };
@@ -317,16 +410,6 @@ pub unsafe extern "C" fn kdbt_engine_tx_to_native(instance: *const Instance, tx:
         Some(info) if info.native_pc != 0 => info.native_pc,
         _ => 0,
     }
-}
-
-/// Whether `tx` is in `instance`'s code cache.
-///
-/// # Safety
-/// `instance` is live.
-#[no_mangle]
-pub unsafe extern "C" fn kdbt_engine_contains(instance: *const Instance, tx: u64) -> bool {
-    // SAFETY: the caller's contract.
-    unsafe { &*instance }.contains(tx)
 }
 
 /// Invalidates translations of native `lo..hi` (kernel text changed there); returns how many
@@ -341,20 +424,29 @@ pub unsafe extern "C" fn kdbt_engine_invalidate(
     hi: u64,
 ) -> u64 {
     // SAFETY: the caller's contract.
-    let inst = unsafe { &*instance };
-    let mut g = inst.lock_forever();
-    g.translator().invalidate(lo, hi).len() as u64
+    let first = unsafe { &*instance };
+    first
+        .chain()
+        .map(|inst| inst.lock_forever().translator().invalidate(lo, hi).len() as u64)
+        .sum()
 }
 
-/// Zeroes the statistics.
+/// Zeroes the statistics of the chain.
 ///
 /// # Safety
 /// `instance` is live.
 #[no_mangle]
 pub unsafe extern "C" fn kdbt_engine_reset_stats(instance: *const Instance) {
     // SAFETY: the caller's contract.
-    let inst = unsafe { &*instance };
-    inst.lock_forever().translator().reset_stats();
+    let first = unsafe { &*instance };
+    for inst in first.chain() {
+        let mut g = inst.lock_forever();
+        let (t, drk) = g.parts();
+        t.reset_stats();
+        drk.stats = drk::Stats::default();
+        inst.lock_busy.store(0, Relaxed);
+        inst.tx_rip_delivered.store(0, Relaxed);
+    }
 }
 
 /// Writes the statistics as `name value` lines into `out` (`out_len` bytes); returns the
@@ -369,41 +461,88 @@ pub unsafe extern "C" fn kdbt_engine_stats(
     out_len: usize,
 ) -> isize {
     // SAFETY: the caller's contract.
-    let inst = unsafe { &*instance };
-    let (s, spec, free) = {
+    let first = unsafe { &*instance };
+    let mut spec = None;
+    let mut sums = [0u64; 17];
+    let mut drk_sums = drk::Stats::default();
+    let mut lock_busy = 0;
+    for inst in first.chain() {
         let mut g = inst.lock_forever();
-        let t = g.translator();
-        (t.stats(), t.spec(), t.cache().free())
+        let (t, drk) = g.parts();
+        let s = t.stats();
+        spec.get_or_insert(t.spec());
+        let values = [
+            s.blocks,
+            s.native_insns,
+            s.native_bytes,
+            s.bytes_emitted,
+            t.cache().free(),
+            s.dispatches,
+            s.links,
+            s.jumptable_misses,
+            s.jumptable_inserts,
+            s.jumptable_conflicts,
+            s.jumptable_hits,
+            s.indirect_executed,
+            s.insns_executed,
+            s.flushes,
+            s.blocks_invalidated,
+            s.untranslatable,
+            s.cache_full_native,
+        ];
+        for (sum, v) in sums.iter_mut().zip(values) {
+            *sum += v;
+        }
+        for (sum, v) in drk_sums.0.iter_mut().zip(drk.stats.0) {
+            *sum += v;
+        }
+        lock_busy += inst.lock_busy.load(Relaxed);
+        drk_sums.0[drk::Counter::DeliveredWithTxRip as usize] += inst.tx_rip_delivered.load(Relaxed);
+    }
+    let Some(spec) = spec else {
+        return -(EINVAL as isize);
     };
+    const NAMES: [&str; 17] = [
+        "blocks_translated",
+        "native_insns_translated",
+        "native_bytes_translated",
+        "cache_bytes",
+        "cache_free_bytes",
+        "dispatcher_entries",
+        "chaining_patches",
+        "jumptable_misses",
+        "jumptable_inserts",
+        "jumptable_conflicts",
+        "jumptable_hits",
+        "indirect_executed",
+        "insns_executed",
+        "flushes",
+        "blocks_invalidated",
+        "untranslatable_native",
+        "cache_full_native",
+    ];
     // SAFETY: the caller's contract.
     let out = unsafe { core::slice::from_raw_parts_mut(out, out_len) };
     let mut w = Truncating { buf: out, len: 0 };
     let (heap_size, heap_used) = crate::heap::usage();
-    let lines: [(&str, u64); 20] = [
-        ("blocks_translated", s.blocks),
-        ("native_insns_translated", s.native_insns),
-        ("native_bytes_translated", s.native_bytes),
-        ("cache_bytes", s.bytes_emitted),
-        ("cache_free_bytes", free),
-        ("dispatcher_entries", s.dispatches),
-        ("chaining_patches", s.links),
-        ("jumptable_misses", s.jumptable_misses),
-        ("jumptable_inserts", s.jumptable_inserts),
-        ("jumptable_conflicts", s.jumptable_conflicts),
-        ("jumptable_hits", s.jumptable_hits),
-        ("indirect_executed", s.indirect_executed),
-        ("insns_executed", s.insns_executed),
-        ("flushes", s.flushes),
-        ("blocks_invalidated", s.blocks_invalidated),
-        ("untranslatable_native", s.untranslatable),
-        ("cache_full_native", s.cache_full_native),
+    let mut ok = writeln!(w, "translator: mode {spec}").is_ok();
+    ok &= writeln!(w, "translator: code_caches {}", first.chain().count()).is_ok();
+    for (name, value) in NAMES.iter().zip(sums) {
+        ok &= writeln!(w, "translator: {name} {value}").is_ok();
+    }
+    let global = [
         ("client_inscount", spec.options.inscount as u64),
         ("heap_bytes", heap_size as u64),
         ("heap_used_bytes", heap_used as u64),
     ];
-    let mut ok = writeln!(w, "translator: mode {spec}").is_ok();
-    for (name, value) in lines {
+    for (name, value) in global {
         ok &= writeln!(w, "translator: {name} {value}").is_ok();
+    }
+    if spec.design == kdbt_modes::Design::Drk {
+        for (name, value) in drk::COUNTER_NAMES.iter().zip(drk_sums.0) {
+            ok &= writeln!(w, "drk: {name} {value}").is_ok();
+        }
+        ok &= writeln!(w, "drk: lock_busy {lock_busy}").is_ok();
     }
     if !ok {
         return -(EINVAL as isize);

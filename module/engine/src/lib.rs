@@ -10,6 +10,7 @@
 
 extern crate alloc;
 
+mod drk;
 mod heap;
 mod instance;
 mod irq_lock;
