@@ -548,7 +548,11 @@ case_ rmmod unload
     assert_eq!(out.exit_status, 0, "{o}");
     let rc = cases(o);
     for m in ["drk", "fast", "fast:no-callret", "rmmod"] {
-        let case = if m == "rmmod" { m.to_string() } else { format!("on_{m}") };
+        let case = if m == "rmmod" {
+            m.to_string()
+        } else {
+            format!("on_{m}")
+        };
         assert_eq!(rc.get(&case), Some(&0), "{case}:\n{o}");
     }
     let modes: Vec<&str> = o.lines().filter_map(|l| l.strip_prefix("MODE ")).collect();

@@ -89,8 +89,14 @@ mod tests {
         let insns: Vec<_> = Decoder::with_ip(64, &code, at, DecoderOptions::NONE)
             .into_iter()
             .collect();
-        let pushes = insns.iter().filter(|i| i.mnemonic() == Mnemonic::Push).count();
-        let pops = insns.iter().filter(|i| i.mnemonic() == Mnemonic::Pop).count();
+        let pushes = insns
+            .iter()
+            .filter(|i| i.mnemonic() == Mnemonic::Push)
+            .count();
+        let pops = insns
+            .iter()
+            .filter(|i| i.mnemonic() == Mnemonic::Pop)
+            .count();
         assert_eq!((pushes, pops), (SAVED_GPRS, SAVED_GPRS));
         let last = insns.last().unwrap();
         assert_eq!(last.mnemonic(), Mnemonic::Iretq);
@@ -98,6 +104,9 @@ mod tests {
         assert_eq!(insns[insns.len() - 2].mnemonic(), Mnemonic::Ret);
         // The first push saves r15 (highest), so rax lands lowest, at `regs`.
         assert_eq!(insns[0].op0_register(), iced_x86::Register::R15);
-        assert_eq!(insns[SAVED_GPRS - 1].op0_register(), iced_x86::Register::RAX);
+        assert_eq!(
+            insns[SAVED_GPRS - 1].op0_register(),
+            iced_x86::Register::RAX
+        );
     }
 }

@@ -32,8 +32,8 @@
 use core::sync::atomic::Ordering::Relaxed;
 
 use kdbt_modes::drk_entry::{self, FRAME, HANDLER, TAG};
-use kdbt_modes::rollback::{MachineState, RSP};
 use kdbt_modes::env::Env;
+use kdbt_modes::rollback::{MachineState, RSP};
 use kdbt_modes::{NextBoundary, Translator};
 
 use crate::instance::{Instance, KernelEnv};
@@ -265,7 +265,10 @@ fn place(
     for (i, at) in list.iter().enumerate() {
         let Some(at) = *at else { continue };
         let clash = (at..at + 2).contains(&rip)
-            || list.iter().flatten().any(|&o| o != at && o.abs_diff(at) < 2);
+            || list
+                .iter()
+                .flatten()
+                .any(|&o| o != at && o.abs_diff(at) < 2);
         if !t.cache().contains(at) || !t.cache().contains(at + 1) || clash {
             return None;
         }
@@ -313,7 +316,10 @@ fn covers(p: &Pending, at: u64) -> bool {
 /// # Safety
 /// Called only by the entry routine of a live `instance`, with interrupts off, on the stack
 /// holding `regs`: 15 saved GPRs, the stub's handler and tag slots, then the CPU's frame.
-pub unsafe extern "C" fn kdbt_engine_drk_event(instance: *const Instance, regs: *mut u64) -> Continue {
+pub unsafe extern "C" fn kdbt_engine_drk_event(
+    instance: *const Instance,
+    regs: *mut u64,
+) -> Continue {
     // SAFETY: the entry routine passes the live instance it was emitted for.
     let inst = unsafe { &*instance };
     // SAFETY: `regs` points at the saved area (caller's contract).
@@ -465,11 +471,14 @@ fn deliver(inst: &Instance, regs: *mut u64) -> Continue {
     ev.proceed(handler)
 }
 
-
 /// The entry routine for `instance` at tx address `at`: its bytes and the offset of its
 /// `iretq` (see `kdbt_modes::drk_entry`).
 pub(crate) fn emit_entry(at: u64, instance: u64) -> (alloc::vec::Vec<u8>, usize) {
-    drk_entry::emit(at, instance, kdbt_engine_drk_event as *const () as usize as u64)
+    drk_entry::emit(
+        at,
+        instance,
+        kdbt_engine_drk_event as *const () as usize as u64,
+    )
 }
 
 // The entry routine calls this as a plain function address: keep the symbol's ABI fixed.

@@ -497,7 +497,8 @@ pub unsafe extern "C" fn kdbt_engine_stats(
             *sum += v;
         }
         lock_busy += inst.lock_busy.load(Relaxed);
-        drk_sums.0[drk::Counter::DeliveredWithTxRip as usize] += inst.tx_rip_delivered.load(Relaxed);
+        drk_sums.0[drk::Counter::DeliveredWithTxRip as usize] +=
+            inst.tx_rip_delivered.load(Relaxed);
     }
     let Some(spec) = spec else {
         return -(EINVAL as isize);
