@@ -520,7 +520,8 @@ long kdbt_stacks_referencing(u64 lo, u64 hi)
 	/* Say who keeps the code cache alive, now and then (every 25th scan: 5 s). */
 	if (s.found && scans++ % 25 == 0) {
 		for (i = 0; i < min_t(unsigned long, s.found, ARRAY_SIZE(s.pids)); i++)
-			pr_info("code cache still referenced by %s[%d]%s\n", s.comms[i], s.pids[i],
+			pr_info("code cache still referenced by %s[%d] (%lu of %lu tasks)%s\n",
+				s.comms[i], s.pids[i], s.found, s.tasks,
 				s.conservative ? " (some stacks scanned word by word)" : "");
 	}
 	return s.found;
