@@ -74,7 +74,8 @@ struct BenchArgs {
     /// micro, file, apache or all.
     #[arg(long, default_value = "all")]
     suite: String,
-    /// Interleaving rounds per benchmark (each runs every mode once); default 3 (quick: 2).
+    /// Interleaving rounds per benchmark (each runs every mode once); default 2, as quick
+    /// (four modes in 45 minutes under TCG; each round takes several samples per mode).
     #[arg(long)]
     reps: Option<u32>,
     /// A core subset with small budgets (~10 minutes under TCG).
@@ -201,7 +202,7 @@ fn bench(args: BenchArgs) -> Result<()> {
     });
     let (budget, reps) = match args.quick {
         true => (bench::Budget::Quick, args.reps.unwrap_or(2)),
-        false => (bench::Budget::Full, args.reps.unwrap_or(3)),
+        false => (bench::Budget::Full, args.reps.unwrap_or(2)),
     };
     setup::ensure_packages(setup::FIGURE_PACKAGES)?;
     let lab = build_lab()?;
