@@ -176,8 +176,7 @@ impl<E: Env> Translator<E> {
     /// of its start, direct exits chained to its start go back to their stubs, its jumptable
     /// entry is forgotten, and an `int3` is written over the first byte of every native
     /// instruction's translation in it. Returns those tx addresses: a CPU reaching one (a
-    /// return address into the block, a branch linked at translation time, a lookup that
-    /// raced with this) traps, and the environment's `int3` handler sends it to the native
+    /// return address into the block, a lookup that raced with this) traps, and the environment's `int3` handler sends it to the native
     /// instruction, where the state is exactly the native state (see [`Translator::tx_info`]).
     pub fn invalidate(&mut self, lo: u64, hi: u64) -> Vec<u64> {
         self.env.native_changed(lo, hi);

@@ -27,6 +27,26 @@ fn caller_and_callee() -> (support::Snippet, u64) {
 }
 
 #[test]
+fn a_branch_linked_when_its_caller_was_translated_is_unlinked_from_an_invalidated_target() {
+    for mode in MODES {
+        let (mut s, imm) = caller_and_callee();
+        let callee = s.labels[0];
+        let mut ex = Executor::new(ModeSpec::parse(mode).unwrap());
+        // Translate the callee first, so the caller's branch to it is linked at once.
+        // SAFETY: the callee alone is a well-formed function too.
+        assert_eq!(unsafe { ex.call(callee, &[]) }.unwrap(), 1, "[{mode}]");
+        // SAFETY: as above.
+        assert_eq!(unsafe { ex.call(s.entry, &[]) }.unwrap(), 11, "[{mode}]");
+        let off = (imm - s.mem.addr()) as usize;
+        s.mem.bytes_mut()[off] = 2;
+        ex.translator_mut().invalidate(imm, imm + 4);
+        // The caller's branch goes back to its stub, so this reaches no poisoned `int3`.
+        // SAFETY: as above.
+        assert_eq!(unsafe { ex.call(s.entry, &[]) }.unwrap(), 12, "[{mode}]");
+    }
+}
+
+#[test]
 fn a_changed_callee_is_retranslated_and_its_old_copy_poisoned() {
     for mode in MODES {
         let (mut s, imm) = caller_and_callee();

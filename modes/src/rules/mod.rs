@@ -51,9 +51,9 @@ pub(crate) enum Flow {
 pub(crate) type RuleResult = Result<Flow, Unsupported>;
 
 enum Pending {
-    /// Stub to emit after the body.
+    /// Stub to emit after the body (also for a branch already linked).
     Stub { target: u64, label: Label },
-    /// Linked at translation time, or an indirect miss path already emitted.
+    /// An indirect miss path, already emitted.
     Done,
 }
 
@@ -85,7 +85,8 @@ pub(crate) struct Cx<'a> {
 impl Cx<'_> {
     /// A direct branch out of the block: `code` (a rel32 form: jmp, jcc or call) to native
     /// `target`, its rel32 field 4-byte aligned. Linked at once when chaining is on and the
-    /// target is translated; otherwise to a stub emitted after the body. Returns the exit index.
+    /// target is translated, otherwise to its stub, emitted after the body either way. Returns
+    /// the exit index.
     pub(crate) fn exit_branch(&mut self, code: Code, target: u64) -> Result<u32, EncodeFailed> {
         let opcode_len = match code {
             Code::Jmp_rel32_64 | Code::Call_rel32_64 => 1,
@@ -99,9 +100,12 @@ impl Cx<'_> {
             self.cache.lookup(target)
         };
         let (field, pending) = match known.filter(|_| self.opts.chaining) {
+            // Linked now, with a stub all the same: invalidating the target sends the branch
+            // back to it (`Translator::invalidate`).
             Some(tx) => {
                 self.links += 1;
-                (self.e.branch_to(code, tx)?, Pending::Done)
+                let label = self.e.new_label();
+                (self.e.branch_to(code, tx)?, Pending::Stub { target, label })
             }
             None => {
                 let label = self.e.new_label();
