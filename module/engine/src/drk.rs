@@ -311,7 +311,8 @@ fn covers(p: &Pending, at: u64) -> bool {
 
 /// The entry routine's call: decides how the event in the stub frame at `regs` is delivered,
 /// rewriting saved registers and frame as needed. Returns where to continue: the translated
-/// handler, or the routine's `iretq` (an interrupt delayed).
+/// handler, or the routine's `iretq` (an interrupt delayed; an invalidated boundary left for
+/// a fresh translation).
 ///
 /// # Safety
 /// Called only by the entry routine of a live `instance`, with interrupts off, on the stack
@@ -325,7 +326,7 @@ pub unsafe extern "C" fn kdbt_engine_drk_event(
     // SAFETY: `regs` points at the saved area (caller's contract).
     let tag = unsafe { regs.add(TAG).read() };
     let c = deliver(inst, regs);
-    // Assert what the design promises: a handler never sees a code-cache RIP.
+    // Check what the design promises: a handler never sees a code-cache RIP.
     if c.target != inst.drk_iret.load(Relaxed) {
         let at = c.regs as *const u64;
         let err = c.regs == regs as u64 && tag & drk_entry::TAG_ERROR_CODE != 0;
