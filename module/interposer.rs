@@ -80,9 +80,18 @@ struct Live {
 }
 
 impl Live {
-    /// The translator whose cache `cpu` enters.
-    fn of_cpu(&self, cpu: usize) -> &Translator {
-        &self.translators[if self.translators.len() > 1 { cpu } else { 0 }]
+    /// Whether each CPU has a translator of its own (drk).
+    fn per_cpu(&self) -> bool {
+        self.translators.len() > 1
+    }
+
+    /// Index of the translator whose cache `cpu` enters.
+    fn index_of(&self, cpu: usize) -> usize {
+        if self.per_cpu() {
+            cpu
+        } else {
+            0
+        }
     }
 }
 
@@ -428,7 +437,7 @@ impl Interposer {
             return Err(EIO);
         };
         let n = self.cpus.len();
-        let drk = live.translators.len() > 1 || live.translators[0].spec().starts_with("drk");
+        let drk = live.per_cpu() || live.translators[0].spec().starts_with("drk");
         let (first, _) = self.idts.split_at_mut(GATES);
         if !idt::read_into(native_idtr, first) {
             pr_err!("native IDT limit {:#x} is not 256 gates\n", {
@@ -443,10 +452,9 @@ impl Interposer {
         let mut targets = [0u64; GATES];
         // CPU 0's table holds the native gates until its own turn: last.
         for cpu in (0..n).rev() {
-            let translator = live.of_cpu(cpu);
-            let per_cpu = live.translators.len() > 1;
-            let index = if per_cpu { cpu } else { 0 };
-            if cpu == n - 1 || per_cpu {
+            let index = live.index_of(cpu);
+            let translator = &live.translators[index];
+            if cpu == n - 1 || live.per_cpu() {
                 for v in 0..GATES {
                     let gate = self.idts[v];
                     if gate.interposable() {

@@ -305,6 +305,22 @@ fn unpatch(t: &mut Translator<KernelEnv>, p: &Pending, stats: &mut Stats) {
     }
 }
 
+/// Delivers the pending interrupt `p` at the (rolled-back) state in `ev`'s frame: removes its
+/// patches and gives the frame back the IF it had; returns its handler.
+fn deliver_pending(
+    t: &mut Translator<KernelEnv>,
+    p: Pending,
+    ev: &Event,
+    stats: &mut Stats,
+) -> u64 {
+    unpatch(t, &p, stats);
+    if p.if_set {
+        ev.set_frame(F_FLAGS, ev.frame(F_FLAGS) | IF);
+    }
+    stats.bump(Counter::DelayedDelivered);
+    p.handler
+}
+
 fn covers(p: &Pending, at: u64) -> bool {
     p.patches.iter().flatten().any(|q| q.at == at)
 }
@@ -367,17 +383,12 @@ fn deliver(inst: &Instance, regs: *mut u64) -> Continue {
         covers(p, fired_at) && (vector == BREAKPOINT || vector == p.vector as u64)
     });
     if let Some(p) = drk.pending.take_if(|_| fired) {
-        unpatch(t, &p, &mut drk.stats);
         s.rip = fired_at;
         if !roll_back(t, &mut s) {
             drk.stats.bump(Counter::RollbackFailed);
         }
         ev.set_state(&s);
-        if p.if_set {
-            ev.set_frame(F_FLAGS, ev.frame(F_FLAGS) | IF);
-        }
-        drk.stats.bump(Counter::DelayedDelivered);
-        return ev.proceed(p.handler);
+        return ev.proceed(deliver_pending(t, p, &ev, &mut drk.stats));
     }
     if vector == BREAKPOINT {
         // An `int3` in the cache is an invalidated boundary (native ones are never copied):
@@ -410,11 +421,7 @@ fn deliver(inst: &Instance, regs: *mut u64) -> Continue {
         // An interrupt is waiting for a boundary this fault interrupts: deliver it now, at
         // the rolled-back state; the faulting instruction runs again after it.
         drk.stats.bump(Counter::ExceptionsWhilePending);
-        unpatch(t, &p, &mut drk.stats);
-        if p.if_set {
-            ev.set_frame(F_FLAGS, ev.frame(F_FLAGS) | IF);
-        }
-        drk.stats.bump(Counter::DelayedDelivered);
+        let target = deliver_pending(t, p, &ev, &mut drk.stats);
         let mut regs = regs;
         if ev.frame != FRAME {
             // Drop the error code: move the saved area and slots up over it.
@@ -425,7 +432,7 @@ fn deliver(inst: &Instance, regs: *mut u64) -> Continue {
             regs = unsafe { regs.add(1) };
         }
         return Continue {
-            target: p.handler,
+            target,
             regs: regs as u64,
         };
     }
