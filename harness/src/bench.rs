@@ -446,6 +446,10 @@ pub fn matrix_for(
     modes: Vec<String>,
     reps: u32,
 ) -> Result<Matrix> {
+    check_modes(&modes)?;
+    if reps == 0 {
+        bail!("--reps 0: a run needs at least one round");
+    }
     let mut available: Vec<(Suite, String)> = Vec::new();
     for line in list.lines().filter(|l| !l.trim().is_empty()) {
         let (suite, name) = line
@@ -515,6 +519,79 @@ pub fn matrix_for(
         benchmarks,
         reps,
     })
+}
+
+/// Checks a run's mode list before anything builds, with the mode-spec parser `kdbt.ko`
+/// uses: `native` must be there (every figure is relative to it), every other entry must be
+/// a valid spec, and no mode may appear twice, also not in another spelling of the same spec
+/// (`fast` and `fast:callret`).
+///
+/// Errors: one line naming the offending entry.
+pub fn check_modes(modes: &[String]) -> Result<()> {
+    if modes.is_empty() {
+        bail!("--modes is empty: give native and at least one mode spec");
+    }
+    let mut seen: Vec<String> = Vec::new();
+    for mode in modes {
+        let canonical = if mode == NATIVE {
+            NATIVE.to_string()
+        } else {
+            kdbt_modes::ModeSpec::parse(mode)
+                .map_err(|e| anyhow::anyhow!("mode {mode:?}: {e}"))?
+                .to_string()
+        };
+        if seen.contains(&canonical) {
+            bail!("mode {mode:?} is listed twice (as {canonical:?})");
+        }
+        seen.push(canonical);
+    }
+    if !seen.iter().any(|m| m == NATIVE) {
+        bail!("--modes must include native: every figure is relative to it");
+    }
+    if seen.len() < 2 {
+        bail!("--modes has only native: give at least one mode spec to compare with it");
+    }
+    Ok(())
+}
+
+/// Seconds a guest needs to boot, start the agent and power off under TCG, at the least.
+const MIN_BOOT_S: u64 = 20;
+
+/// The least wall time one slot of `suite` takes under TCG (switch-on, the benchmark, the
+/// statistics), in seconds: well below what the reference run measured (about 4 s a slot
+/// quick, 7 s full), so a plan refused by it could never have finished.
+fn min_slot_s(suite: Suite, budget: Budget) -> u64 {
+    match (suite, budget) {
+        (Suite::Micro, _) => 1,
+        (Suite::File, Budget::Quick) => 2,
+        (Suite::File, Budget::Full) => 5,
+        (Suite::Apache, Budget::Quick) => 3,
+        (Suite::Apache, Budget::Full) => 10,
+    }
+}
+
+impl Matrix {
+    /// A lower bound on the wall time one boot needs for the whole plan, in seconds.
+    pub fn min_boot_s(&self, budget: Budget) -> u64 {
+        let per_round: u64 = self
+            .benchmarks
+            .iter()
+            .map(|b| min_slot_s(b.suite, budget))
+            .sum();
+        MIN_BOOT_S + per_round * self.modes.len() as u64 * u64::from(self.reps)
+    }
+
+    /// Refuses a per-boot limit shorter than [`Matrix::min_boot_s`].
+    pub fn check_boot_timeout(&self, budget: Budget, timeout_s: u64) -> Result<()> {
+        let need = self.min_boot_s(budget);
+        if timeout_s < need {
+            bail!(
+                "--boot-timeout {timeout_s} s is too short: this plan ({} slots) needs at least {need} s in one boot",
+                self.benchmarks.len() * self.modes.len() * self.reps as usize
+            );
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]

@@ -127,7 +127,7 @@ pub fn build() -> Result<Image> {
     if !setup::is_root() {
         bail!("building the guest image needs root (mmdebstrap into a directory owned by root, then mke2fs -d); run `sudo cargo xtask image` once");
     }
-    setup::ensure_packages(setup::IMAGE_PACKAGES)?;
+    setup::ensure(&[setup::Stage::Image])?;
     let _lock = cache::lock("image")?;
     if let Ok(image) = cached() {
         return Ok(image);

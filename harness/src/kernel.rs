@@ -119,7 +119,7 @@ pub fn cached() -> Result<Kernel> {
 
 /// Builds the guest kernel if the cached one is missing or stale, and returns it.
 pub fn build() -> Result<Kernel> {
-    setup::ensure_packages(setup::KERNEL_PACKAGES)?;
+    setup::ensure(&[setup::Stage::Kernel])?;
     let _lock = cache::lock("kernel")?;
     let (source_dir, build_dir) = dirs()?;
     let fragment_file = fragment_path();

@@ -47,6 +47,7 @@ pub fn cached() -> Result<PathBuf> {
 /// Errors carry the build log's tail; a module with relocations the loader would reject is
 /// an error here rather than an `insmod` failure in the guest.
 pub fn build(kernel: &Kernel) -> Result<PathBuf> {
+    setup::ensure(&[setup::Stage::Module])?;
     setup::ensure_rust_src()?;
     // Out-of-tree modules build against the kernel tree: no kernel build may run meanwhile.
     let _lock = cache::lock("kernel")?;

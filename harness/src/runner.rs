@@ -184,7 +184,9 @@ fn suites_of(matrix: &Matrix) -> Vec<store::Suite> {
     suites
 }
 
-/// The repository's HEAD revision and whether the work tree has uncommitted changes.
+/// The repository's HEAD revision and whether the work tree has uncommitted changes. Result
+/// sets not yet committed (untracked under `results/`) do not count: they are outputs, not the
+/// code that made this run.
 fn git_state() -> Result<(String, bool)> {
     let repo = crate::cache::repo_root();
     let rev = crate::process::output(
@@ -200,7 +202,7 @@ fn git_state() -> Result<(String, bool)> {
             .arg(&repo)
             .args(["status", "--porcelain"]),
     )?;
-    Ok((rev, !status.is_empty()))
+    Ok((rev, status.lines().any(|l| !l.starts_with("?? results/"))))
 }
 
 fn host_info() -> store::HostInfo {

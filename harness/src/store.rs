@@ -794,10 +794,17 @@ impl Manifest {
 // ---------------------------------------------------------------------------------------------
 // Writing
 
+/// Prefix of a run directory still being written (`results/.partial-<run-id>/`): hidden, ignored
+/// by git and by [`list_runs`], so an unfinished run never counts as a result set.
+pub const PARTIAL_PREFIX: &str = ".partial-";
+
 /// Writes one run directory: rows as they arrive, the manifest at the end.
 ///
-/// Every appended row is flushed to the file before the call returns, so a crash of the
-/// harness leaves a readable `samples.csv` of everything measured so far.
+/// The run is written under `results_root/.partial-<run-id>/` and renamed to
+/// `results_root/<run-id>/` only by [`RunWriter::finish`]. A writer dropped unfinished (the
+/// run failed) removes its partial directory; a harness killed outright leaves it hidden.
+/// Every appended row is flushed to the file before the call returns, so while the harness
+/// runs, `samples.csv` holds everything measured so far.
 #[derive(Debug)]
 pub struct RunWriter {
     dir: PathBuf,
@@ -813,7 +820,11 @@ impl RunWriter {
     pub fn create(results_root: &Path, run_id: &RunId) -> Result<RunWriter> {
         fs::create_dir_all(results_root)
             .with_context(|| format!("creating {}", results_root.display()))?;
-        let dir = results_root.join(run_id.as_str());
+        let done = results_root.join(run_id.as_str());
+        if done.exists() {
+            bail!("run directory {} exists already", done.display());
+        }
+        let dir = results_root.join(format!("{PARTIAL_PREFIX}{run_id}"));
         fs::create_dir(&dir)
             .with_context(|| format!("creating run directory {}", dir.display()))?;
         let path = dir.join(SAMPLES_FILE);
@@ -833,7 +844,7 @@ impl RunWriter {
         })
     }
 
-    /// The run directory, `results_root/<run_id>`.
+    /// The run directory while it is written, `results_root/.partial-<run_id>`.
     pub fn dir(&self) -> &Path {
         &self.dir
     }
@@ -942,7 +953,23 @@ impl RunWriter {
         json.push('\n');
         fs::write(&tmp, json).with_context(|| format!("writing {}", tmp.display()))?;
         fs::rename(&tmp, &path).with_context(|| format!("writing {}", path.display()))?;
-        Run::load(&self.dir)
+        let partial = std::mem::take(&mut self.dir);
+        let done = partial
+            .parent()
+            .expect("a run directory has a parent")
+            .join(self.run_id.as_str());
+        fs::rename(&partial, &done)
+            .with_context(|| format!("renaming {} to {}", partial.display(), done.display()))?;
+        Run::load(&done)
+    }
+}
+
+impl Drop for RunWriter {
+    fn drop(&mut self) {
+        // Unfinished: the run failed, and its partial directory must not look like a result.
+        if !self.dir.as_os_str().is_empty() {
+            let _ = fs::remove_dir_all(&self.dir);
+        }
     }
 }
 

@@ -35,6 +35,46 @@ pub struct RunSpec {
     pub command: Vec<String>,
 }
 
+/// Names in the share that the harness writes itself: a `--put` file may not take them.
+const RESERVED: &[&str] = &[
+    "job.sh",
+    "exit-status",
+    "kdbt.ko",
+    "kdbt-workload",
+    "kdbtctl",
+];
+
+/// Checks files a user asked to copy into the guest (`cargo xtask vm --put`), before any build
+/// or boot: each must be a readable regular file, and no two may share a file name or take
+/// one the harness writes.
+///
+/// Errors: one line naming the path and what is wrong with it.
+pub fn check_put(paths: &[PathBuf]) -> Result<()> {
+    let mut names = Vec::new();
+    for path in paths {
+        let meta = std::fs::metadata(path)
+            .with_context(|| format!("--put {}: cannot read it", path.display()))?;
+        if !meta.is_file() {
+            bail!("--put {}: not a regular file", path.display());
+        }
+        std::fs::File::open(path)
+            .with_context(|| format!("--put {}: cannot open it for reading", path.display()))?;
+        let name = path
+            .file_name()
+            .with_context(|| format!("--put {}: no file name", path.display()))?
+            .to_string_lossy()
+            .into_owned();
+        if RESERVED.contains(&name.as_str()) || names.contains(&name) {
+            bail!(
+                "--put {}: /kdbt/{name} is already taken (by the harness or another --put)",
+                path.display()
+            );
+        }
+        names.push(name);
+    }
+    Ok(())
+}
+
 /// How a run ended.
 #[derive(Debug, Clone)]
 pub struct Outcome {

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use kdbt_harness::store::{
     list_runs, Accelerator, BenchRecord, Better, Clock, Durations, Failure, GitInfo, GuestInfo,
     HostInfo, Manifest, Params, Run, RunId, RunWriter, SampleRow, Slot, Status, Suite,
-    MANIFEST_FILE, SAMPLES_FILE, SAMPLE_COLUMNS, SCHEMA_VERSION,
+    MANIFEST_FILE, PARTIAL_PREFIX, SAMPLES_FILE, SAMPLE_COLUMNS, SCHEMA_VERSION,
 };
 
 const GOLDEN_ID: &str = "20260501-120000-abc1234";
@@ -160,7 +160,14 @@ fn writer_then_reader_round_trips_records_failures_and_manifest() {
     let root = tempfile::tempdir().unwrap();
     let id = RunId::new(1_777_636_800, "abc1234def5678").unwrap();
     let mut writer = RunWriter::create(root.path(), &id).unwrap();
-    assert_eq!(writer.dir(), root.path().join(id.as_str()));
+    assert_eq!(
+        writer.dir(),
+        root.path().join(format!("{PARTIAL_PREFIX}{}", id.as_str()))
+    );
+    assert!(
+        list_runs(root.path()).unwrap().is_empty(),
+        "a partial run is not listed"
+    );
 
     let records = guest_records();
     let mut written = 0;
@@ -262,6 +269,22 @@ fn writer_refuses_to_overwrite_an_existing_run() {
     let _first = RunWriter::create(root.path(), &id).unwrap();
     let err = RunWriter::create(root.path(), &id).unwrap_err();
     assert!(format!("{err:#}").contains(GOLDEN_ID), "{err:#}");
+}
+
+#[test]
+fn a_writer_dropped_unfinished_leaves_no_run_directory() {
+    let root = tempfile::tempdir().unwrap();
+    let id = RunId::parse(GOLDEN_ID).unwrap();
+    let mut writer = RunWriter::create(root.path(), &id).unwrap();
+    let slot = Slot {
+        mode: "native".into(),
+        boot: 0,
+        round: 0,
+    };
+    writer.append_record(&slot, &guest_records()[0]).unwrap();
+    drop(writer);
+    let left: Vec<_> = fs::read_dir(root.path()).unwrap().collect();
+    assert!(left.is_empty(), "{left:?}");
 }
 
 #[test]

@@ -13,3 +13,19 @@ pub mod stats;
 pub mod sys;
 
 pub use record::Record;
+
+/// Every benchmark, as `kdbt-workload list` prints it: `suite<TAB>name` lines, in run order.
+/// The host builds its plan from this without building or running the guest binary.
+pub fn catalogue() -> Vec<(&'static str, String)> {
+    let mut all: Vec<(&'static str, String)> = micro::specs()
+        .into_iter()
+        .map(|s| ("micro", s.name.to_string()))
+        .collect();
+    all.extend(
+        file::personalities()
+            .into_iter()
+            .map(|p| ("file", p.name.to_string())),
+    );
+    all.push(("apache", apache::BENCHMARK.to_string()));
+    all
+}

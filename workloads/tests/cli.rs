@@ -195,7 +195,7 @@ fn apache_that_cannot_start_fails_every_point_and_exits_1() {
 
 #[test]
 fn apache_serves_files_to_ab_without_failures() {
-    // `cargo xtask test` installs them (setup::HOST_TEST_PACKAGES); a missing server is a
+    // `cargo xtask test` installs them (setup::REQUIREMENTS); a missing server is a
     // failure here, not a silent pass.
     assert!(
         Path::new("/usr/sbin/apache2").exists() && Path::new("/usr/bin/ab").exists(),

@@ -3,6 +3,7 @@
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use kdbt_harness::qemu::{Accel, Clock};
+use kdbt_harness::setup::Stage;
 use kdbt_harness::{bench, cache, image, kernel, module, qemu, runner, setup, store, vm};
 use std::path::PathBuf;
 use std::process::{Command, ExitCode};
@@ -105,6 +106,10 @@ struct BenchArgs {
 struct VmArgs {
     #[command(flatten)]
     opts: VmOpts,
+    /// A host file to copy into the guest's /kdbt (the command's working directory, first on
+    /// its PATH), keeping its mode; repeatable.
+    #[arg(long = "put", value_name = "PATH")]
+    put: Vec<PathBuf>,
     /// The command to run in the guest (in /kdbt, where kdbt.ko and the workloads are).
     #[arg(last = true, required = true)]
     command: Vec<String>,
@@ -141,8 +146,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
             println!("module {}", ko.display());
         }
         Cmd::Vm(args) => {
+            vm::check_put(&args.put)?;
+            setup::ensure(&[Stage::Kernel, Stage::Image, Stage::Module, Stage::Vm])?;
             let lab = build_lab()?;
-            let spec = lab.spec(&args.opts, args.command);
+            let mut spec = lab.spec(&args.opts, args.command);
+            spec.files.extend(args.put);
             let out = vm::run(
                 &lab.kernel.bzimage,
                 &lab.rootfs,
@@ -160,7 +168,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
         }
         Cmd::Bench(args) => bench(args)?,
         Cmd::Figures { runs, out } => {
-            setup::ensure_packages(setup::FIGURE_PACKAGES)?;
+            check_distinct_runs(&runs)?;
+            setup::ensure(&[Stage::Figures])?;
             let runs = if runs.is_empty() {
                 let all = store::list_runs(&cache::repo_root().join("results"))?;
                 vec![all
@@ -181,6 +190,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
 
 /// `cargo xtask bench`: the matrix, the run, the figures, and the summary table.
 fn bench(args: BenchArgs) -> Result<()> {
+    // Everything a user can get wrong is refused here, before setup or any build.
     let suites = match args.suite.as_str() {
         "all" => vec![
             store::Suite::Micro,
@@ -192,27 +202,32 @@ fn bench(args: BenchArgs) -> Result<()> {
         "apache" => vec![store::Suite::Apache],
         other => bail!("unknown suite {other:?} (micro, file, apache, all)"),
     };
-    if !args.modes.iter().any(|m| m == bench::NATIVE) {
-        bail!("--modes must include native: every figure is relative to it");
-    }
     let accel = qemu::resolve(args.accel);
     let clock = args.clock.unwrap_or(match accel {
         Accel::Kvm => Clock::Wall,
         _ => Clock::Icount,
     });
-    let (budget, reps) = match args.quick {
-        true => (bench::Budget::Quick, args.reps.unwrap_or(2)),
-        false => (bench::Budget::Full, args.reps.unwrap_or(2)),
+    let budget = match args.quick {
+        true => bench::Budget::Quick,
+        false => bench::Budget::Full,
     };
-    setup::ensure_packages(setup::FIGURE_PACKAGES)?;
+    let list: String = kdbt_workloads::catalogue()
+        .into_iter()
+        .map(|(suite, name)| format!("{suite}\t{name}\n"))
+        .collect();
+    let matrix = bench::matrix_for(
+        &list,
+        &suites,
+        budget,
+        args.modes.clone(),
+        args.reps.unwrap_or(2),
+    )?;
+    matrix.check_boot_timeout(budget, args.boot_timeout)?;
+    if args.cpus == 0 || args.mem < 256 {
+        bail!("--cpus must be at least 1 and --mem at least 256 (MiB)");
+    }
+    setup::ensure(setup::ALL_STAGES)?;
     let lab = build_lab()?;
-    let workload = lab
-        .files
-        .iter()
-        .find(|f| f.ends_with("kdbt-workload"))
-        .context("the kdbt-workload binary was not built")?;
-    let list = kdbt_harness::process::output(Command::new(workload).arg("list"))?;
-    let matrix = bench::matrix_for(&list, &suites, budget, args.modes.clone(), reps)?;
     eprintln!(
         "kdbt bench: {} benchmarks x {} modes x {} rounds on {accel} with the {clock} clock",
         matrix.benchmarks.len(),
@@ -242,6 +257,21 @@ fn bench(args: BenchArgs) -> Result<()> {
         if file.file_name().is_some_and(|n| n == "table.md") {
             println!("{}", std::fs::read_to_string(&file)?);
         }
+    }
+    Ok(())
+}
+
+/// Refuses a `figures` call that names one result set twice (in any spelling of its path).
+fn check_distinct_runs(runs: &[PathBuf]) -> Result<()> {
+    let mut seen = Vec::new();
+    for run in runs {
+        let real = run
+            .canonicalize()
+            .with_context(|| format!("result set {}", run.display()))?;
+        if seen.contains(&real) {
+            bail!("result set {} is named twice", run.display());
+        }
+        seen.push(real);
     }
     Ok(())
 }
@@ -334,8 +364,7 @@ fn test() -> Result<ExitCode> {
         }
         Ok(())
     };
-    setup::ensure_packages(setup::HOST_TEST_PACKAGES)?;
-    setup::ensure_packages(setup::FIGURE_PACKAGES)?;
+    setup::ensure(setup::ALL_STAGES)?;
     cargo(&["fmt", "--all", "--check"])?;
     // The kernel-side crates are outside the workspace: the engine has its own manifest, and
     // the module's Rust is compiled by Kbuild (rustfmt follows its `mod` items).

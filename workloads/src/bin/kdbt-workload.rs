@@ -154,19 +154,16 @@ fn select<'a, T>(
 }
 
 fn list(suite: Option<SuiteArg>) {
-    let want = |s| suite.is_none() || suite == Some(s);
-    if want(SuiteArg::Micro) {
-        for s in micro::specs() {
-            println!("micro\t{}", s.name);
+    let wanted = match suite {
+        None => None,
+        Some(SuiteArg::Micro) => Some("micro"),
+        Some(SuiteArg::File) => Some("file"),
+        Some(SuiteArg::Apache) => Some("apache"),
+    };
+    for (s, name) in kdbt_workloads::catalogue() {
+        if wanted.is_none_or(|w| w == s) {
+            println!("{s}\t{name}");
         }
-    }
-    if want(SuiteArg::File) {
-        for p in file::personalities() {
-            println!("file\t{}", p.name);
-        }
-    }
-    if want(SuiteArg::Apache) {
-        println!("apache\t{}", apache::BENCHMARK);
     }
 }
 
