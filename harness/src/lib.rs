@@ -6,6 +6,7 @@ pub mod apt_sources;
 pub mod bench;
 pub mod cache;
 pub mod console;
+pub mod fresh;
 pub mod image;
 pub mod kconfig;
 pub mod kernel;

@@ -24,9 +24,11 @@ pub enum Stage {
     Figures,
     /// Host tests that drive real programs (the Apache driver, the static test binary).
     HostTests,
+    /// `cargo xtask fresh-check`: a Debian root to run the README's commands in.
+    FreshCheck,
 }
 
-/// Every stage: what `cargo xtask bench` and `cargo xtask test` make sure of up front.
+/// Every stage the README's two commands need: what `cargo xtask bench` and `cargo xtask test` make sure of up front.
 pub const ALL_STAGES: &[Stage] = &[
     Stage::Kernel,
     Stage::Image,
@@ -110,7 +112,7 @@ pub const REQUIREMENTS: &[Requirement] = &[
     package("libelf headers (objtool)", "libelf-dev", &[Kernel]),
     package("OpenSSL headers (sign-file)", "libssl-dev", &[Kernel]),
     // The guest image, bootstrapped without booting it.
-    program("mmdebstrap", "mmdebstrap", &[Image]),
+    program("mmdebstrap", "mmdebstrap", &[Image, FreshCheck]),
     Requirement {
         name: "mke2fs",
         package: "e2fsprogs",
@@ -119,9 +121,14 @@ pub const REQUIREMENTS: &[Requirement] = &[
     },
     package("Debian archive keys", "debian-archive-keyring", &[Image]),
     program("dpkg-query", "dpkg", &[Kernel, Image]),
+    // The fresh-machine check: a chroot with the host's toolchain copied in.
+    program("chroot", "coreutils", &[FreshCheck]),
+    program("cp", "coreutils", &[FreshCheck]),
+    program("mount", "mount", &[FreshCheck]),
+    program("umount", "mount", &[FreshCheck]),
     // Guests.
     program("qemu-system-x86_64", "qemu-system-x86", &[Vm]),
-    program("git", "git", &[Vm]),
+    program("git", "git", &[Vm, FreshCheck]),
     // Figures.
     package("TTF font for PNG text", "fonts-dejavu-core", &[Figures]),
     // Host tests: the Apache driver runs apache2 and ab; the guest-file test builds a
@@ -277,7 +284,7 @@ mod tests {
     use super::*;
     use std::path::Path;
 
-    /// Every `Command::new("literal")` in the host-side sources: the programs spawned by name.
+    /// Every program the host-side sources spawn by a literal name (`Command::new` of a string).
     fn spawned_programs() -> Vec<(String, String)> {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
         let mut found = Vec::new();
@@ -323,7 +330,7 @@ mod tests {
 
     #[test]
     fn each_stage_has_requirements_and_guests_need_qemu() {
-        for stage in ALL_STAGES {
+        for stage in ALL_STAGES.iter().chain([&FreshCheck]) {
             assert!(
                 REQUIREMENTS.iter().any(|r| r.stages.contains(stage)),
                 "{stage:?}"

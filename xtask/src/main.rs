@@ -4,7 +4,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use kdbt_harness::qemu::{Accel, Clock};
 use kdbt_harness::setup::Stage;
-use kdbt_harness::{bench, cache, image, kernel, module, qemu, runner, setup, store, vm};
+use kdbt_harness::{bench, cache, fresh, image, kernel, module, qemu, runner, setup, store, vm};
 use std::path::PathBuf;
 use std::process::{Command, ExitCode};
 use std::time::{Duration, Instant};
@@ -42,6 +42,14 @@ enum Cmd {
     },
     /// The whole test suite: fmt, clippy, the lab's builds, host tests and VM tests.
     Test,
+    /// The README's two commands on a fresh Debian bookworm root (mmdebstrap + chroot) with only
+    /// a Rust toolchain: catches install steps a warm machine hides. Needs root; takes about an
+    /// hour on 2 cores. Not part of CI.
+    FreshCheck {
+        /// Keep the fresh root afterwards (under $KDBT_CACHE/fresh/root) to look inside.
+        #[arg(long)]
+        keep: bool,
+    },
 }
 
 #[derive(Args, Clone)]
@@ -184,6 +192,15 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
         }
         Cmd::Test => return test(),
+        Cmd::FreshCheck { keep } => {
+            for step in fresh::check(keep)? {
+                println!(
+                    "fresh machine: `{}` passed in {:.1} min",
+                    step.command,
+                    step.wall.as_secs_f64() / 60.0
+                );
+            }
+        }
     }
     Ok(ExitCode::SUCCESS)
 }
