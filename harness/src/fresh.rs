@@ -111,6 +111,19 @@ pub fn check(keep: bool) -> Result<Vec<Step>> {
     .context("cloning the repository's HEAD")?;
     std::fs::copy("/etc/resolv.conf", root.join("etc/resolv.conf"))
         .context("copying the host's resolver configuration")?;
+    // Certificate authorities this machine's administrator added (a TLS-inspecting network
+    // needs them for cargo and apt) are part of its configuration, like the resolver.
+    let local_cas = Path::new("/usr/local/share/ca-certificates");
+    if local_cas.is_dir() {
+        process::run_logged(
+            Command::new("cp")
+                .arg("-a")
+                .arg(local_cas)
+                .arg(root.join("usr/local/share")),
+            &log,
+            Duration::from_secs(60),
+        )?;
+    }
     // The root shares the host's network: packages installed in it (apache2) must not start
     // daemons there, as no init would on a machine being set up.
     let policy = root.join("usr/sbin/policy-rc.d");
@@ -121,6 +134,12 @@ pub fn check(keep: bool) -> Result<Vec<Step>> {
     for m in ["/dev", "/proc", "/sys"] {
         mounts.bind(m, &root)?;
     }
+    in_root(
+        &root,
+        "update-ca-certificates",
+        &log,
+        Duration::from_secs(600),
+    )?;
     // A new rustup install has no rust-src: the commands must add it themselves.
     in_root(
         &root,
