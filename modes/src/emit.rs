@@ -81,6 +81,14 @@ impl Emitter {
     }
 
     /// tx address of the current end.
+    /// Whether a rel32 branch emitted anywhere in a code cache of `span` bytes starting near
+    /// here reaches `target`.
+    pub(crate) fn reaches(&self, target: u64, span: u64) -> bool {
+        let d = target.wrapping_sub(self.here()) as i64;
+        let limit = i32::MAX as i64 - span as i64;
+        (-limit..limit).contains(&d)
+    }
+
     pub(crate) fn here(&self) -> u64 {
         self.base + self.buf.len() as u64
     }

@@ -297,12 +297,18 @@ impl<E: Env> Translator<E> {
             Some(next) => Some(block.tx_start + next.tx_off as u64),
             None => block.fall_exit.and_then(dest),
         };
-        Some(match block.insns[i].after {
-            After::FallThrough => NextBoundary::Static([fall(), None]),
-            After::FallThroughOr(exit) => NextBoundary::Static([fall(), dest(exit)]),
-            After::Exit(exit) => NextBoundary::Static([dest(exit), None]),
-            After::Dynamic => NextBoundary::Dynamic,
-        })
+        let next = match block.insns[i].after {
+            After::FallThrough => [fall(), None],
+            After::FallThroughOr(exit) => [fall(), dest(exit)],
+            After::Exit(exit) => [dest(exit), None],
+            After::Dynamic => return Some(NextBoundary::Dynamic),
+        };
+        // A branch straight to code that runs natively leaves the cache: nothing there may
+        // be patched, so such a boundary is only known at run time.
+        if next.iter().flatten().any(|t| !self.cache.mem.contains(*t)) {
+            return Some(NextBoundary::Dynamic);
+        }
+        Some(NextBoundary::Static(next))
     }
 
     /// The dispatcher's decision (see `link` for the calling convention): `slot` holds the

@@ -291,8 +291,9 @@ fn match_lowered_to_a_jump_table() {
         || (vec![500], ()),
         |_| (),
     );
-    // The compiler's jump table is an indirect jmp per iteration.
-    assert!(runs[0].1.indirect_executed >= 500, "{:?}", runs[0].1);
+    // The compiler's jump table is an indirect jmp per iteration, except where it tests the
+    // default arm (1 in 13) before the table, as optimised builds do.
+    assert!(runs[0].1.indirect_executed >= 500 * 12 / 13, "{:?}", runs[0].1);
 }
 
 #[test]

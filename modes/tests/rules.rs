@@ -660,50 +660,57 @@ fn mnemonics(insns: &[Instruction]) -> Vec<iced_x86::Mnemonic> {
 }
 
 #[test]
-fn iretq_is_copied_in_fast_and_ends_the_block() {
-    let s = snippet(|a| {
+fn iretq_runs_at_its_native_address_in_fast_and_ends_the_block() {
+    let s = support::snippet_near_code(|a| {
+        let mut iret = a.create_label();
         a.add(rax, 1)?;
+        a.set_label(&mut iret)?;
         a.iretq()?;
         a.ud2()?;
-        no_labels()
+        Ok(vec![iret])
     });
     use iced_x86::Mnemonic::*;
-    assert_eq!(mnemonics(&body("fast", s.entry)), vec![Add, Iretq]);
+    let insns = body("fast", s.entry);
+    assert_eq!(mnemonics(&insns), vec![Add, Jmp]);
+    // Its faults (a bad user frame) must be reported at the native PC, which Linux compares
+    // with native_irq_return_iret.
+    assert_eq!(insns[1].near_branch_target(), s.labels[0], "the native iretq");
 }
 
 #[test]
 fn iretq_in_drk_looks_up_kernel_frames_and_writes_the_frame_last() {
-    let s = snippet(|a| {
+    let s = support::snippet_near_code(|a| {
         a.iretq()?;
         no_labels()
     });
     use iced_x86::Mnemonic::*;
     let insns = body("drk", s.entry);
     let m = mnemonics(&insns);
-    // test CS RPL; jne → the copied iretq; copy frame.rip as the slot; probe; write frame; iretq.
+    // test CS RPL; jne → the native iretq; copy frame.rip as the slot; probe; write frame;
+    // iretq; (user frames:) jmp to the native iretq.
     assert_eq!(&m[..3], &[Test, Jne, Push]);
     assert_eq!(insns[0].memory_base(), Register::RSP);
     assert_eq!(insns[0].memory_displacement64(), 8);
+    let user = insns.last().unwrap();
     assert_eq!(
-        insns[1].near_branch_target(),
-        insns.last().unwrap().ip(),
-        "user frames go straight to iretq"
+        (user.mnemonic(), user.near_branch_target()),
+        (Jmp, s.entry),
+        "user frames return through the native iretq"
     );
-    assert_eq!(*m.last().unwrap(), Iretq);
-    let pop_frame = &insns[insns.len() - 2];
+    assert_eq!(insns[1].near_branch_target(), user.ip());
+    assert_eq!(m[m.len() - 2], Iretq, "kernel frames: the copied iretq");
+    let pop_frame = &insns[insns.len() - 3];
     assert_eq!(
         (pop_frame.mnemonic(), pop_frame.memory_base()),
         (Pop, Register::RSP)
     );
     assert!(m.contains(&Jrcxz), "jumptable probe");
-    // Rollback just before iretq maps the frame slot back.
+    // Rollback just before the kernel-mode iretq maps the frame slot back.
     let mut ex = Executor::new(ModeSpec::parse("drk").unwrap());
     let tx = ex.translator_mut().translate(s.entry).unwrap();
     let last = ex.translator().cache().blocks()[0].insns[0];
-    let iret_tx = decode(&read_tx(&ex, tx, last.tx_end as usize), tx)
-        .last()
-        .unwrap()
-        .ip();
+    let code = decode(&read_tx(&ex, tx, last.tx_end as usize), tx);
+    let iret_tx = code[code.len() - 2].ip();
     assert_eq!(
         ex.translator().tx_info(iret_tx).unwrap().recipe.tx_in_slot,
         Some(0)
@@ -841,4 +848,75 @@ fn flag_liveness_picks_a_plain_add_where_the_flags_are_dead() {
         "{without:?}"
     );
     assert!(without.len() > with.len());
+}
+
+/// Code the environment runs natively (the kernel's espfix64 return, `asm_load_gs_index`) is
+/// branched to directly: no exit stub, so nothing is pushed on the way (espfix64's stack is
+/// read-only), it is never translated, and drk never patches a boundary outside its cache.
+#[test]
+fn direct_branches_to_native_code_go_straight_there() {
+    let s = support::snippet_near_code(|a| {
+        let mut top = a.create_label();
+        let mut g = a.create_label();
+        let mut g_end = a.create_label();
+        a.set_label(&mut top)?;
+        a.call(g)?;
+        a.add(rax, rbx)?;
+        a.dec(rcx)?;
+        a.jnz(top)?;
+        a.ret()?;
+        a.set_label(&mut g)?;
+        a.mov(rbx, 5u64)?;
+        a.ret()?;
+        a.set_label(&mut g_end)?;
+        a.nop()?;
+        Ok(vec![g, g_end])
+    });
+    let (g, g_end) = (s.labels[0], s.labels[1]);
+    for mode in ["fast", "fast:no-callret", "fast:no-chaining", "drk"] {
+        let cfg = kdbt_modes::user::ExecConfig {
+            native: Some((g, g_end)),
+            ..Default::default()
+        };
+        let mut ex = Executor::with_config(ModeSpec::parse(mode).unwrap(), cfg);
+        let mut r = regs(&[(RAX, 0), (RCX, 100)]);
+        // SAFETY: self-contained loop.
+        unsafe { ex.run_translated(s.entry, &mut r).unwrap() };
+        let callret = ModeSpec::parse(mode).unwrap().options.callret;
+        // With callret, g returns into the cache and the loop runs on translated; without, its
+        // native return address takes the rest of the run native, as in the kernel.
+        assert_eq!(r.gpr[RAX], 500, "{mode}");
+        assert_eq!(ex.translator().cache().lookup(g), None, "{mode}: g stays native");
+        let tx = ex.translator().cache().lookup(s.entry).unwrap();
+        let insns = body_in(&mut ex, s.entry);
+        let to_g = insns
+            .iter()
+            .find(|i| i.near_branch_target() == g)
+            .unwrap_or_else(|| panic!("{mode}: no branch straight to g in {insns:?}"));
+        for i in &insns {
+            if let Some(kdbt_modes::NextBoundary::Static(targets)) =
+                ex.translator().next_boundary(i.ip())
+            {
+                for t in targets.into_iter().flatten() {
+                    assert!(
+                        ex.translator().cache().contains(t),
+                        "{mode}: a boundary to patch outside the cache at {t:#x}"
+                    );
+                }
+            }
+        }
+        if !callret {
+            // Mid-instruction (after the pushed return address): the next boundary is g.
+            assert_eq!(
+                ex.translator().next_boundary(to_g.ip()),
+                Some(kdbt_modes::NextBoundary::Dynamic),
+                "{mode}"
+            );
+        }
+        if callret && ModeSpec::parse(mode).unwrap().options.chaining {
+            // 100 calls of g, none through the dispatcher.
+            assert!(ex.stats().dispatches < 10, "{mode}: {:?}", ex.stats());
+        }
+        assert_eq!(tx, ex.translator().cache().lookup(s.entry).unwrap());
+    }
 }

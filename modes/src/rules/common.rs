@@ -13,6 +13,7 @@
 //! | `jmp r/m` | `lea rsp,[rsp-rz]; push r/m` then the jumptable lookup (`ret rz`) |
 //! | `int3`, `int n`, `int1`, `ud0/1/2` | copied, then an exit to the next native instruction |
 //! | `int3` where breakpoints run natively (kernel) | `jmp rel32` to the native `int3` |
+//! | a direct branch to code that runs natively | straight there, no exit stub on the path |
 //! | far transfers, `xbegin`, `sysenter`/`sysexit`, `iret`/`iretd` | unsupported: the block stops before them |
 
 use iced_x86::{
@@ -218,6 +219,20 @@ fn loop_like(cx: &mut Cx, n: &NativeInsn) -> RuleResult {
     cx.after = After::FallThroughOr(exit);
     cx.new_segment = true;
     Ok(Flow::Continue)
+}
+
+/// `iretq` executed at its own native address (`jmp rel32` there): every fault it takes (#GP,
+/// #SS, #NP on a bad user frame; #DF through espfix64) is reported at the native PC, which
+/// Linux compares with `native_irq_return_iret` to fix up a bad return to user mode (in
+/// `error_entry` and `exc_double_fault`). It is the same instruction, so nothing else changes.
+pub(crate) fn iretq_native(cx: &mut Cx, n: &NativeInsn) -> RuleResult {
+    if !cx.e.reaches(n.insn.ip(), cx.cache_span) {
+        // Only in user-space tests, whose code may sit anywhere: an `iretq` cannot run there.
+        return Err(Unsupported);
+    }
+    cx.e.branch_to(Code::Jmp_rel32_64, n.insn.ip())?;
+    cx.after = After::Dynamic;
+    Ok(Flow::End)
 }
 
 /// Traps (`int3`, `int n`, `ud2`, …): copied, then an exit to the next native instruction, so

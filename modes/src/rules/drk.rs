@@ -6,12 +6,11 @@
 //! | `call rel` | `push $native_ret; jmp` exit |
 //! | `call r/m` | push target, push native return, lookup |
 //! | `ret`, `ret imm16` | lookup of the return address |
-//! | `iretq` | to user mode (`CS & 3 != 0`): copied. To kernel mode: the frame's native RIP is looked up and replaced by its translation as the last step before the copied `iretq` |
+//! | `iretq` | to user mode (`CS & 3 != 0`): run at its native address, so its faults report the native PC. To kernel mode: the frame's native RIP is looked up and replaced by its translation as the last step before the copied `iretq` |
 
 use iced_x86::{Code, FlowControl, Instruction, MemoryOperand, Mnemonic, Register};
 
-use super::{common, Cx, Flow, RuleResult, Unsupported};
-use crate::cache::After;
+use super::{common, Cx, RuleResult, Unsupported};
 use crate::decode::NativeInsn;
 use crate::emit::EncodeFailed;
 use crate::jumptable;
@@ -73,12 +72,9 @@ fn iretq_to_translated(cx: &mut Cx, n: &NativeInsn) -> RuleResult {
         cx.set_last_stub(cx.e.here());
         link::emit_enter_dispatcher(&mut cx.e, id, iret_entry)?;
     }
-    cx.e.bind(native);
-    cx.e.cur = Recipe {
-        tx_in_slot: Some(0),
-        ..Recipe::clean(pc)
-    };
     cx.e.raw(n.bytes());
-    cx.after = After::Dynamic;
-    Ok(Flow::End)
+    // To user mode: the native `iretq` itself (see `common::iretq_native`).
+    cx.e.bind(native);
+    cx.e.cur = Recipe::clean(pc);
+    common::iretq_native(cx, n)
 }

@@ -6,7 +6,7 @@
 //! | `call rel` | `call rel32` to tx(target); block goes on (return lands on the fall-through) | `push $native_ret; jmp` exit |
 //! | `call r/m` | push target, push tx(fall-through), lookup; block goes on | push target, push native return, lookup |
 //! | `ret`, `ret imm16` | copied | lookup of the return address |
-//! | `iretq` | copied (handlers see tx addresses in frames) | copied |
+//! | `iretq` | run at its native address (handlers see tx addresses in frames, which it returns to) | same |
 
 use iced_x86::{FlowControl, Mnemonic};
 
@@ -27,7 +27,7 @@ pub(crate) fn rule(cx: &mut Cx, n: &NativeInsn) -> RuleResult {
         }
         (FlowControl::Return, Mnemonic::Ret) if callret => common::copy_and_end(cx, n),
         (FlowControl::Return, Mnemonic::Ret) => common::ret_lookup(cx, n),
-        (FlowControl::Return, Mnemonic::Iretq) => common::copy_and_end(cx, n),
+        (FlowControl::Return, Mnemonic::Iretq) => common::iretq_native(cx, n),
         _ => common::rule(cx, n),
     }
 }

@@ -70,6 +70,10 @@ pub(crate) struct Cx<'a> {
     /// Client `indirect` counters, if on.
     pub(crate) indirect: Option<Home>,
     cache: &'a CodeCache,
+    /// Asked which direct-branch targets run natively ([`Env::run_natively`]).
+    env: &'a dyn Env,
+    /// Bytes of the code cache: a rel32 to native code must reach from anywhere in it.
+    pub(crate) cache_span: u64,
     block_native: u64,
     exits: Vec<Exit>,
     pending: Vec<Pending>,
@@ -85,8 +89,10 @@ pub(crate) struct Cx<'a> {
 impl Cx<'_> {
     /// A direct branch out of the block: `code` (a rel32 form: jmp, jcc or call) to native
     /// `target`, its rel32 field 4-byte aligned. Linked at once when chaining is on and the
-    /// target is translated, otherwise to its stub, emitted after the body either way. Returns
-    /// the exit index.
+    /// target is translated, otherwise to its stub, emitted after the body either way. A target
+    /// that runs natively ([`Env::run_natively`]) is branched to directly, chaining or not: the
+    /// exit then never touches the stack, which code such as the kernel's espfix64 return
+    /// (on a read-only stack) needs. Returns the exit index.
     pub(crate) fn exit_branch(&mut self, code: Code, target: u64) -> Result<u32, EncodeFailed> {
         let opcode_len = match code {
             Code::Jmp_rel32_64 | Code::Call_rel32_64 => 1,
@@ -94,16 +100,19 @@ impl Cx<'_> {
         };
         self.e.align_field(opcode_len);
         let index = (self.cache.next_exit_index() + self.exits.len()) as u32;
-        let known = if target == self.block_native {
+        let native = self.env.run_natively(target) && self.e.reaches(target, self.cache_span);
+        let known = if native {
+            Some(target)
+        } else if target == self.block_native {
             Some(self.e.base())
         } else {
             self.cache.lookup(target)
         };
-        let (field, pending) = match known.filter(|_| self.opts.chaining) {
+        let (field, pending) = match known.filter(|_| native || self.opts.chaining) {
             // Linked now, with a stub all the same: invalidating the target sends the branch
             // back to it (`Translator::invalidate`).
             Some(tx) => {
-                self.links += 1;
+                self.links += u64::from(!native);
                 let label = self.e.new_label();
                 (self.e.branch_to(code, tx)?, Pending::Stub { target, label })
             }
@@ -237,6 +246,8 @@ pub(crate) fn translate_block(
         data_addr: cfg.data_addr,
         indirect: counters.filter(|_| cfg.opts.indirect),
         cache,
+        env: &*env,
+        cache_span: cache.mem.len() as u64,
         block_native: pc,
         exits: Vec::new(),
         pending: Vec::new(),

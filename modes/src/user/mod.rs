@@ -57,6 +57,7 @@ pub struct UserEnv {
     page: Box<(u64, [u8; 4096], usize)>,
     dispatcher: u64,
     helper: (u64, u64),
+    native: Option<(u64, u64)>,
     flush_safe: bool,
     counter_home: CounterHome,
     breakpoints_native: bool,
@@ -93,7 +94,10 @@ impl Env for UserEnv {
         self.dispatcher
     }
     fn run_natively(&self, native: u64) -> bool {
-        (self.helper.0..self.helper.1).contains(&native)
+        [Some(self.helper), self.native]
+            .into_iter()
+            .flatten()
+            .any(|(lo, hi)| (lo..hi).contains(&native))
     }
     fn flush_is_safe(&self) -> bool {
         self.flush_safe
@@ -181,6 +185,9 @@ pub struct ExecConfig {
     /// Run the dispatcher on per-CPU stacks of its own, as the kernel does
     /// ([`crate::dispatch::DispatcherStacks`]; user mode can `lsl` the vDSO's CPU segment too).
     pub dispatcher_stacks: bool,
+    /// Native code `lo..hi` that [`Env::run_natively`] keeps out of the cache (as the kernel
+    /// keeps its espfix64 return and `asm_load_gs_index`).
+    pub native: Option<(u64, u64)>,
 }
 
 impl Default for ExecConfig {
@@ -191,6 +198,7 @@ impl Default for ExecConfig {
             counters_in_gs: false,
             breakpoints_native: false,
             dispatcher_stacks: false,
+            native: None,
         }
     }
 }
@@ -346,6 +354,7 @@ impl Executor {
             page: Box::new((u64::MAX, [0; 4096], 0)),
             dispatcher: tx_base,
             helper: (tx_base, tx_base + HELPER_SIZE as u64),
+            native: cfg.native,
             flush_safe: cfg.flush_safe.unwrap_or(!spec.options.callret),
             breakpoints_native: cfg.breakpoints_native,
             counter_home: if cfg.counters_in_gs {

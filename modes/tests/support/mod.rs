@@ -71,13 +71,53 @@ pub struct Snippet {
     pub labels: Vec<u64>,
 }
 
+type Build<'a> = Box<
+    dyn FnOnce(&mut CodeAssembler) -> Result<Vec<iced_x86::code_asm::CodeLabel>, iced_x86::IcedError>
+        + 'a,
+>;
+
 /// Assembles `build` at a fresh mapping. `build` returns labels whose addresses the test wants.
 pub fn snippet(
     build: impl FnOnce(
         &mut CodeAssembler,
     ) -> Result<Vec<iced_x86::code_asm::CodeLabel>, iced_x86::IcedError>,
 ) -> Snippet {
-    let mut mem = Mem::new(1 << 16, true);
+    assemble_in(Mem::new(1 << 16, true), Box::new(build))
+}
+
+/// [`snippet`] in a mapping near this binary's code, as the executor places its code cache:
+/// for rules that branch straight to native code, which must be in rel32 reach (as kernel text
+/// always is from the module area).
+pub fn snippet_near_code(
+    build: impl FnOnce(
+        &mut CodeAssembler,
+    ) -> Result<Vec<iced_x86::code_asm::CodeLabel>, iced_x86::IcedError>,
+) -> Snippet {
+    let len = 1usize << 16;
+    let here = assemble_in as *const () as usize as u64;
+    for step in 1..64u64 {
+        for hint in [here.wrapping_sub(step << 22), here.wrapping_add(step << 22)] {
+            let hint = hint & !0xffff;
+            // SAFETY: anonymous mmap at a free address (NOREPLACE), checked.
+            let p = unsafe {
+                libc::mmap(
+                    hint as *mut _,
+                    len,
+                    libc::PROT_READ | libc::PROT_WRITE | libc::PROT_EXEC,
+                    libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_FIXED_NOREPLACE,
+                    -1,
+                    0,
+                )
+            };
+            if p as u64 == hint {
+                return assemble_in(Mem { ptr: p.cast(), len }, Box::new(build));
+            }
+        }
+    }
+    panic!("no free address near the test binary's code");
+}
+
+fn assemble_in(mut mem: Mem, build: Build<'_>) -> Snippet {
     let mut a = CodeAssembler::new(64).unwrap();
     let labels = build(&mut a).unwrap();
     let result = a
