@@ -28,6 +28,7 @@
 #include <linux/stop_machine.h>
 #include <linux/workqueue.h>
 #include <asm/pgtable_types.h>
+#include <asm/gsseg.h>
 #include <asm/segment.h>
 #include <asm/traps.h>
 #include <asm/unwind.h>
@@ -304,6 +305,26 @@ unsigned int kdbt_cpunode_cpu(void)
 bool kdbt_core_kernel_text(u64 addr)
 {
 	return core_kernel_text(addr);
+}
+
+/* Exported by the guest kernel's patch 0003 (entry_64.S). */
+extern const char native_irq_return_ldt[];
+
+bool kdbt_kept_native(u64 addr)
+{
+	/*
+	 * espfix64's return to a 16-bit user stack segment: user GS base, then espfix64's
+	 * read-only stack, where no exit may push.
+	 */
+	if (addr == (u64)native_irq_return_ldt)
+		return true;
+	/*
+	 * Loads %gs between two swapgs: a fault on the load is recognised by its native RIP
+	 * (.Lgs_change) in error_entry, which must swap back to the kernel's GS base.
+	 */
+	if (addr == (u64)asm_load_gs_index)
+		return true;
+	return false;
 }
 
 u64 kdbt_irq_save(void)

@@ -83,6 +83,12 @@ void kdbt_drain_schedule(void *ctx);
 void kdbt_drain_cancel(void);
 bool kdbt_drain_tick(void *ctx);
 bool kdbt_core_kernel_text(u64 addr);
+/*
+ * Whether native kernel code at addr must run natively, never translated: the entry code
+ * that runs with the user's GS base and whose faults Linux recognises by native RIP, or on a
+ * stack translated code may not write (docs/ARCHITECTURE.md, "Entry code kept native").
+ */
+bool kdbt_kept_native(u64 addr);
 void *kdbt_vmem_alloc(size_t size);
 void kdbt_vmem_free(void *mem);
 u16 kdbt_cpunode_selector(void);

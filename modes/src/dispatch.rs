@@ -56,6 +56,38 @@ const XSAVE_AREA: i32 = 4096;
 /// `xsave` feature mask: x87, SSE, AVX, AVX-512 (opmask, ZMM_Hi256, Hi16_ZMM).
 const XSAVE_MASK: i32 = 0xe7;
 
+/// Emits: find this CPU (`lsl` of the CPU-number segment) and, when the active `%gs` base is
+/// not its kernel one from `st`'s table (and the table has one), `swapgs` and set `swapped`
+/// to 1 (the caller zeroes it first and swaps back when it is set). Code that reaches kernel C
+/// must never run on a `%gs` base a user chose (ptrace, `wrgsbase`). Leaves `rsi` = the CPU's
+/// byte offset in the table; clobbers rax, rcx, rdx, rdi and the flags.
+pub(crate) fn emit_kernel_gs(
+    a: &mut CodeAssembler,
+    st: &DispatcherStacks,
+    swapped: AsmRegister32,
+) -> Result<(), iced_x86::IcedError> {
+    let mut gs_ok = a.create_label();
+    let table = st.table as i64 as i32;
+    a.mov(eax, st.cpunode_selector as u32)?;
+    a.lsl(eax, eax)?;
+    a.and(eax, 0xfff)?;
+    a.shl(eax, DispatcherStacks::ENTRY.trailing_zeros())?;
+    a.mov(rsi, rax)?;
+    a.mov(rdi, qword_ptr(rsi + table + 8))?;
+    a.test(rdi, rdi)?;
+    a.jz(gs_ok)?;
+    a.mov(ecx, MSR_GS_BASE)?;
+    a.rdmsr()?;
+    a.shl(rdx, 32)?;
+    a.or(rax, rdx)?;
+    a.cmp(rax, rdi)?;
+    a.je(gs_ok)?;
+    a.swapgs()?;
+    a.mov(swapped, 1)?;
+    a.set_label(&mut gs_ok)?;
+    Ok(())
+}
+
 /// Assembles a trampoline at tx address `at` that calls
 /// `func(ctx, exit_id, slot: *mut u64)` (SysV ABI). Returns its bytes.
 pub fn emit_trampoline(at: u64, ctx: u64, func: u64, cfg: TrampolineConfig) -> Vec<u8> {
@@ -79,25 +111,8 @@ pub fn emit_trampoline(at: u64, ctx: u64, func: u64, cfg: TrampolineConfig) -> V
         if let Some(st) = cfg.stacks {
             let mut switch = a.create_label();
             let mut stay = a.create_label();
-            let mut gs_ok = a.create_label();
             let table = st.table as i64 as i32;
-            a.mov(eax, st.cpunode_selector as u32)?;
-            a.lsl(eax, eax)?;
-            a.and(eax, 0xfff)?;
-            a.shl(eax, DispatcherStacks::ENTRY.trailing_zeros())?;
-            a.mov(rsi, rax)?;
-            a.mov(rdi, qword_ptr(rsi + table + 8))?;
-            a.test(rdi, rdi)?;
-            a.jz(gs_ok)?;
-            a.mov(ecx, MSR_GS_BASE)?;
-            a.rdmsr()?;
-            a.shl(rdx, 32)?;
-            a.or(rax, rdx)?;
-            a.cmp(rax, rdi)?;
-            a.je(gs_ok)?;
-            a.swapgs()?;
-            a.mov(ebx, 1)?;
-            a.set_label(&mut gs_ok)?;
+            emit_kernel_gs(&mut a, &st, ebx)?;
             a.mov(rax, qword_ptr(rsi + table))?;
             a.lea(rcx, qword_ptr(rax - st.size as i32))?;
             a.cmp(rbp, rcx)?;

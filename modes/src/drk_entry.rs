@@ -19,16 +19,21 @@
 //! the frame as the CPU would have pushed it) or the routine's own `iretq`.
 //!
 //! ```text
-//! push r15 … rax; cld; rbx = rsp; and rsp,-16; call func(ctx, rbx)
-//! mov rsp, rdx; mov [rsp+8*TAG], rax; pop rax … r15; lea rsp,[rsp+8]; ret
+//! push r15 … rax; cld; [r12 = 0; kernel %gs or swapgs, r12 = 1]; rbx = rsp; and rsp,-16
+//! call func(ctx, rbx)
+//! mov rsp, rdx; mov [rsp+8*TAG], rax; [swapgs back if r12]; pop rax … r15; lea rsp,[rsp+8]; ret
 //! iret: iretq
 //! ```
+//! With a [`DispatcherStacks`] table, `func` never runs on a user's `%gs` base: the routine
+//! switches to the CPU's kernel one as the dispatcher trampoline does, and back before the
+//! handler (whose entry code decides its own `swapgs` from the frame) or the `iretq`.
 //! Flags are clobbered: entries do not read them and `iretq` reloads them from the frame.
 
 use alloc::vec::Vec;
 use iced_x86::code_asm::*;
 use iced_x86::BlockEncoderOptions;
 
+use crate::dispatch::{emit_kernel_gs, DispatcherStacks};
 use crate::rollback::GPR_COUNT;
 
 /// Tag bit: the vector's frame has an error code (below RIP).
@@ -42,9 +47,9 @@ pub const TAG: usize = SAVED_GPRS + 1;
 /// Index of the first frame qword.
 pub const FRAME: usize = SAVED_GPRS + 2;
 
-/// Assembles the routine at tx address `at` calling `func(ctx, regs)`; returns its bytes and
-/// the offset of its `iretq`.
-pub fn emit(at: u64, ctx: u64, func: u64) -> (Vec<u8>, usize) {
+/// Assembles the routine at tx address `at` calling `func(ctx, regs)`, with the kernel `%gs`
+/// check of `stacks` if given; returns its bytes and the offset of its `iretq`.
+pub fn emit(at: u64, ctx: u64, func: u64, stacks: Option<DispatcherStacks>) -> (Vec<u8>, usize) {
     let build = || -> Result<(Vec<u8>, usize), IcedError> {
         let mut a = CodeAssembler::new(64)?;
         let saved = [
@@ -54,6 +59,10 @@ pub fn emit(at: u64, ctx: u64, func: u64) -> (Vec<u8>, usize) {
             a.push(*r)?;
         }
         a.cld()?;
+        if let Some(st) = stacks {
+            a.xor(r12d, r12d)?;
+            emit_kernel_gs(&mut a, &st, r12d)?;
+        }
         a.mov(rbx, rsp)?;
         a.and(rsp, -16)?;
         a.mov(rdi, ctx)?;
@@ -62,6 +71,13 @@ pub fn emit(at: u64, ctx: u64, func: u64) -> (Vec<u8>, usize) {
         a.call(rax)?;
         a.mov(rsp, rdx)?;
         a.mov(qword_ptr(rsp + 8 * TAG as i32), rax)?;
+        if stacks.is_some() {
+            let mut kept = a.create_label();
+            a.test(r12d, r12d)?;
+            a.jz(kept)?;
+            a.swapgs()?;
+            a.set_label(&mut kept)?;
+        }
         for r in saved {
             a.pop(r)?;
         }
@@ -85,7 +101,7 @@ mod tests {
     #[test]
     fn saves_every_gpr_but_rsp_and_ends_in_ret_then_iretq() {
         let at = 0xffff_ffff_c000_1000;
-        let (code, iret) = emit(at, 0x1234, 0xffff_ffff_8100_0000);
+        let (code, iret) = emit(at, 0x1234, 0xffff_ffff_8100_0000, None);
         let insns: Vec<_> = Decoder::with_ip(64, &code, at, DecoderOptions::NONE)
             .into_iter()
             .collect();
@@ -107,6 +123,44 @@ mod tests {
         assert_eq!(
             insns[SAVED_GPRS - 1].op0_register(),
             iced_x86::Register::RAX
+        );
+    }
+
+    #[test]
+    fn with_a_stacks_table_the_event_call_runs_on_the_kernel_gs_and_swaps_back() {
+        let at = 0xffff_ffff_c000_1000;
+        let stacks = DispatcherStacks {
+            table: 0xffff_ffff_c100_0000,
+            size: 32 << 10,
+            cpunode_selector: 0x7b,
+        };
+        let (code, _) = emit(at, 0x1234, 0xffff_ffff_8100_0000, Some(stacks));
+        let insns: Vec<_> = Decoder::with_ip(64, &code, at, DecoderOptions::NONE)
+            .into_iter()
+            .collect();
+        let call = insns
+            .iter()
+            .position(|i| i.mnemonic() == Mnemonic::Call)
+            .unwrap();
+        let swaps: Vec<usize> = insns
+            .iter()
+            .enumerate()
+            .filter(|(_, i)| i.mnemonic() == Mnemonic::Swapgs)
+            .map(|(k, _)| k)
+            .collect();
+        assert_eq!(swaps.len(), 2, "one swapgs to the kernel's base, one back");
+        assert!(swaps[0] < call && call < swaps[1]);
+        assert!(insns[..call].iter().any(|i| i.mnemonic() == Mnemonic::Lsl));
+        assert!(insns[..call]
+            .iter()
+            .any(|i| i.mnemonic() == Mnemonic::Rdmsr));
+        let first_pop = insns
+            .iter()
+            .position(|i| i.mnemonic() == Mnemonic::Pop)
+            .unwrap();
+        assert!(
+            swaps[1] < first_pop,
+            "swapped back before the saved registers return"
         );
     }
 }

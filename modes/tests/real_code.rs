@@ -293,7 +293,11 @@ fn match_lowered_to_a_jump_table() {
     );
     // The compiler's jump table is an indirect jmp per iteration, except where it tests the
     // default arm (1 in 13) before the table, as optimised builds do.
-    assert!(runs[0].1.indirect_executed >= 500 * 12 / 13, "{:?}", runs[0].1);
+    assert!(
+        runs[0].1.indirect_executed >= 500 * 12 / 13,
+        "{:?}",
+        runs[0].1
+    );
 }
 
 #[test]

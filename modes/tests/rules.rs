@@ -674,7 +674,11 @@ fn iretq_runs_at_its_native_address_in_fast_and_ends_the_block() {
     assert_eq!(mnemonics(&insns), vec![Add, Jmp]);
     // Its faults (a bad user frame) must be reported at the native PC, which Linux compares
     // with native_irq_return_iret.
-    assert_eq!(insns[1].near_branch_target(), s.labels[0], "the native iretq");
+    assert_eq!(
+        insns[1].near_branch_target(),
+        s.labels[0],
+        "the native iretq"
+    );
 }
 
 #[test]
@@ -886,7 +890,11 @@ fn direct_branches_to_native_code_go_straight_there() {
         // With callret, g returns into the cache and the loop runs on translated; without, its
         // native return address takes the rest of the run native, as in the kernel.
         assert_eq!(r.gpr[RAX], 500, "{mode}");
-        assert_eq!(ex.translator().cache().lookup(g), None, "{mode}: g stays native");
+        assert_eq!(
+            ex.translator().cache().lookup(g),
+            None,
+            "{mode}: g stays native"
+        );
         let tx = ex.translator().cache().lookup(s.entry).unwrap();
         let insns = body_in(&mut ex, s.entry);
         let to_g = insns

@@ -72,7 +72,9 @@ pub struct Snippet {
 }
 
 type Build<'a> = Box<
-    dyn FnOnce(&mut CodeAssembler) -> Result<Vec<iced_x86::code_asm::CodeLabel>, iced_x86::IcedError>
+    dyn FnOnce(
+            &mut CodeAssembler,
+        ) -> Result<Vec<iced_x86::code_asm::CodeLabel>, iced_x86::IcedError>
         + 'a,
 >;
 

@@ -481,11 +481,16 @@ fn deliver(inst: &Instance, regs: *mut u64) -> Continue {
 
 /// The entry routine for `instance` at tx address `at`: its bytes and the offset of its
 /// `iretq` (see `kdbt_modes::drk_entry`).
-pub(crate) fn emit_entry(at: u64, instance: u64) -> (alloc::vec::Vec<u8>, usize) {
+pub(crate) fn emit_entry(
+    at: u64,
+    instance: u64,
+    stacks: Option<kdbt_modes::dispatch::DispatcherStacks>,
+) -> (alloc::vec::Vec<u8>, usize) {
     drk_entry::emit(
         at,
         instance,
         kdbt_engine_drk_event as *const () as usize as u64,
+        stacks,
     )
 }
 

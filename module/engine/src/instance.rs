@@ -24,6 +24,7 @@ use crate::Truncating;
 
 extern "C" {
     fn kdbt_core_kernel_text(addr: u64) -> bool;
+    fn kdbt_kept_native(addr: u64) -> bool;
 }
 
 /// Page size, bytes.
@@ -69,9 +70,12 @@ impl Env for KernelEnv {
     }
 
     /// Module code (kdbt's own included), BPF and anything outside core text run natively
-    /// until the next interrupt or syscall brings the CPU back.
+    /// until the next interrupt or syscall brings the CPU back; so does the entry code the
+    /// shim names (espfix64's return, `asm_load_gs_index`), which translated code branches
+    /// to directly.
     fn run_natively(&self, native: u64) -> bool {
-        !core_text(native)
+        // SAFETY: a pure comparison of an address with two kernel symbols.
+        !core_text(native) || unsafe { kdbt_kept_native(native) }
     }
 
     fn stack_unusable_at(&self, native: u64) -> bool {
@@ -114,6 +118,11 @@ pub struct Instance {
     pub(crate) region_hi: AtomicU64,
     /// drk events delivered to a handler with a code-cache RIP still in the frame.
     pub(crate) tx_rip_delivered: AtomicU64,
+    /// The dispatcher stacks' table (with each CPU's kernel `%gs` base) and the CPU-number
+    /// selector, as given to the trampoline (0 until written): the drk entry routine checks
+    /// `%gs` the same way.
+    gs_table: AtomicU64,
+    gs_selector: AtomicU64,
     /// The next instance of the chain (null: last).
     next: AtomicPtr<Instance>,
     code_start: u64,
@@ -254,6 +263,8 @@ pub unsafe extern "C" fn kdbt_engine_create(
         region_lo: AtomicU64::new(0),
         region_hi: AtomicU64::new(0),
         tx_rip_delivered: AtomicU64::new(0),
+        gs_table: AtomicU64::new(0),
+        gs_selector: AtomicU64::new(0),
         next: AtomicPtr::new(core::ptr::null_mut()),
         code_start: code_tx,
         code_end: code_tx + code_len as u64,
@@ -292,6 +303,8 @@ pub unsafe extern "C" fn kdbt_engine_trampoline(
 ) -> isize {
     // SAFETY: the caller's contract.
     let inst = unsafe { &*instance };
+    inst.gs_table.store(stacks, Relaxed);
+    inst.gs_selector.store(u64::from(cpunode_selector), Relaxed);
     let cfg = TrampolineConfig {
         save_extended_state: false,
         disable_interrupts: true,
@@ -321,7 +334,8 @@ pub unsafe extern "C" fn kdbt_engine_trampoline(
 /// Writes the drk entry routine for `instance`, to run at tx address `at`, into `out`
 /// (`out_len` bytes); returns its length, or -EINVAL when `out` is too small. The vectors'
 /// stubs jump to it (module/entry_stub.rs) for events whose RIP is in `region_lo..region_hi`
-/// (trampolines, stubs and code caches).
+/// (trampolines, stubs and code caches). Written after [`kdbt_engine_trampoline`], it checks
+/// `%gs` with the same stacks table before the event code runs.
 ///
 /// # Safety
 /// `instance` is live; `out` is writable for `out_len` bytes.
@@ -338,7 +352,13 @@ pub unsafe extern "C" fn kdbt_engine_drk_entry(
     let inst = unsafe { &*instance };
     inst.region_lo.store(region_lo, Relaxed);
     inst.region_hi.store(region_hi, Relaxed);
-    let (code, iret) = drk::emit_entry(at, instance as u64);
+    let table = inst.gs_table.load(Relaxed);
+    let stacks = (table != 0).then(|| DispatcherStacks {
+        table,
+        size: 0,
+        cpunode_selector: inst.gs_selector.load(Relaxed) as u16,
+    });
+    let (code, iret) = drk::emit_entry(at, instance as u64, stacks);
     if code.len() > out_len {
         return -(EINVAL as isize);
     }
