@@ -111,6 +111,7 @@ pub fn check(keep: bool) -> Result<Vec<Step>> {
     .context("cloning the repository's HEAD")?;
     std::fs::copy("/etc/resolv.conf", root.join("etc/resolv.conf"))
         .context("copying the host's resolver configuration")?;
+    copy_apt_sources(&root)?;
     // Certificate authorities this machine's administrator added (a TLS-inspecting network
     // needs them for cargo and apt) are part of its configuration, like the resolver.
     let local_cas = Path::new("/usr/local/share/ca-certificates");
@@ -173,6 +174,29 @@ pub fn check(keep: bool) -> Result<Vec<Step>> {
         std::fs::remove_dir_all(&root).context("removing the fresh root")?;
     }
     Ok(steps)
+}
+
+/// Gives the fresh root this machine's apt sources (a stock Debian 12 has bookworm-updates and
+/// bookworm-security besides bookworm, where `linux-source-6.12` lives) in place of the one
+/// suite `mmdebstrap` wrote.
+fn copy_apt_sources(root: &Path) -> Result<()> {
+    let etc = root.join("etc/apt");
+    let _ = std::fs::remove_file(etc.join("sources.list"));
+    if Path::new("/etc/apt/sources.list").exists() {
+        std::fs::copy("/etc/apt/sources.list", etc.join("sources.list"))?;
+    }
+    for entry in std::fs::read_dir("/etc/apt/sources.list.d")? {
+        let path = entry?.path();
+        let active = path
+            .extension()
+            .is_some_and(|e| e == "list" || e == "sources");
+        if active {
+            let name = path.file_name().expect("a directory entry has a name");
+            std::fs::copy(&path, etc.join("sources.list.d").join(name))
+                .with_context(|| format!("copying {}", path.display()))?;
+        }
+    }
+    Ok(())
 }
 
 /// Copies the host's default toolchain (rustup, its settings, the active toolchain) into

@@ -14,6 +14,7 @@ pub mod module;
 pub mod process;
 pub mod qemu;
 pub mod runner;
+pub mod selftests;
 pub mod setup;
 pub mod store;
 pub mod vm;

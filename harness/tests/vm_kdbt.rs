@@ -6,82 +6,10 @@
 //! Like vm_smoke.rs they need the lab built, so they are `#[ignore]`d in a plain `cargo test`;
 //! `cargo xtask test` runs them with `--include-ignored`.
 
-use kdbt_harness::{cache, module, vm};
-use std::collections::BTreeMap;
-use std::path::PathBuf;
-use std::process::Command;
-use std::sync::{Mutex, OnceLock};
+mod support;
+
 use std::time::Duration;
-
-/// Builds `kdbtctl` and `kdbt-workload` for the guest (the guest runs the host's Debian
-/// release) once per test binary, in a target directory of its own so it never waits on the
-/// lock of the `cargo test` that runs us. Returns the directory holding both.
-fn guest_tools() -> PathBuf {
-    static BUILT: OnceLock<PathBuf> = OnceLock::new();
-    BUILT
-        .get_or_init(|| {
-            let root = cache::repo_root();
-            let target = std::env::var_os("CARGO_TARGET_DIR")
-                .map(PathBuf::from)
-                .unwrap_or_else(|| root.join("target"))
-                .join("vm-kdbt-guest");
-            let status = Command::new(env!("CARGO"))
-                .args([
-                    "build",
-                    "--release",
-                    "--quiet",
-                    "-p",
-                    "kdbt-workloads",
-                    "--bins",
-                ])
-                .env("CARGO_TARGET_DIR", &target)
-                .current_dir(&root)
-                .status()
-                .expect("running cargo");
-            assert!(
-                status.success(),
-                "building kdbtctl and kdbt-workload failed"
-            );
-            target.join("release")
-        })
-        .clone()
-}
-
-/// Boots a 2-vCPU guest with kdbt.ko, kdbtctl and kdbt-workload in /kdbt and runs `script`
-/// with `sh -c`.
-/// Panics if the guest hangs past `timeout` or its kernel reports trouble.
-fn run_script(script: &str, timeout: Duration) -> vm::Outcome {
-    run_script_expecting(script, timeout, None)
-}
-
-/// [`run_script`] for a script that provokes trouble lines containing `expected`.
-fn run_script_expecting(script: &str, timeout: Duration, expected: Option<&str>) -> vm::Outcome {
-    // One guest at a time: 2 host cores are enough for one TCG guest, and these tests time
-    // 200 switch cycles under load.
-    static ONE_GUEST: Mutex<()> = Mutex::new(());
-    let _guest = ONE_GUEST.lock().unwrap_or_else(|e| e.into_inner());
-    let ko = module::cached().expect("kdbt.ko (cargo xtask module)");
-    let tools = guest_tools();
-    vm::run_on_cached_lab_expecting(
-        vec![ko, tools.join("kdbtctl"), tools.join("kdbt-workload")],
-        vec!["sh".into(), "-c".into(), script.into()],
-        timeout,
-        expected,
-    )
-    .expect("guest run (console log named in the error)")
-}
-
-/// The `rc` of every `CASE <name> rc=<n>` line the script printed.
-fn cases(output: &str) -> BTreeMap<String, i32> {
-    output
-        .lines()
-        .filter_map(|l| {
-            let rest = l.strip_prefix("CASE ")?;
-            let (name, rc) = rest.split_once(" rc=")?;
-            Some((name.to_string(), rc.trim().parse().ok()?))
-        })
-        .collect()
-}
+use support::{cases, run_script, run_script_expecting, PRELUDE};
 
 /// `key: value` of a status/stats line starting with `key: `.
 fn field<'a>(text: &'a str, key: &str) -> Option<&'a str> {
@@ -108,27 +36,6 @@ const EALREADY: i32 = 114;
 const EPERM: i32 = 1;
 const EACCES: i32 = 13;
 const EFAULT: i32 = 14;
-
-/// Shell helpers for the scripts: `case NAME CMD...` runs CMD and prints `CASE NAME rc=N`;
-/// `ioctl REQUEST [BUFFER_PERL_EXPR]` issues a raw ioctl on /dev/kdbt from perl and exits with
-/// its errno (0 on success); `unload` retries `rmmod` for up to 30 s (after switch-off, kdbt.ko
-/// stays pinned until no task stack holds a code-cache address); `kdbt_on SPEC` retries
-/// likewise (another mode's cache must drain first). Between tries `nudge` wakes the two tasks
-/// that otherwise sleep on in a syscall entered translated: the guest agent, blocked in a read
-/// until output comes, and init, which re-enters wait4 translated when an orphan (an apache2
-/// worker) exits while on, until another orphan exits.
-/// `total NAME` prints a counter of the `total:` statistics line.
-const PRELUDE: &str = r#"
-set -u
-export PATH=/kdbt:$PATH
-case_() { name=$1; shift; "$@"; echo "CASE $name rc=$?"; }
-ioctl() { perl -e 'open(F, "<", "/dev/kdbt") or exit($!+0); my $b = eval($ARGV[1] // "0"); exit(ioctl(F, hex($ARGV[0]), $b) ? 0 : $!+0)' "$@"; }
-status() { cat /sys/kernel/debug/kdbt/status; }
-nudge() { echo "waiting for the code cache to drain"; ( sleep 0 & ); sleep 0.2; }
-kdbt_on() { tries=0; until kdbtctl on "$1"; do tries=$((tries+1)); [ $tries -ge 150 ] && return 1; nudge; done; }
-unload() { tries=0; until rmmod kdbt 2>/dev/null; do tries=$((tries+1)); [ $tries -ge 150 ] && { rmmod kdbt; return $?; }; nudge; done; }
-total() { kdbtctl stats | awk -v k="$1" '$1=="total:" { for (i=2;i<NF;i++) if ($i==k) print $(i+1) }'; }
-"#;
 
 #[test]
 #[ignore = "needs the guest lab: run through `cargo xtask test`"]

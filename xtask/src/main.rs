@@ -356,7 +356,7 @@ fn build_workloads() -> Result<Vec<PathBuf>> {
 }
 
 /// Guest binaries shared into every guest.
-const WORKLOAD_BINARIES: &[&str] = &["kdbt-workload", "kdbtctl"];
+const WORKLOAD_BINARIES: &[&str] = &["kdbt-workload", "kdbtctl", "kdbt-hostile"];
 
 /// Runs `f`, printing how long it took to stderr.
 fn timed<T>(what: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
