@@ -28,6 +28,13 @@ pub const ENTRY_PATH: &[&str] = &[
     "syscall_arg_fault",
 ];
 
+/// Extra sources the Makefile links into some tests (its `extra-files` rules).
+const EXTRA_FILES: &[(&str, &str)] = &[
+    ("sysret_rip", "clang_helpers_64.S"),
+    ("fsgsbase_restore", "clang_helpers_64.S"),
+    ("sysret_ss_attrs", "thunks.S"),
+];
+
 /// Selftests whose native verdict under QEMU TCG is not a pass, with the reason. They are run
 /// and compared like the others (a translated verdict must equal the native one), never hidden.
 pub const TCG_NATIVE_FAILURES: &[(&str, &str)] = &[
@@ -63,6 +70,9 @@ pub fn build(kernel: &Kernel, names: &[&str]) -> Result<Vec<PathBuf>> {
         .part("cc", setup::tool_version("cc"));
     for name in names {
         key = key.part(name, std::fs::read(source.join(format!("{name}.c")))?);
+        for (_, extra) in EXTRA_FILES.iter().filter(|(n, _)| n == name) {
+            key = key.part(extra, std::fs::read(source.join(extra))?);
+        }
     }
     let key = key.hex();
     let dir = cache::root()?.join("selftests").join(&key);
@@ -89,6 +99,12 @@ pub fn build(kernel: &Kernel, names: &[&str]) -> Result<Vec<PathBuf>> {
                 .args(["-DCAN_BUILD_64", "-o"])
                 .arg(out)
                 .arg(format!("{name}.c"))
+                .args(
+                    EXTRA_FILES
+                        .iter()
+                        .filter(|(n, _)| n == name)
+                        .map(|(_, extra)| extra),
+                )
                 .args(["-lrt", "-ldl"]),
             &log,
             Duration::from_secs(300),

@@ -33,80 +33,44 @@ const UC_STRICT_RESTORE_SS: u64 = 0x4;
 /// Exit status of a case the CPU or kernel cannot run (the same natively and translated).
 const UNSUPPORTED: i32 = 77;
 
-struct Case {
-    name: &'static str,
-    run: fn() -> i32,
-}
+/// What a case's child runs; its exit status is the outcome.
+type CaseFn = fn() -> i32;
 
-const CASES: &[Case] = &[
-    Case {
-        name: "gs_selector_null",
-        run: gs_selector_null,
-    },
-    Case {
-        name: "gs_selector_ldt_without_ldt",
-        run: || load_gs(LDT_SELECTOR),
-    },
-    Case {
-        name: "gs_selector_beyond_gdt",
-        run: || load_gs(0xfff3),
-    },
-    Case {
-        name: "gsbase_kernel_address_wrgsbase",
-        run: || wrgsbase_then_syscall(KERNEL_ADDRESS),
-    },
-    Case {
-        name: "gsbase_non_canonical_wrgsbase",
-        run: || wrgsbase_then_syscall(NON_CANONICAL),
-    },
-    Case {
-        name: "fsbase_kernel_address_wrfsbase",
-        run: fsbase_kernel_address,
-    },
-    Case {
-        name: "gsbase_kernel_address_arch_prctl",
-        run: || arch_prctl_gs(KERNEL_ADDRESS),
-    },
-    Case {
-        name: "gsbase_non_canonical_arch_prctl",
-        run: || arch_prctl_gs(NON_CANONICAL),
-    },
-    Case {
-        name: "ptrace_gs_selector_ldt",
-        run: || ptrace_poke(USER_GS, LDT_SELECTOR as u64),
-    },
-    Case {
-        name: "ptrace_gs_selector_bad",
-        run: || ptrace_poke(USER_GS, 0xfff3),
-    },
-    Case {
-        name: "ptrace_gsbase_kernel_address",
-        run: || ptrace_poke(USER_GS_BASE, KERNEL_ADDRESS),
-    },
-    Case {
-        name: "ptrace_gsbase_non_canonical",
-        run: || ptrace_poke(USER_GS_BASE, NON_CANONICAL),
-    },
-    Case {
-        name: "ptrace_gsbase_user_address",
-        run: || ptrace_poke(USER_GS_BASE, 0x1000),
-    },
-    Case {
-        name: "sigreturn_bad_cs",
-        run: sigreturn_bad_cs,
-    },
-    Case {
-        name: "sigreturn_16bit_ss_from_ldt",
-        run: sigreturn_16bit_ss,
-    },
-    Case {
-        name: "single_step_over_syscall",
-        run: single_step_over_syscall,
-    },
-    Case {
-        name: "int80_without_ia32_emulation",
-        run: int80,
-    },
+/// The cases, by name.
+const CASES: &[(&str, CaseFn)] = &[
+    ("gs_selector_null", gs_selector_null),
+    ("gs_selector_ldt_without_ldt", || load_gs(LDT_SELECTOR)),
+    ("gs_selector_beyond_gdt", || load_gs(0xfff3)),
+    ("gsbase_kernel_address_wrgsbase", || {
+        wrgsbase_then_syscall(KERNEL_ADDRESS)
+    }),
+    ("gsbase_non_canonical_wrgsbase", || {
+        wrgsbase_then_syscall(NON_CANONICAL)
+    }),
+    ("fsbase_kernel_address_wrfsbase", fsbase_kernel_address),
+    ("gsbase_kernel_address_arch_prctl", || {
+        arch_prctl_gs(KERNEL_ADDRESS)
+    }),
+    ("gsbase_non_canonical_arch_prctl", || {
+        arch_prctl_gs(NON_CANONICAL)
+    }),
+    ("ptrace_gs_selector_ldt", || {
+        ptrace_poke(USER_GS, LDT_SELECTOR as u64)
+    }),
+    ("ptrace_gs_selector_bad", || ptrace_poke(USER_GS, 0xfff3)),
+    ("ptrace_gsbase_kernel_address", || {
+        ptrace_poke(USER_GS_BASE, KERNEL_ADDRESS)
+    }),
+    ("ptrace_gsbase_non_canonical", || {
+        ptrace_poke(USER_GS_BASE, NON_CANONICAL)
+    }),
+    ("ptrace_gsbase_user_address", || {
+        ptrace_poke(USER_GS_BASE, 0x1000)
+    }),
+    ("sigreturn_bad_cs", sigreturn_bad_cs),
+    ("sigreturn_16bit_ss_from_ldt", sigreturn_16bit_ss),
+    ("single_step_over_syscall", single_step_over_syscall),
+    ("int80_without_ia32_emulation", int80),
 ];
 
 fn main() {
@@ -115,8 +79,8 @@ fn main() {
         .map(|r| r.parse().expect("ROUNDS is a whole number"))
         .unwrap_or(1);
     for _ in 0..rounds {
-        for case in CASES {
-            println!("case {}: {}", case.name, in_child(case.run));
+        for (name, run) in CASES {
+            println!("case {name}: {}", in_child(*run));
         }
     }
 }
