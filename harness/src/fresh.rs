@@ -62,8 +62,40 @@ impl Drop for Mounts {
     }
 }
 
+/// The mount points at or below `root`, deepest first (from `/proc/self/mounts`).
+fn mounts_under(root: &Path) -> Result<Vec<PathBuf>> {
+    let table = std::fs::read_to_string("/proc/self/mounts")?;
+    let mut found: Vec<PathBuf> = table
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(1))
+        .map(PathBuf::from)
+        .filter(|m| m.starts_with(root))
+        .collect();
+    found.sort_by_key(|m| std::cmp::Reverse(m.as_os_str().len()));
+    Ok(found)
+}
+
+/// Removes a fresh root left by an earlier check, after unmounting everything below it. It
+/// refuses while anything stays mounted there: removing the files of a bound `/dev` or
+/// `/proc` would remove the host's.
+fn remove_root(root: &Path) -> Result<()> {
+    for m in mounts_under(root)? {
+        let _ = process::output(Command::new("umount").arg("-l").arg(&m));
+    }
+    let left = mounts_under(root)?;
+    if !left.is_empty() {
+        bail!(
+            "{} is still mounted; not removing {}",
+            left[0].display(),
+            root.display()
+        );
+    }
+    std::fs::remove_dir_all(root).with_context(|| format!("removing {}", root.display()))
+}
+
 /// Runs the check in `<cache>/fresh/`; returns each command's wall time. The root is removed
-/// afterwards unless `keep` (then its path is printed), and always before a new check starts.
+/// afterwards unless `keep` (then its path is printed), and always before a new check starts,
+/// never while anything is mounted below it.
 ///
 /// Errors: not root, a host tool missing, or a command that failed (with its log's tail).
 pub fn check(keep: bool) -> Result<Vec<Step>> {
@@ -74,9 +106,8 @@ pub fn check(keep: bool) -> Result<Vec<Step>> {
     let dir = cache::root()?.join("fresh");
     let root = dir.join("root");
     if root.exists() {
-        // A previous check was interrupted: make sure nothing of it is still mounted.
-        let _ = process::output(Command::new("umount").args(["-R", "-l"]).arg(&root));
-        std::fs::remove_dir_all(&root).context("removing the previous fresh root")?;
+        // A previous check was interrupted.
+        remove_root(&root).context("removing the previous fresh root")?;
     }
     std::fs::create_dir_all(&dir)?;
     let log = dir.join("fresh-check.log");
@@ -171,7 +202,7 @@ pub fn check(keep: bool) -> Result<Vec<Step>> {
     if keep {
         eprintln!("kept the fresh root at {}", root.display());
     } else {
-        std::fs::remove_dir_all(&root).context("removing the fresh root")?;
+        remove_root(&root)?;
     }
     Ok(steps)
 }
