@@ -12,6 +12,7 @@
 //! | `jumptable` | on | on | inline indirect-branch lookup (off: every indirect branch enters the dispatcher) |
 //! | `callret` | on | — | identity call/ret (fast only; `fast:no-callret` is the paper's ablation) |
 //! | `flags-liveness` | on | on | skip flag-preserving sequences where the flags are dead |
+//! | `prefix-pad` | on | on | align chainable rel32 fields with prefixes of the branch, not NOPs before it |
 //! | `inscount` | off | off | count native instructions executed |
 //! | `indirect` | off | off | count indirect branches executed and jumptable hits |
 //!
@@ -55,6 +56,10 @@ pub struct Options {
     /// Skip flag-preserving sequences for inserted code where a liveness pass shows the
     /// arithmetic flags dead.
     pub flags_liveness: bool,
+    /// Align a chainable branch's rel32 field (for one atomic store when it is patched) with
+    /// redundant segment prefixes on the branch itself, so the padding is no extra instruction;
+    /// off: with NOPs before it, one more instruction executed per direct branch.
+    pub prefix_pad: bool,
     /// Client: count native instructions executed.
     pub inscount: bool,
     /// Client: count indirect branches executed and jumptable hits.
@@ -62,11 +67,12 @@ pub struct Options {
 }
 
 /// The option names in the order the canonical text form prints them.
-pub const OPTION_NAMES: [&str; 6] = [
+pub const OPTION_NAMES: [&str; 7] = [
     "chaining",
     "jumptable",
     "callret",
     "flags-liveness",
+    "prefix-pad",
     "inscount",
     "indirect",
 ];
@@ -79,6 +85,7 @@ impl Options {
             jumptable: true,
             callret: matches!(design, Design::Fast),
             flags_liveness: true,
+            prefix_pad: true,
             inscount: false,
             indirect: false,
         }
@@ -90,7 +97,8 @@ impl Options {
             1 => &mut self.jumptable,
             2 => &mut self.callret,
             3 => &mut self.flags_liveness,
-            4 => &mut self.inscount,
+            4 => &mut self.prefix_pad,
+            5 => &mut self.inscount,
             _ => &mut self.indirect,
         }
     }

@@ -928,3 +928,76 @@ fn direct_branches_to_native_code_go_straight_there() {
         assert_eq!(tx, ex.translator().cache().lookup(s.entry).unwrap());
     }
 }
+
+/// Chaining patches a direct branch's rel32 with one aligned store. The alignment costs no
+/// executed instruction: redundant prefixes on the branch itself (`prefix-pad`, the default),
+/// not NOPs before it (`no-prefix-pad`, kept for the ablation).
+#[test]
+fn chainable_branch_fields_are_aligned_by_prefixes_not_nops() {
+    let s = snippet(|a| {
+        let mut top = a.create_label();
+        let mut f = a.create_label();
+        a.set_label(&mut top)?;
+        a.add(rax, 1)?;
+        a.call(f)?;
+        a.inc(rcx)?;
+        a.cmp(rcx, 7)?;
+        a.jb(top)?;
+        a.mov(dl, 1)?;
+        a.jmp(f)?;
+        a.set_label(&mut f)?;
+        a.ret()?;
+        Ok(vec![])
+    });
+    for mode in ["fast", "fast:no-callret", "drk"] {
+        for (pad, want_nops) in [("", false), (",no-prefix-pad", true)] {
+            let spec = format!(
+                "{mode}{}",
+                if mode.contains(':') {
+                    pad.to_string()
+                } else {
+                    pad.replacen(',', ":", 1)
+                }
+            );
+            let mut ex = Executor::new(ModeSpec::parse(&spec).unwrap());
+            let mut r = regs(&[(RCX, 0)]);
+            // SAFETY: a self-contained loop.
+            unsafe { ex.run_translated(s.entry, &mut r).unwrap() };
+            assert_eq!(r.gpr[RAX], 7, "{spec}");
+            let blocks = ex.translator().cache().blocks().to_vec();
+            let insns: Vec<Instruction> = blocks
+                .iter()
+                .filter(|b| (s.entry..s.entry + 64).contains(&b.native_start))
+                .flat_map(|b| {
+                    decode(
+                        &read_tx(&ex, b.tx_start, (b.body_end - b.tx_start) as usize),
+                        b.tx_start,
+                    )
+                })
+                .collect();
+            let fields: Vec<u64> = ex
+                .translator()
+                .cache()
+                .exits()
+                .iter()
+                .filter_map(|e| match e.kind {
+                    kdbt_modes::cache::ExitKind::Direct { field } => Some(field),
+                    kdbt_modes::cache::ExitKind::Indirect => None,
+                })
+                .collect();
+            assert!(fields.len() >= 3, "{spec}: jcc, jmp and call exits");
+            for field in fields {
+                assert_eq!(field % 4, 0, "{spec}: rel32 field at {field:#x}");
+            }
+            let nops = insns
+                .iter()
+                .filter(|i| i.mnemonic() == iced_x86::Mnemonic::Nop)
+                .count();
+            if want_nops {
+                assert!(nops > 0, "{spec}: NOP padding expected");
+            } else {
+                assert_eq!(nops, 0, "{spec}: no NOP on the path: {insns:?}");
+            }
+        }
+    }
+}

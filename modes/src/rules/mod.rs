@@ -98,7 +98,7 @@ impl Cx<'_> {
             Code::Jmp_rel32_64 | Code::Call_rel32_64 => 1,
             _ => 2,
         };
-        self.e.align_field(opcode_len);
+        self.e.align_field(opcode_len, self.opts.prefix_pad);
         let index = (self.cache.next_exit_index() + self.exits.len()) as u32;
         let native = self.env.run_natively(target) && self.e.reaches(target, self.cache_span);
         let known = if native {
