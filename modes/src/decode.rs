@@ -34,8 +34,10 @@ pub fn write_disassembly(
 }
 
 /// The most native instructions one block holds; a longer straight line continues in the next
-/// block through a fall-through exit.
-pub const MAX_BLOCK_INSNS: usize = 48;
+/// block through a fall-through exit (a `jmp`, executed). At 48, `entry_SYSCALL_64`'s straight
+/// line (register saves, then `do_syscall_64` called under callret) was cut once per syscall;
+/// at 256 the kernel's straight lines end at their own control transfers.
+pub const MAX_BLOCK_INSNS: usize = 256;
 
 /// One decoded native instruction with its bytes.
 #[derive(Clone, Debug)]
