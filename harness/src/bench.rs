@@ -685,7 +685,7 @@ mod tests {
             &list,
             &[Suite::Micro, Suite::File, Suite::Apache],
             Budget::Quick,
-            vec![NATIVE.into()],
+            vec![NATIVE.into(), "fast".into()],
             2,
         )
         .unwrap();
@@ -693,8 +693,7 @@ mod tests {
         assert!(!names.contains(&"lat_select 100 tcp"));
         assert!(!names.contains(&"webproxy"));
         assert_eq!(names.len(), QUICK_MICRO.len() + QUICK_FILE.len() + 1);
-        let full =
-            matrix_for(&list, &[Suite::Micro], Budget::Full, vec![NATIVE.into()], 3).unwrap();
+        let full = matrix_for(&list, &[Suite::Micro], Budget::Full, modes(), 3).unwrap();
         assert_eq!(full.benchmarks.len(), QUICK_MICRO.len() + 1);
         assert!(full.benchmarks[0].args.contains(&"--budget-ms".to_string()));
     }
@@ -705,11 +704,55 @@ mod tests {
             "micro\tlat_pipe\n",
             &[Suite::Micro],
             Budget::Quick,
-            vec![],
+            modes(),
             1,
         )
         .unwrap_err();
         assert!(err.to_string().contains("lat_syscall null"), "{err}");
+    }
+
+    fn modes() -> Vec<String> {
+        vec![NATIVE.into(), "fast".into()]
+    }
+
+    #[test]
+    fn plans_are_checked_with_the_modules_mode_spec_parser() {
+        let list = "micro	lat_pipe
+";
+        let plan = |modes: &[&str], reps| {
+            let modes = modes.iter().map(|m| m.to_string()).collect();
+            matrix_for(list, &[Suite::Micro], Budget::Full, modes, reps)
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        };
+        assert_eq!(plan(&["native", "drk:no-jumptable"], 1), Ok(()));
+        for (modes, reps, why) in [
+            (&[][..], 1, "empty"),
+            (&["native"][..], 1, "only native"),
+            (&["fast", "drk"][..], 1, "must include native"),
+            (&["native", "fast", "fast:callret"][..], 1, "twice"),
+            (&["native", "native", "fast"][..], 1, "twice"),
+            (&["native", "fast:turbo"][..], 1, "unknown option"),
+            (&["native", "drk:callret"][..], 1, "callret"),
+            (&["native", "fast"][..], 0, "--reps 0"),
+        ] {
+            let err = plan(modes, reps).unwrap_err();
+            assert!(err.contains(why), "{modes:?} reps {reps}: {err}");
+        }
+    }
+
+    #[test]
+    fn a_boot_timeout_shorter_than_the_plan_is_refused() {
+        let list = "micro	lat_pipe
+file	fileserver
+apache	ab
+";
+        let all = [Suite::Micro, Suite::File, Suite::Apache];
+        let m = matrix_for(list, &all, Budget::Full, modes(), 2).unwrap();
+        let need = m.min_boot_s(Budget::Full);
+        assert!(m.check_boot_timeout(Budget::Full, need).is_ok());
+        let err = m.check_boot_timeout(Budget::Full, need - 1).unwrap_err();
+        assert!(err.to_string().contains("too short"), "{err}");
     }
 
     #[test]
