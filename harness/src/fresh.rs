@@ -75,10 +75,28 @@ fn mounts_under(root: &Path) -> Result<Vec<PathBuf>> {
     Ok(found)
 }
 
+/// Kills every process whose root directory is `root` or below (what an interrupted check
+/// left running in the chroot: a kernel build, a guest).
+fn kill_processes_in(root: &Path) {
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return;
+    };
+    for entry in procs.flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        if std::fs::read_link(entry.path().join("root")).is_ok_and(|r| r.starts_with(root)) {
+            // SAFETY: sending a signal; the pid was just read from /proc.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        }
+    }
+}
+
 /// Removes a fresh root left by an earlier check, after unmounting everything below it. It
 /// refuses while anything stays mounted there: removing the files of a bound `/dev` or
 /// `/proc` would remove the host's.
 fn remove_root(root: &Path) -> Result<()> {
+    kill_processes_in(root);
     for m in mounts_under(root)? {
         let _ = process::output(Command::new("umount").arg("-l").arg(&m));
     }
