@@ -239,17 +239,23 @@ fn writer_then_reader_round_trips_records_failures_and_manifest() {
     assert_eq!(loaded.manifest, expected);
 }
 
-#[test]
-fn writer_flushes_rows_before_the_run_finishes() {
-    let root = tempfile::tempdir().unwrap();
-    let id = RunId::new(1_777_636_800, "abc1234").unwrap();
-    let mut writer = RunWriter::create(root.path(), &id).unwrap();
+/// A run being written under `root` with the first guest record appended (native, boot 0).
+fn writer_with_one_record(root: &std::path::Path, id: &RunId) -> RunWriter {
+    let mut writer = RunWriter::create(root, id).unwrap();
     let slot = Slot {
         mode: "native".into(),
         boot: 0,
         round: 0,
     };
     writer.append_record(&slot, &guest_records()[0]).unwrap();
+    writer
+}
+
+#[test]
+fn writer_flushes_rows_before_the_run_finishes() {
+    let root = tempfile::tempdir().unwrap();
+    let id = RunId::new(1_777_636_800, "abc1234").unwrap();
+    let writer = writer_with_one_record(root.path(), &id);
 
     // Read while the writer is still open, as after a crash of the harness.
     let text = fs::read_to_string(writer.dir().join(SAMPLES_FILE)).unwrap();
@@ -275,14 +281,7 @@ fn writer_refuses_to_overwrite_an_existing_run() {
 fn a_writer_dropped_unfinished_leaves_no_run_directory() {
     let root = tempfile::tempdir().unwrap();
     let id = RunId::parse(GOLDEN_ID).unwrap();
-    let mut writer = RunWriter::create(root.path(), &id).unwrap();
-    let slot = Slot {
-        mode: "native".into(),
-        boot: 0,
-        round: 0,
-    };
-    writer.append_record(&slot, &guest_records()[0]).unwrap();
-    drop(writer);
+    drop(writer_with_one_record(root.path(), &id));
     let left: Vec<_> = fs::read_dir(root.path()).unwrap().collect();
     assert!(left.is_empty(), "{left:?}");
 }
