@@ -219,6 +219,16 @@ impl CodeCache {
         self.exits.extend(exits);
     }
 
+    /// Writes code that belongs to no block (a landing) at the next free address, if it fits.
+    pub(crate) fn append(&mut self, bytes: &[u8]) -> bool {
+        if bytes.len() as u64 > self.free() {
+            return false;
+        }
+        self.mem.write(self.next, bytes);
+        self.next = (self.next + bytes.len() as u64 + 15) & !15;
+        true
+    }
+
     /// Reserves room for `blocks` blocks and `exits` exits, and makes them the limit (see
     /// [`crate::Translator::reserve`]).
     pub(crate) fn reserve(
@@ -278,6 +288,10 @@ impl CodeCache {
             return None;
         }
         if tx < self.mem.tx_base() + PERSISTENT_SIZE {
+            // The landing miss path, like a landing, has no native PC (fast only).
+            if tx >= self.entries.landing_miss {
+                return None;
+            }
             let i = self
                 .persistent_recipes
                 .partition_point(|(a, _)| *a <= tx)

@@ -17,7 +17,8 @@
 //! | [`link`] | exit stubs, persistent dispatcher entries, the dispatcher calling convention, chaining |
 //! | [`dispatch`] | the trampoline that saves state and calls [`Translator::dispatch`] |
 //! | [`cache`] | blocks, exits, native→tx and tx→native maps, flush with a generation counter |
-//! | [`jumptable`] | the inline indirect-branch lookup table |
+//! | [`jumptable`] | the inline indirect-branch lookup table (drk, and fast without landings) |
+//! | [`landing`] | fast's indirect-branch lookup: a table of per-target landings |
 //! | [`rollback`] | recipes and native-state reconstruction |
 //! | [`clients`] | inscount and indirect counters, statistics |
 //! | [`translator`] | [`Translator`]: translate, dispatch, flush, stats, rollback, next boundary |
@@ -44,6 +45,7 @@ pub mod drk_entry;
 pub(crate) mod emit;
 pub mod env;
 pub mod jumptable;
+pub mod landing;
 pub mod link;
 pub mod rollback;
 pub mod rules;

@@ -37,7 +37,7 @@
 //! | where | what |
 //! |---|---|
 //! | `[rsp+0]`  | return address into the persistent entry |
-//! | `[rsp+8]`  | exit id (`u64`, sign-extended imm32; `< 2^31`) |
+//! | `[rsp+8]`  | exit id (`u64`, sign-extended imm32: a block exit's `< 2^31`, the landing miss path's `-1`) |
 //! | `[rsp+16]` | target slot: the native target |
 //! | every GPR, RFLAGS, the FPU/SSE state | the program's, to be preserved |
 //!
@@ -75,6 +75,9 @@ pub struct Entries {
     pub krz: u64,
     /// drk `iretq` tail.
     pub iret: u64,
+    /// The miss path of fast's landings ([`crate::landing`]): `[rsp]` = saved rax,
+    /// `[rsp+8]` = saved rcx, rcx = the native target, then the red-zone gap.
+    pub landing_miss: u64,
 }
 
 impl Entries {
@@ -139,6 +142,17 @@ pub(crate) fn emit_persistent(
     };
     let krz = if red_zone == 8 { k8 } else { krz };
     let iret = entry(&mut e, None)?;
+    // Landing miss: restore rax and rcx, leave the target in rcx's save slot, enter with k =
+    // the gap. The locked `xchg` is off the hit path.
+    // No recipes: it has no native PC (`CodeCache::tx_info` answers None), like a landing.
+    let landing_miss = e.here();
+    e.pop_reg(Register::RAX)?;
+    e.insn(&Instruction::with2(
+        Code::Xchg_rm64_r64,
+        MemoryOperand::with_base(Register::RSP),
+        Register::RCX,
+    )?)?;
+    emit_enter_dispatcher(&mut e, crate::landing::MISS_ID as u32, krz)?;
     e.finish();
     assert!(
         e.buf.len() as u64 <= PERSISTENT_SIZE,
@@ -146,9 +160,20 @@ pub(crate) fn emit_persistent(
     );
     mem.write(base, &e.buf);
     for (off, r) in &e.recipes {
-        recipes.push((base + *off as u64, *r));
+        if base + (*off as u64) < landing_miss {
+            recipes.push((base + *off as u64, *r));
+        }
     }
-    Ok((Entries { k0, k8, krz, iret }, recipes))
+    Ok((
+        Entries {
+            k0,
+            k8,
+            krz,
+            iret,
+            landing_miss,
+        },
+        recipes,
+    ))
 }
 
 /// Emits a direct exit stub for native `target` whose target slot ends `red_zone` bytes below

@@ -10,6 +10,7 @@
 //! |---|---|---|---|
 //! | `chaining` | on | on | patch exit stubs' `jmp rel32` to the translated target |
 //! | `jumptable` | on | on | inline indirect-branch lookup (off: every indirect branch enters the dispatcher) |
+//! | `landings` | on | — | the lookup jumps through a table of per-target landings (fast only; off: the two-array probe) |
 //! | `callret` | on | — | identity call/ret (fast only; `fast:no-callret` is the paper's ablation) |
 //! | `flags-liveness` | on | on | skip flag-preserving sequences where the flags are dead |
 //! | `prefix-pad` | on | on | align chainable rel32 fields with prefixes of the branch, not NOPs before it |
@@ -17,7 +18,11 @@
 //! | `indirect` | off | off | count indirect branches executed and jumptable hits |
 //!
 //! Errors, never silent fixes: an unknown design or option, an option given twice (in either
-//! polarity), and `callret` named in a drk spec (drk always pushes native return addresses).
+//! polarity), `callret` named in a drk spec (drk always pushes native return addresses),
+//! `landings` named in a drk spec (drk must roll back every tx address to a native state, and a
+//! landing shared by many sites has none), and `landings` named together with `no-jumptable`.
+//! `no-jumptable` alone also turns landings off (it removes the inline lookup entirely), and
+//! the canonical form then omits `no-landings`.
 
 use core::fmt;
 use core::str::FromStr;
@@ -49,6 +54,9 @@ pub struct Options {
     pub chaining: bool,
     /// Inline indirect-branch lookup table; off = every indirect branch enters the dispatcher.
     pub jumptable: bool,
+    /// The inline lookup goes through per-target landings ([`crate::landing`]; fast only,
+    /// needs `jumptable`); off: the two-array probe of [`crate::jumptable`].
+    pub landings: bool,
     /// Identity call/ret translation (fast only): `call` pushes a code-cache return address and
     /// `ret` is copied. Off (and always in drk): `call` pushes the native return address and
     /// `ret` is a jumptable lookup.
@@ -67,9 +75,10 @@ pub struct Options {
 }
 
 /// The option names in the order the canonical text form prints them.
-pub const OPTION_NAMES: [&str; 7] = [
+pub const OPTION_NAMES: [&str; 8] = [
     "chaining",
     "jumptable",
+    "landings",
     "callret",
     "flags-liveness",
     "prefix-pad",
@@ -77,12 +86,16 @@ pub const OPTION_NAMES: [&str; 7] = [
     "indirect",
 ];
 
+/// Index of `landings` in [`OPTION_NAMES`].
+const LANDINGS: usize = 2;
+
 impl Options {
     /// The defaults of `design`: every mechanism on, clients off.
     pub const fn defaults(design: Design) -> Options {
         Options {
             chaining: true,
             jumptable: true,
+            landings: matches!(design, Design::Fast),
             callret: matches!(design, Design::Fast),
             flags_liveness: true,
             prefix_pad: true,
@@ -95,10 +108,11 @@ impl Options {
         match index {
             0 => &mut self.chaining,
             1 => &mut self.jumptable,
-            2 => &mut self.callret,
-            3 => &mut self.flags_liveness,
-            4 => &mut self.prefix_pad,
-            5 => &mut self.inscount,
+            2 => &mut self.landings,
+            3 => &mut self.callret,
+            4 => &mut self.flags_liveness,
+            5 => &mut self.prefix_pad,
+            6 => &mut self.inscount,
             _ => &mut self.indirect,
         }
     }
@@ -129,8 +143,10 @@ pub enum SpecError {
     UnknownOption(alloc::string::String),
     /// An option was named twice, in either polarity.
     Repeated(&'static str),
-    /// The option does not exist in this design (`callret` in drk).
+    /// The option does not exist in this design (`callret` or `landings` in drk).
     NotInDesign(&'static str, Design),
+    /// `landings` named with `no-jumptable`: landings are a form of the inline lookup.
+    LandingsWithoutJumptable,
     /// `design:` with nothing after the colon, or an empty item between commas.
     EmptyOption,
 }
@@ -146,6 +162,10 @@ impl fmt::Display for SpecError {
                 write!(f, "option `{o}` does not exist in {}", d.name())
             }
             SpecError::EmptyOption => write!(f, "empty option in mode spec"),
+            SpecError::LandingsWithoutJumptable => write!(
+                f,
+                "option `landings` needs the jumptable (landings are a form of its inline lookup)"
+            ),
         }
     }
 }
@@ -163,6 +183,12 @@ impl ModeSpec {
     pub fn validate(&self) -> Result<(), SpecError> {
         if self.design == Design::Drk && self.options.callret {
             return Err(SpecError::NotInDesign("callret", Design::Drk));
+        }
+        if self.design == Design::Drk && self.options.landings {
+            return Err(SpecError::NotInDesign("landings", Design::Drk));
+        }
+        if self.options.landings && !self.options.jumptable {
+            return Err(SpecError::LandingsWithoutJumptable);
         }
         Ok(())
     }
@@ -202,10 +228,15 @@ impl ModeSpec {
                     return Err(SpecError::Repeated(OPTION_NAMES[index]));
                 }
                 seen[index] = true;
-                if design == Design::Drk && OPTION_NAMES[index] == "callret" {
-                    return Err(SpecError::NotInDesign("callret", Design::Drk));
+                if design == Design::Drk && matches!(OPTION_NAMES[index], "callret" | "landings") {
+                    return Err(SpecError::NotInDesign(OPTION_NAMES[index], Design::Drk));
                 }
                 *spec.options.field(index) = on;
+            }
+            // `no-jumptable` removes the inline lookup, landings included, unless they were
+            // asked for by name (refused below).
+            if !spec.options.jumptable && !seen[LANDINGS] {
+                spec.options.landings = false;
             }
         }
         spec.validate()?;
@@ -220,7 +251,9 @@ impl fmt::Display for ModeSpec {
         let mut sep = ':';
         for (index, name) in OPTION_NAMES.iter().enumerate() {
             let on = self.options.get(index);
-            if on != defaults.get(index) {
+            // Implied by `no-jumptable`.
+            let implied = index == LANDINGS && !self.options.jumptable;
+            if on != defaults.get(index) && !implied {
                 let no = if on { "" } else { "no-" };
                 write!(f, "{sep}{no}{name}")?;
                 sep = ',';
@@ -299,9 +332,34 @@ mod tests {
     }
 
     #[test]
+    fn landings_are_fast_only_and_part_of_the_jumptable() {
+        assert!(ModeSpec::parse("fast").unwrap().options.landings);
+        assert!(!ModeSpec::parse("drk").unwrap().options.landings);
+        assert_eq!(
+            ModeSpec::parse("drk:landings"),
+            Err(SpecError::NotInDesign("landings", Design::Drk))
+        );
+        assert_eq!(
+            ModeSpec::parse("fast:no-jumptable,landings"),
+            Err(SpecError::LandingsWithoutJumptable)
+        );
+        let off = ModeSpec::parse("fast:no-jumptable").unwrap();
+        assert!(!off.options.landings);
+        assert_eq!(off.to_string(), "fast:no-jumptable");
+        assert_eq!(
+            ModeSpec::parse("fast:no-jumptable,no-landings").unwrap(),
+            off
+        );
+        assert_eq!(
+            ModeSpec::parse("fast:no-landings").unwrap().to_string(),
+            "fast:no-landings"
+        );
+    }
+
+    #[test]
     fn every_valid_option_set_round_trips() {
         for design in [Design::Fast, Design::Drk] {
-            for bits in 0u32..64 {
+            for bits in 0u32..1 << OPTION_NAMES.len() {
                 let mut spec = ModeSpec::new(design);
                 for i in 0..OPTION_NAMES.len() {
                     *spec.options.field(i) = bits & (1 << i) != 0;

@@ -55,6 +55,9 @@ pub struct Translator<E: Env> {
     pub(crate) data: DataMemory,
     cfg: Config,
     pub(crate) stats: Stats,
+    /// Live landings ([`crate::landing`]): native target → tx address of the `jrcxz`
+    /// displacement that [`Translator::invalidate`] rewrites.
+    landings: alloc::collections::BTreeMap<u64, u64>,
 }
 
 impl<E: Env> Translator<E> {
@@ -85,6 +88,9 @@ impl<E: Env> Translator<E> {
             counters: Home::resolve(env.counter_home(), data.addr()),
             breakpoints_native: env.breakpoints_run_natively(),
         };
+        if spec.options.landings {
+            crate::landing::clear(&data, cache.entries.landing_miss);
+        }
         Ok(Translator {
             env,
             spec,
@@ -92,6 +98,7 @@ impl<E: Env> Translator<E> {
             data,
             cfg,
             stats: Stats::default(),
+            landings: alloc::collections::BTreeMap::new(),
         })
     }
 
@@ -165,7 +172,12 @@ impl<E: Env> Translator<E> {
     /// guarantees no CPU executes in the cache and no stack or frame holds a cache address.
     pub fn flush(&mut self) {
         self.cache.flush();
-        crate::jumptable::clear(&self.data);
+        if self.spec.options.landings {
+            crate::landing::clear(&self.data, self.cache.entries.landing_miss);
+            self.landings.clear();
+        } else {
+            crate::jumptable::clear(&self.data);
+        }
         self.stats.flushes += 1;
     }
 
@@ -201,6 +213,9 @@ impl<E: Env> Translator<E> {
         }
         for &(_, native) in &starts {
             crate::jumptable::forget(&self.data, native);
+            if let Some(rel8) = self.landings.remove(&native) {
+                self.cache.mem.write(rel8, &[crate::landing::DISABLED_REL8]);
+            }
         }
         let mut poisoned = Vec::new();
         for &b in &stale {
@@ -317,7 +332,10 @@ impl<E: Env> Translator<E> {
     /// indirect one.
     pub fn dispatch(&mut self, exit_id: u64, slot: &mut u64) {
         self.stats.dispatches += 1;
-        if matches!(self.cache.exit(exit_id), Some((_, exit)) if exit.kind == ExitKind::Indirect) {
+        let landing_miss = exit_id == crate::landing::MISS_ID as i64 as u64;
+        if landing_miss
+            || matches!(self.cache.exit(exit_id), Some((_, exit)) if exit.kind == ExitKind::Indirect)
+        {
             self.stats.jumptable_misses += 1;
         }
         let native = *slot;
@@ -335,6 +353,9 @@ impl<E: Env> Translator<E> {
                 return;
             }
         };
+        if landing_miss {
+            self.add_landing(native, tx);
+        }
         // Looked up after translating: a flush in between makes the id stale.
         if let Some((_, exit)) = self.cache.exit(exit_id) {
             match exit.kind {
@@ -355,6 +376,33 @@ impl<E: Env> Translator<E> {
             }
         }
         *slot = tx;
+    }
+
+    /// Emits a landing for `native` → `tx` in front of its bucket's chain, unless it has a
+    /// live one. With no room left in the cache the target keeps missing, which is slower,
+    /// not wrong.
+    fn add_landing(&mut self, native: u64, tx: u64) {
+        if self.landings.contains_key(&native) {
+            return;
+        }
+        let at = self.cache.next_tx();
+        let next = crate::landing::head(&self.data, native);
+        let hits = Some(self.cfg.counters).filter(|_| self.spec.options.indirect);
+        let mut e = crate::emit::Emitter::new(at);
+        let Ok(rel8) = crate::landing::emit(&mut e, native, tx, next, self.cfg.red_zone, hits)
+        else {
+            return;
+        };
+        e.finish();
+        if !self.cache.append(&e.buf) {
+            return;
+        }
+        self.landings.insert(native, rel8);
+        self.stats.jumptable_inserts += 1;
+        if next != self.cache.entries.landing_miss {
+            self.stats.jumptable_conflicts += 1;
+        }
+        crate::landing::push_front(&self.data, native, at);
     }
 
     /// [`Translator::dispatch`] for an assembly trampoline.

@@ -10,7 +10,7 @@
 //! | `jmp rel` | exit (chained `jmp rel32`) |
 //! | `jcc rel` | `jcc rel32` exit, block goes on with the fall-through |
 //! | `loop*`, `jrcxz`, `jecxz` | `op taken; jmp fall; taken: jmp rel32 exit; fall:` |
-//! | `jmp r/m` | `lea rsp,[rsp-rz]; push r/m` then the jumptable lookup (`ret rz`) |
+//! | `jmp r/m` | `lea rsp,[rsp-rz]; push r/m` then the jumptable lookup (`ret rz`); with landings see [`super::landing_sites`] |
 //! | `int3`, `int n`, `int1`, `ud0/1/2` | copied, then an exit to the next native instruction |
 //! | `int3` where breakpoints run natively (kernel) | `jmp rel32` to the native `int3` |
 //! | a direct branch to code that runs natively | straight there, no exit stub on the path |
@@ -49,7 +49,11 @@ pub(crate) fn rule(cx: &mut Cx, n: &NativeInsn) -> RuleResult {
         ) => loop_like(cx, n),
         (FlowControl::ConditionalBranch, _) if i.is_jcc_short_or_near() => jcc(cx, n),
         (FlowControl::IndirectBranch, Mnemonic::Jmp) if i.is_jmp_near_indirect() => {
-            jmp_indirect(cx, n)
+            if cx.opts.landings {
+                super::landing_sites::jmp_indirect(cx, n)
+            } else {
+                jmp_indirect(cx, n)
+            }
         }
         (FlowControl::Interrupt | FlowControl::Exception, _) => trap(cx, n),
         _ => Err(Unsupported),

@@ -13,6 +13,7 @@
 pub mod common;
 pub mod drk;
 pub mod fast;
+pub(crate) mod landing_sites;
 
 use alloc::vec::Vec;
 use iced_x86::{Code, FlowControl};
@@ -77,6 +78,8 @@ pub(crate) struct Cx<'a> {
     block_native: u64,
     exits: Vec<Exit>,
     pending: Vec<Pending>,
+    /// Out-of-line tails of callret indirect calls through landings, emitted after the stubs.
+    pub(crate) tails: Vec<(Label, iced_x86::Instruction)>,
     /// How control leaves the instruction being translated (rules set it; default falls through).
     pub(crate) after: After,
     /// The next instruction must follow with nothing inserted before it (`sti`, `mov ss`).
@@ -251,6 +254,7 @@ pub(crate) fn translate_block(
         block_native: pc,
         exits: Vec::new(),
         pending: Vec::new(),
+        tails: Vec::new(),
         after: After::FallThrough,
         shadow: false,
         new_segment: true,
@@ -361,6 +365,10 @@ pub(crate) fn translate_block(
             link::emit_direct_stub(&mut cx.e, target, id, red_zone, &entries)
                 .map_err(|_| TranslateError::Untranslatable { pc })?;
         }
+    }
+    for (label, insn) in core::mem::take(&mut cx.tails) {
+        landing_sites::emit_call_tail(&mut cx, label, &insn)
+            .map_err(|_| TranslateError::Untranslatable { pc })?;
     }
     cx.e.finish();
     let tx_end = cx.e.here();

@@ -1,0 +1,159 @@
+//! The indirect-branch lookup through landings (fast's `landings` option): a hit is 10
+//! instructions for `jmp *`, 11 for a callret `call *`, and ends in direct jumps.
+//!
+//! A lookup site loads the native target T into rcx and jumps through a table of 2^16 code
+//! addresses indexed by T's low 16 bits. Each entry points at the newest *landing* of its
+//! bucket: a few instructions, emitted by the dispatcher when it first resolves a target, that
+//! check their own target and jump to its translation, or pass T on to the bucket's previous
+//! landing, and finally to the shared miss path. In the kernel (no red zone):
+//!
+//! ```text
+//! site:     push rcx
+//!           mov  rcx, <target operand>     ; T
+//!           push rax
+//!           movzx eax, cx                  ; i = T & 0xffff
+//!           jmp  [TABLE + rax*8]           ; predicted per site, like the native branch
+//! landing(T'):
+//!           lea  rcx, [rcx - T']           ; 0 iff T == T'  (movabs + lea when T' > 2 GiB)
+//!           jrcxz ok
+//!           lea  rcx, [rcx + T']           ; T again
+//!           jmp  previous landing of the bucket (or the miss path)
+//! ok:       pop rax
+//!           pop rcx
+//!           jmp  tx(T')
+//! ```
+//!
+//! Why this shape, against the two-array probe of [`crate::jumptable`] (29 instructions on a
+//! hit, ending in `ret`):
+//! - **One qword per bucket, read once.** The key a landing compares is an immediate in its
+//!   own code, so a table entry can never be read torn against its key, and no entry is ever
+//!   replaced: a new target is pushed in front of its bucket's chain with one aligned qword
+//!   store. No key re-read, no conflicts evicting hot targets.
+//! - **No flags touched** (`lea` + `jrcxz`), so no `pushf`/`popf` whatever the liveness.
+//! - **Predictable:** the table jump sits at the site, where the branch target buffer learns
+//!   it as it learns the native indirect branch; the rest are direct jumps. No `ret` to an
+//!   address the return-stack buffer never saw.
+//! - **The hash** is T's low 16 bits (`movzx`): nothing flag-free folds higher bits in under
+//!   three more instructions. Kernel functions are 16-byte aligned, so call targets fill one
+//!   bucket in 16 and chains of two or three occur; each extra landing costs 4 instructions.
+//!
+//! Every site moves rsp by the same amount, so one landing serves all of them: at the table
+//! jump `[rsp]` = saved rax, `[rsp+8]` = saved rcx, then a gap of `red_zone` bytes (user space
+//! only) above which the stack is what the native branch leaves. A landing pops both and
+//! steps over the gap. The miss path ([`crate::link::emit_persistent`]) turns the same state
+//! into a target slot and enters the dispatcher with [`MISS_ID`], which translates T and
+//! pushes a landing for it.
+//!
+//! Landings are code, not blocks: an address in one has no native PC. That is what fast's
+//! relaxed transparency allows (an interrupt there returns there), and why drk, which must
+//! roll back any tx address, keeps the probe.
+
+use iced_x86::code_asm::{eax, qword_ptr, rax, rcx};
+use iced_x86::Code;
+
+use crate::clients::{self, Counter, Home};
+use crate::emit::{Emitter, EncodeFailed};
+use crate::env::{is_abs32, DataMemory};
+
+/// Offset of the table in [`DataMemory`]: the jumptable's space, which a translator with
+/// landings does not use.
+pub const TABLE_OFF: usize = crate::jumptable::NATIVE_OFF;
+/// Buckets.
+pub const ENTRIES: usize = 1 << 16;
+/// The exit id the shared miss path pushes (as a sign-extended imm32; exit ids of blocks are
+/// below 2^31).
+pub const MISS_ID: i32 = -1;
+
+/// The bucket of native target `native`.
+pub fn bucket(native: u64) -> usize {
+    native as u16 as usize
+}
+
+/// Points every bucket at `miss` (initialisation and flush).
+pub fn clear(data: &DataMemory, miss: u64) {
+    use core::sync::atomic::Ordering;
+    for i in 0..ENTRIES {
+        data.qword(TABLE_OFF + 8 * i).store(miss, Ordering::Relaxed);
+    }
+}
+
+/// The head of `native`'s bucket.
+pub fn head(data: &DataMemory, native: u64) -> u64 {
+    data.qword(TABLE_OFF + 8 * bucket(native))
+        .load(core::sync::atomic::Ordering::Acquire)
+}
+
+/// Makes `landing` (whose chain goes on to the current head) the head of `native`'s bucket.
+/// Callers are serialized (the dispatcher's lock); lookups may run concurrently and see the
+/// old or the new head, both complete chains.
+pub fn push_front(data: &DataMemory, native: u64, landing: u64) {
+    data.qword(TABLE_OFF + 8 * bucket(native))
+        .store(landing, core::sync::atomic::Ordering::Release);
+}
+
+/// Emits the end of a lookup site: `[rsp]` = saved rcx, rcx = the native target. Counts the
+/// branch in the `indirect` client's counter through rax, which is saved by then.
+pub(crate) fn emit_table_jump(
+    e: &mut Emitter,
+    data_addr: u64,
+    counters: Option<Home>,
+) -> Result<(), EncodeFailed> {
+    e.push_reg(iced_x86::Register::RAX)?;
+    if let Some(home) = counters {
+        clients::emit_bump_via(e, home, Counter::IndirectBranches, iced_x86::Register::RAX)?;
+    }
+    let table = (data_addr + TABLE_OFF as u64) as i64;
+    e.asm(|a| {
+        a.movzx(eax, iced_x86::code_asm::cx)?;
+        a.jmp(qword_ptr(rax * 8 + table))
+    })
+}
+
+/// A landing, emitted at `e`'s address: `native` → `tx`, else on to `next`. `gap`: the bytes
+/// every site left between the saved registers and the native stack. `hits` counts hits in
+/// the `indirect` client. Returns the tx address of the `jrcxz` displacement, which
+/// [`disable`] rewrites.
+pub(crate) fn emit(
+    e: &mut Emitter,
+    native: u64,
+    tx: u64,
+    next: u64,
+    gap: u16,
+    hits: Option<Home>,
+) -> Result<u64, EncodeFailed> {
+    let ok = e.new_label();
+    // Both T' and -T' as disp32: true for kernel text and modules (the top 2 GiB).
+    let short = is_abs32(native) && is_abs32(native.wrapping_neg());
+    if short {
+        e.asm(|a| a.lea(rcx, qword_ptr(rcx + native.wrapping_neg() as i32)))?;
+    } else {
+        e.asm(|a| {
+            a.mov(rax, native.wrapping_neg())?;
+            a.lea(rcx, qword_ptr(rcx + rax))
+        })?;
+    }
+    let rel8 = e.branch_to_label(Code::Jrcxz_rel8_64, ok)?;
+    if short {
+        e.asm(|a| a.lea(rcx, qword_ptr(rcx + native as i32)))?;
+    } else {
+        e.asm(|a| {
+            a.mov(rax, native)?;
+            a.lea(rcx, qword_ptr(rcx + rax))
+        })?;
+    }
+    e.branch_to(Code::Jmp_rel32_64, next)?;
+    e.bind(ok);
+    if let Some(home) = hits {
+        clients::emit_bump_via(e, home, Counter::JumptableHits, iced_x86::Register::RCX)?;
+    }
+    e.pop_reg(iced_x86::Register::RAX)?;
+    e.pop_reg(iced_x86::Register::RCX)?;
+    e.lea_rsp(gap as i32)?;
+    e.branch_to(Code::Jmp_rel32_64, tx)?;
+    Ok(rel8)
+}
+
+/// The byte that makes a landing's `jrcxz` fall through: a disabled landing passes every
+/// target on (its block was invalidated). One byte, so concurrent lookups see the old or the
+/// new displacement.
+pub const DISABLED_REL8: u8 = 0;

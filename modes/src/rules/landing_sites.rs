@@ -1,0 +1,181 @@
+//! Indirect branches looked up through landings (fast with `landings`, the default): each
+//! site loads the native target into rcx with rcx and rax saved, the red-zone gap below
+//! them, and jumps through the landing table ([`crate::landing`]). What the landing leaves is
+//! the native branch's stack:
+//!
+//! | native | site |
+//! |---|---|
+//! | `jmp r/m` | `[lea rsp,[rsp-rz]]` `push rcx` `mov rcx, r/m` → table |
+//! | `call r/m`, callret | `call tail` inline (pushes tx of the fall-through, which the block goes on to translate); `tail:` after the stubs: `[lea rsp,[rsp-rz]]` `push rcx` `mov rcx, r/m` → table |
+//! | `call r/m`, no-callret | `lea rsp,[rsp-8-rz]` `push rcx` `mov rcx, r/m`, the native return address into the reserved qword → table |
+//! | `ret`, no red zone (kernel) | `xchg rcx,[rsp]` → table (the return address's qword holds the saved rcx) |
+//! | `ret`, red zone | `lea rsp,[rsp+8-rz]` `push rcx` `mov rcx,[rsp+rz]` → table |
+//!
+//! `ret imm16` keeps the probe of [`crate::jumptable`]: the landing cannot drop its bytes.
+
+use iced_x86::{Code, Instruction, MemoryOperand, OpKind, Register};
+
+use super::{Cx, Flow, RuleResult, Unsupported};
+use crate::cache::After;
+use crate::decode::NativeInsn;
+use crate::env::is_abs32;
+use crate::landing;
+use crate::rollback::Recipe;
+
+/// Whether operand 0 is a near target [`load_target`] can read: a 64-bit register other than
+/// rsp, or a qword in memory addressed by 64-bit registers or RIP (far pointers, m16:64, are
+/// not near targets).
+fn loadable(i: &Instruction) -> bool {
+    match i.op0_kind() {
+        OpKind::Register => i.op0_register().size() == 8 && i.op0_register() != Register::RSP,
+        OpKind::Memory => {
+            let ok = |r: Register| r == Register::None || r.is_gpr64();
+            i.memory_size().size() == 8
+                && (i.memory_base() == Register::RIP || ok(i.memory_base()))
+                && ok(i.memory_index())
+        }
+        _ => false,
+    }
+}
+
+/// `mov rcx, <operand 0>` as the native instruction reads it: rsp-based operands see the
+/// native rsp (the site's pushes undone), RIP-relative ones the native address.
+fn load_target(cx: &mut Cx, i: &Instruction) -> Result<(), Unsupported> {
+    if !loadable(i) {
+        return Err(Unsupported);
+    }
+    let e = &mut cx.e;
+    let mov = |mem: MemoryOperand| Instruction::with2(Code::Mov_r64_rm64, Register::RCX, mem);
+    match i.op0_kind() {
+        OpKind::Register => {
+            let r = i.op0_register();
+            if r != Register::RCX {
+                e.insn(&Instruction::with2(Code::Mov_r64_rm64, Register::RCX, r)?)?;
+            }
+        }
+        _ => {
+            let (base, index, seg) = (i.memory_base(), i.memory_index(), i.segment_prefix());
+            if base == Register::RIP {
+                let addr = i.memory_displacement64();
+                let cp = e.checkpoint();
+                let rip = MemoryOperand::with_base_displ(Register::RIP, addr as i64);
+                if e.insn(&mov(rip)?).is_ok() {
+                    return Ok(());
+                }
+                e.restore(cp);
+                if is_abs32(addr) {
+                    let abs = MemoryOperand::new(
+                        Register::None,
+                        Register::None,
+                        1,
+                        addr as i64,
+                        4,
+                        false,
+                        seg,
+                    );
+                    e.insn(&mov(abs)?)?;
+                } else {
+                    e.insn(&Instruction::with2(
+                        Code::Mov_r64_imm64,
+                        Register::RCX,
+                        addr,
+                    )?)?;
+                    e.insn(&mov(MemoryOperand::with_base(Register::RCX))?)?;
+                }
+                return Ok(());
+            }
+            let mut displ = i.memory_displacement64() as i64;
+            if base == Register::RSP {
+                displ += e.cur.rsp_adjust as i64;
+            }
+            let size = if displ == 0 { 0 } else { 1 };
+            let mem =
+                MemoryOperand::new(base, index, i.memory_index_scale(), displ, size, false, seg);
+            e.insn(&mov(mem)?)?;
+        }
+    }
+    Ok(())
+}
+
+/// The end every site shares: rcx saved at `[rsp]`, the target loaded, the table jump.
+fn load_and_jump(cx: &mut Cx, i: &Instruction) -> Result<(), Unsupported> {
+    load_target(cx, i)?;
+    landing::emit_table_jump(&mut cx.e, cx.data_addr, cx.indirect)?;
+    Ok(())
+}
+
+/// `jmp r/m`.
+pub(crate) fn jmp_indirect(cx: &mut Cx, n: &NativeInsn) -> RuleResult {
+    cx.e.lea_rsp(-(cx.red_zone as i32))?;
+    cx.e.push_reg(Register::RCX)?;
+    load_and_jump(cx, &n.insn)?;
+    cx.after = After::Dynamic;
+    Ok(Flow::End)
+}
+
+/// callret `call r/m`: the inline `call` to a tail emitted after the block's stubs
+/// ([`emit_call_tail`]); the block goes on with the fall-through, where the callee returns.
+pub(crate) fn call_callret(cx: &mut Cx, n: &NativeInsn) -> RuleResult {
+    if !loadable(&n.insn) {
+        return Err(Unsupported);
+    }
+    let tail = cx.e.new_label();
+    cx.e.branch_to_label(Code::Call_rel32_64, tail)?;
+    cx.tails.push((tail, n.insn));
+    cx.after = After::Dynamic;
+    cx.new_segment = true;
+    Ok(Flow::Continue)
+}
+
+/// The tail of a callret `call r/m` at `label` (after the stubs): the call pushed the tx
+/// return address.
+pub(crate) fn emit_call_tail(
+    cx: &mut Cx,
+    label: crate::emit::Label,
+    i: &Instruction,
+) -> Result<(), Unsupported> {
+    cx.e.bind(label);
+    cx.e.cur = Recipe {
+        rsp_adjust: 8,
+        ..Recipe::clean(i.ip())
+    };
+    cx.e.lea_rsp(-(cx.red_zone as i32))?;
+    cx.e.push_reg(Register::RCX)?;
+    load_and_jump(cx, i)
+}
+
+/// no-callret `call r/m`: the native return address where the hardware puts it.
+pub(crate) fn call_push_native(cx: &mut Cx, n: &NativeInsn) -> RuleResult {
+    let rz = cx.red_zone as i32;
+    cx.e.lea_rsp(-8 - rz)?;
+    cx.e.push_reg(Register::RCX)?;
+    load_target(cx, &n.insn)?;
+    cx.e.store_u64(8 + rz, n.insn.next_ip())?;
+    landing::emit_table_jump(&mut cx.e, cx.data_addr, cx.indirect)?;
+    cx.after = After::Dynamic;
+    Ok(Flow::End)
+}
+
+/// no-callret `ret` (no immediate).
+pub(crate) fn ret(cx: &mut Cx, _n: &NativeInsn) -> RuleResult {
+    let rz = cx.red_zone as i32;
+    if rz == 0 {
+        cx.e.insn(&Instruction::with2(
+            Code::Xchg_rm64_r64,
+            MemoryOperand::with_base(Register::RSP),
+            Register::RCX,
+        )?)?;
+    } else {
+        cx.e.lea_rsp(8 - rz)?;
+        cx.e.push_reg(Register::RCX)?;
+        let slot = MemoryOperand::with_base_displ(Register::RSP, rz as i64);
+        cx.e.insn(&Instruction::with2(
+            Code::Mov_r64_rm64,
+            Register::RCX,
+            slot,
+        )?)?;
+    }
+    landing::emit_table_jump(&mut cx.e, cx.data_addr, cx.indirect)?;
+    cx.after = After::Dynamic;
+    Ok(Flow::End)
+}
