@@ -27,7 +27,10 @@ use serde::{Deserialize, Serialize};
 use time::macros::format_description;
 
 /// Version of the manifest and CSV layout; bumped on any incompatible change.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
+/// The oldest schema this build still reads: version 1 lacks the warm-up columns, which
+/// then read as empty.
+pub const OLDEST_SCHEMA_VERSION: u32 = 1;
 /// File name of the run manifest inside a run directory.
 pub const MANIFEST_FILE: &str = "manifest.json";
 /// File name of the sample table inside a run directory.
@@ -35,7 +38,7 @@ pub const SAMPLES_FILE: &str = "samples.csv";
 /// The mode that every other mode is compared against.
 pub const NATIVE_MODE: &str = "native";
 /// Columns of `samples.csv`, in order. Field meanings are documented on [`SampleRow`].
-pub const SAMPLE_COLUMNS: [&str; 14] = [
+pub const SAMPLE_COLUMNS: [&str; 16] = [
     "boot",
     "round",
     "mode",
@@ -50,7 +53,11 @@ pub const SAMPLE_COLUMNS: [&str; 14] = [
     "iterations",
     "status",
     "reason",
+    "warmup_blocks",
+    "warmup_settled",
 ];
+/// Columns of a schema-1 `samples.csv`: all but the warm-up ones.
+const SAMPLE_COLUMNS_V1: usize = 14;
 
 /// Workload family a benchmark belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -435,6 +442,15 @@ pub struct BenchRecord {
     /// Why it did not, for a failed record.
     #[serde(default)]
     pub reason: Option<String>,
+    /// Warm-up passes before calibration (suites that warm up to a steady state).
+    #[serde(default)]
+    pub warmup_passes: Option<u32>,
+    /// Blocks kdbt translated during the warm-up: the benchmark's cold-start cost.
+    #[serde(default)]
+    pub warmup_blocks: Option<u64>,
+    /// Whether the warm-up reached a pass that translated (almost) nothing.
+    #[serde(default)]
+    pub warmup_settled: Option<bool>,
 }
 
 impl BenchRecord {
@@ -496,6 +512,13 @@ pub struct SampleRow {
     pub status: Status,
     /// Why the sample is missing; empty for an ok row.
     pub reason: Option<String>,
+    /// Blocks kdbt translated while the benchmark warmed up before its samples (the
+    /// cold-start cost, per slot); empty where the suite has no steady-state warm-up.
+    #[serde(default)]
+    pub warmup_blocks: Option<u64>,
+    /// Whether that warm-up settled (a pass translated almost nothing); empty as above.
+    #[serde(default)]
+    pub warmup_settled: Option<bool>,
 }
 
 impl SampleRow {
@@ -523,6 +546,8 @@ impl SampleRow {
             iterations: record.iterations_per_sample,
             status: record.status,
             reason: None,
+            warmup_blocks: record.warmup_blocks,
+            warmup_settled: record.warmup_settled,
         };
         let rows = match record.status {
             Status::Ok => {
@@ -708,9 +733,9 @@ pub struct Failure {
 impl Manifest {
     /// Checks the manifest's internal consistency. Errors name the offending field.
     pub fn check(&self) -> Result<()> {
-        if self.schema_version != SCHEMA_VERSION {
+        if !(OLDEST_SCHEMA_VERSION..=SCHEMA_VERSION).contains(&self.schema_version) {
             bail!(
-                "schema_version {} is not supported (this build reads {SCHEMA_VERSION})",
+                "schema_version {} is not supported (this build reads {OLDEST_SCHEMA_VERSION} to {SCHEMA_VERSION})",
                 self.schema_version
             );
         }
@@ -918,6 +943,8 @@ impl RunWriter {
             iterations: None,
             status: Status::Failed,
             reason: Some(failure.reason.clone()),
+            warmup_blocks: None,
+            warmup_settled: None,
         })?;
         self.failures.push(failure);
         Ok(())
@@ -1051,12 +1078,16 @@ fn load_samples(path: &Path, manifest: &Manifest) -> Result<Vec<SampleRow>> {
         .headers()
         .map_err(|e| anyhow!("{}: {e}", at(1)))?
         .clone();
-    if headers.iter().ne(SAMPLE_COLUMNS) {
+    let columns = match manifest.schema_version {
+        1 => &SAMPLE_COLUMNS[..SAMPLE_COLUMNS_V1],
+        _ => &SAMPLE_COLUMNS[..],
+    };
+    if headers.iter().ne(columns.iter().copied()) {
         bail!(
             "{}: header is {:?}, expected {:?}",
             at(1),
             headers.iter().collect::<Vec<_>>(),
-            SAMPLE_COLUMNS
+            columns
         );
     }
 

@@ -585,10 +585,14 @@ fn manifest_without_a_required_field_is_rejected() {
 fn manifest_of_a_newer_schema_is_rejected() {
     let (_tmp, dir) = golden_copy();
     edit(&dir.join(MANIFEST_FILE), |t| {
-        t.replace("\"schema_version\": 1", "\"schema_version\": 2")
+        t.replace(
+            "\"schema_version\": 1",
+            &format!("\"schema_version\": {}", SCHEMA_VERSION + 1),
+        )
     });
     let err = load_error(&dir);
-    assert!(err.contains("schema_version 2 is not supported"), "{err}");
+    let want = format!("schema_version {} is not supported", SCHEMA_VERSION + 1);
+    assert!(err.contains(&want), "{err}");
 }
 
 #[test]

@@ -328,6 +328,15 @@ fn the_kernel_runs_a_kernel_mix_translated_in_both_fast_option_sets() {
     }
 }
 
+/// The fast-speed options each switched off (for the ablation) still run the kernel.
+#[test]
+#[ignore = "needs the guest lab: run through `cargo xtask test`"]
+fn the_kernel_runs_a_kernel_mix_with_each_fast_speed_option_off() {
+    for m in ["fast:no-landings", "fast:no-prefix-pad"] {
+        run_mix(m);
+    }
+}
+
 /// `drk: NAME VALUE` from the statistics.
 fn drk_stat(stats: &str, name: &str) -> u64 {
     number_after(stats, &format!("drk: {name}"))

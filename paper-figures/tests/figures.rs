@@ -577,6 +577,8 @@ fn sample(mode: &str, benchmark: &str, value: f64) -> SampleRow {
         iterations: None,
         status: Status::Ok,
         reason: None,
+        warmup_blocks: None,
+        warmup_settled: None,
     }
 }
 

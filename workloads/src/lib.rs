@@ -11,6 +11,7 @@ pub mod record;
 pub mod size;
 pub mod stats;
 pub mod sys;
+pub mod warmup;
 
 pub use record::Record;
 

@@ -197,6 +197,16 @@ pub struct Record {
     pub status: Status,
     /// Why it failed; `None` when ok.
     pub reason: Option<String>,
+    /// Warm-up passes run before calibration ([`crate::warmup`]); `None` for suites that do
+    /// not warm up to a steady state yet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warmup_passes: Option<u32>,
+    /// Blocks kdbt translated during the warm-up (the cold-start cost), in blocks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warmup_blocks: Option<u64>,
+    /// Whether the warm-up reached a pass that translated (almost) nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warmup_settled: Option<bool>,
 }
 
 impl Record {
@@ -240,6 +250,9 @@ impl Record {
             iterations_per_sample,
             status: Status::Ok,
             reason: None,
+            warmup_passes: None,
+            warmup_blocks: None,
+            warmup_settled: None,
         }
     }
 
@@ -267,6 +280,9 @@ impl Record {
             iterations_per_sample: 0,
             status: Status::Failed,
             reason: Some(reason.into()),
+            warmup_passes: None,
+            warmup_blocks: None,
+            warmup_settled: None,
         }
     }
 

@@ -26,7 +26,7 @@ use anyhow::Context;
 
 use crate::output::RecordSink;
 use crate::record::{Metric, Params, Record, Suite};
-use crate::stats;
+use crate::{stats, warmup};
 
 /// Everything a benchmark's setup may use.
 pub struct Env {
@@ -219,12 +219,24 @@ fn measure(spec: &Spec, env: &Env, samples: usize, target_ns: u64) -> Record {
         Ok(b) => b,
         Err(e) => return fail("setup", e),
     };
+    // Steady state first: calibration never sees a cold translator.
+    let warm = match warmup::warm_up(
+        target_ns,
+        || warmup::blocks_translated(std::path::Path::new(warmup::STATS_PATH)),
+        |n| {
+            let ns = bench.run(n)?;
+            Ok::<_, anyhow::Error>(bench.last_run_total_ns().unwrap_or(ns))
+        },
+    ) {
+        Ok(w) => w,
+        Err(e) => return fail("warm-up", e),
+    };
     let iters = match stats::calibrate(target_ns, |n| {
         let ns = bench.run(n)?;
         Ok::<_, anyhow::Error>(bench.last_run_total_ns().unwrap_or(ns))
     }) {
         Ok(n) => n,
-        Err(e) => return fail("warm-up", e),
+        Err(e) => return fail("calibration", e),
     };
     let mut values = Vec::with_capacity(samples);
     for _ in 0..samples {
@@ -240,12 +252,16 @@ fn measure(spec: &Spec, env: &Env, samples: usize, target_ns: u64) -> Record {
     if let Some(note) = bench.diagnostics() {
         eprintln!("{}: {note}", spec.name);
     }
-    Record::ok(
+    let mut record = Record::ok(
         Suite::Micro,
         spec.name,
         params,
         spec.metric(),
         values,
         iters,
-    )
+    );
+    record.warmup_passes = Some(warm.passes);
+    record.warmup_blocks = Some(warm.blocks);
+    record.warmup_settled = Some(warm.settled);
+    record
 }

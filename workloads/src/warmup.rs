@@ -1,0 +1,182 @@
+//! Steady state before measuring: a translated slot starts with a cold code cache, and every
+//! block its benchmark first runs is translated inside whatever run comes first. So before
+//! calibration, the benchmark runs warm-up passes until a pass translates (almost) nothing,
+//! read from kdbt's own statistics (`blocks_translated` in debugfs). Natively, or with kdbt
+//! not loaded, the first pass settles at once.
+//!
+//! What the warm-up translated is the benchmark's cold-start cost, reported beside the
+//! samples ([`WarmUp`]), not mixed into them.
+
+use std::path::Path;
+
+/// kdbt's statistics, as `kdbtctl stats` prints them.
+pub const STATS_PATH: &str = "/sys/kernel/debug/kdbt/stats";
+
+/// A pass that translates at most this many blocks (or 1% of the first pass's, if more) ends
+/// the warm-up: other tasks' and interrupts' rare paths still get translated now and then.
+pub const SETTLED_BLOCKS: u64 = 2;
+
+/// Most warm-up passes; a benchmark still translating after them is reported unsettled.
+pub const MAX_PASSES: u32 = 16;
+
+/// What the warm-up of one benchmark did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WarmUp {
+    /// Passes run (each of 1, 2, 4, … operations while a pass stays under half a sample).
+    pub passes: u32,
+    /// Blocks kdbt translated during them (all CPUs), in blocks.
+    pub blocks: u64,
+    /// Whether the last pass translated at most the settled threshold.
+    pub settled: bool,
+}
+
+/// Total `blocks_translated` in kdbt's statistics file at `path`: None when it cannot be
+/// read (kdbt not loaded, debugfs not mounted) or names no such counter.
+pub fn blocks_translated(path: &Path) -> Option<u64> {
+    let text = std::fs::read_to_string(path).ok()?;
+    blocks_in(&text)
+}
+
+/// Sum of every `blocks_translated N` in a statistics text (one per translator scope).
+fn blocks_in(text: &str) -> Option<u64> {
+    let mut sum = None;
+    for line in text.lines() {
+        let mut words = line.split_whitespace();
+        while let Some(w) = words.next() {
+            if w == "blocks_translated" {
+                let n: u64 = words.next()?.parse().ok()?;
+                *sum.get_or_insert(0) += n;
+            }
+        }
+    }
+    sum
+}
+
+/// Runs warm-up passes of `run(n)` (n operations; returns the ns they took) until a pass
+/// translates at most [`SETTLED_BLOCKS`] (or 1% of the first pass's blocks), or
+/// [`MAX_PASSES`] passes. `blocks()` reads the translated-block count; when it gives None
+/// before the first pass there is no translator to warm and nothing runs. The pass length
+/// doubles while a pass takes less than half of `target_ns`.
+///
+/// # Errors
+/// The first error `run` returns.
+pub fn warm_up<E>(
+    target_ns: u64,
+    mut blocks: impl FnMut() -> Option<u64>,
+    mut run: impl FnMut(u64) -> Result<u64, E>,
+) -> Result<WarmUp, E> {
+    let Some(mut last) = blocks() else {
+        return Ok(WarmUp {
+            passes: 0,
+            blocks: 0,
+            settled: true,
+        });
+    };
+    let mut w = WarmUp {
+        passes: 0,
+        blocks: 0,
+        settled: false,
+    };
+    let (mut n, mut first) = (1u64, None);
+    while w.passes < MAX_PASSES {
+        let took = run(n)?;
+        w.passes += 1;
+        let now = blocks().unwrap_or(last);
+        let pass = now.saturating_sub(last);
+        last = now;
+        w.blocks += pass;
+        let first = *first.get_or_insert(pass);
+        if pass <= SETTLED_BLOCKS.max(first / 100) {
+            w.settled = true;
+            break;
+        }
+        if took < target_ns / 2 {
+            n *= 2;
+        }
+    }
+    Ok(w)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::convert::Infallible;
+
+    #[test]
+    fn the_counter_is_summed_over_every_scope_of_the_stats_text() {
+        let text = "mode fast\ntranslator: blocks_translated 8112\ncpu1 translator: blocks_translated 8\ntotal: syscalls 5\n";
+        assert_eq!(blocks_in(text), Some(8120));
+        assert_eq!(blocks_in("total: syscalls 5\n"), None);
+        assert_eq!(blocks_in("translator: blocks_translated x\n"), None);
+    }
+
+    #[test]
+    fn without_a_translator_nothing_runs() {
+        let mut runs = 0;
+        let w = warm_up(
+            1000,
+            || None,
+            |_| {
+                runs += 1;
+                Ok::<_, Infallible>(1)
+            },
+        )
+        .unwrap();
+        assert_eq!((runs, w.passes, w.settled), (0, 0, true));
+    }
+
+    /// A translator that translates `cold[i]` blocks in pass i, then nothing.
+    fn passes_of(cold: &[u64]) -> WarmUp {
+        let counter = std::cell::Cell::new(100u64);
+        let mut pass = 0;
+        warm_up(
+            1_000_000,
+            || Some(counter.get()),
+            |_| {
+                counter.set(counter.get() + cold.get(pass).copied().unwrap_or(0));
+                pass += 1;
+                Ok::<_, Infallible>(10)
+            },
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn passes_run_until_one_translates_almost_nothing() {
+        let w = passes_of(&[500, 300, 40, 1]);
+        assert_eq!(
+            w,
+            WarmUp {
+                passes: 4,
+                blocks: 841,
+                settled: true
+            }
+        );
+        // 1% of the first pass: 70 blocks after a 7000-block pass count as settled.
+        assert_eq!(passes_of(&[7000, 60]).passes, 2);
+        assert_eq!(passes_of(&[0]).passes, 1, "already warm: one pass");
+    }
+
+    #[test]
+    fn a_benchmark_that_keeps_translating_is_reported_unsettled() {
+        let w = passes_of(&[1000; 40]);
+        assert_eq!((w.passes, w.settled), (MAX_PASSES, false));
+    }
+
+    #[test]
+    fn the_pass_length_doubles_while_passes_are_short() {
+        let counter = std::cell::Cell::new(0u64);
+        let mut lengths = Vec::new();
+        warm_up(
+            1000,
+            || Some(counter.get()),
+            |n| {
+                lengths.push(n);
+                counter.set(counter.get() + 100);
+                Ok::<_, Infallible>(if n >= 4 { 600 } else { 10 })
+            },
+        )
+        .unwrap();
+        assert_eq!(&lengths[..5], &[1, 2, 4, 4, 4]);
+    }
+}
