@@ -307,6 +307,14 @@ bool kdbt_core_kernel_text(u64 addr)
 	return core_kernel_text(addr);
 }
 
+long kdbt_read_kernel_image(void *dst, u64 addr, size_t len)
+{
+	/* .rodata's bounds are not exported: the image's mapping, read without faulting. */
+	if (addr < __START_KERNEL_map || addr + len > MODULES_VADDR || addr + len < addr)
+		return -EFAULT;
+	return copy_from_kernel_nofault(dst, (const void *)addr, len);
+}
+
 /* Exported by the guest kernel's patch 0003 (entry_64.S). */
 extern const char native_irq_return_ldt[];
 

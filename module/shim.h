@@ -84,6 +84,11 @@ void kdbt_drain_cancel(void);
 bool kdbt_drain_tick(void *ctx);
 bool kdbt_core_kernel_text(u64 addr);
 /*
+ * Reads len bytes of the kernel image's mapping at addr without faulting (a compiler's jump
+ * table, referenced from core kernel text). Returns 0 or -EFAULT.
+ */
+long kdbt_read_kernel_image(void *dst, u64 addr, size_t len);
+/*
  * Whether native kernel code at addr must run natively, never translated: the entry code
  * that runs with the user's GS base and whose faults Linux recognises by native RIP, or on a
  * stack translated code may not write (docs/ARCHITECTURE.md, "Entry code kept native").

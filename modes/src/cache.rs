@@ -77,6 +77,11 @@ pub enum ExitKind {
     },
     /// An indirect transfer's lookup miss: fill the jumptable.
     Indirect,
+    /// A translated jump table's resolve stub: fill the table's entries for the target.
+    Switch {
+        /// The table's offset in the data memory ([`crate::switch_table::Table::data_off`]).
+        data_off: u32,
+    },
 }
 
 /// An exit of a block.

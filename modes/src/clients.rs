@@ -29,7 +29,7 @@ pub const COUNTERS: usize = 3;
 /// Offset of the counters in [`crate::env::DataMemory`] when homed there.
 pub const COUNTERS_OFF: usize = jumptable::SIZE;
 /// Bytes of [`crate::env::DataMemory`] the translator needs.
-pub const DATA_SIZE: usize = COUNTERS_OFF + 8 * COUNTERS;
+pub const DATA_SIZE: usize = crate::switch_table::OFF + crate::switch_table::SIZE;
 
 /// Where emitted code addresses the counters (resolved from the environment).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -154,6 +154,9 @@ pub struct Stats {
     pub jumptable_inserts: u64,
     /// Jumptable inserts that replaced another target in their slot.
     pub jumptable_conflicts: u64,
+    /// Translated jump-table entries resolved (one dispatcher entry resolves every entry
+    /// naming its target).
+    pub switch_entries: u64,
     /// Full flushes.
     pub flushes: u64,
     /// Blocks invalidated because the native code they copy changed.

@@ -24,6 +24,14 @@ pub trait Env {
     /// (fewer than `buf.len()` at the end of readable memory; 0 if `addr` is unreadable).
     fn read_native(&mut self, addr: u64, buf: &mut [u8]) -> usize;
 
+    /// Copies constant native data at `addr` (a compiler's jump table) into `buf` and returns
+    /// how many bytes could be read; 0 where the environment does not vouch that the data is
+    /// constant and mapped (the default: translated jump tables then resolve one entry per
+    /// dispatcher entry instead of every entry naming the same target).
+    fn read_data(&mut self, _addr: u64, _buf: &mut [u8]) -> usize {
+        0
+    }
+
     /// Bytes below `rsp` that interrupts and signals leave alone and compiled code may use:
     /// 128 in user space, 0 in the kernel. Inserted scratch pushes step over them.
     fn red_zone(&self) -> u32;

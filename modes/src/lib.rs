@@ -19,6 +19,7 @@
 //! | [`cache`] | blocks, exits, native→tx and tx→native maps, flush with a generation counter |
 //! | [`jumptable`] | the inline indirect-branch lookup table (drk, and fast without landings) |
 //! | [`landing`] | fast's indirect-branch lookup: a table of per-target landings |
+//! | [`switch_table`] | translated jump tables of bounded `switch` jumps |
 //! | [`rollback`] | recipes and native-state reconstruction |
 //! | [`clients`] | inscount and indirect counters, statistics |
 //! | [`translator`] | [`Translator`]: translate, dispatch, flush, stats, rollback, next boundary |
@@ -50,6 +51,7 @@ pub mod link;
 pub mod rollback;
 pub mod rules;
 pub mod spec;
+pub mod switch_table;
 pub mod translator;
 #[cfg(feature = "user")]
 pub mod user;

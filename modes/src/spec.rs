@@ -12,6 +12,7 @@
 //! | `jumptable` | on | on | inline indirect-branch lookup (off: every indirect branch enters the dispatcher) |
 //! | `landings` | on | — | the lookup jumps through a table of per-target landings (fast only; off: the two-array probe) |
 //! | `callret` | on | — | identity call/ret (fast only; `fast:no-callret` is the paper's ablation) |
+//! | `switch-tables` | on | on | a bounded jump-table jump goes through a table of tx addresses filled on demand |
 //! | `flags-liveness` | on | on | skip flag-preserving sequences where the flags are dead |
 //! | `prefix-pad` | on | on | align chainable rel32 fields with prefixes of the branch, not NOPs before it |
 //! | `inscount` | off | off | count native instructions executed |
@@ -61,6 +62,9 @@ pub struct Options {
     /// `ret` is copied. Off (and always in drk): `call` pushes the native return address and
     /// `ret` is a jumptable lookup.
     pub callret: bool,
+    /// A `jmp [table + idx*8]` whose index the block bounds goes through a table of tx
+    /// addresses filled on demand ([`crate::switch_table`]); off: an indirect-branch lookup.
+    pub switch_tables: bool,
     /// Skip flag-preserving sequences for inserted code where a liveness pass shows the
     /// arithmetic flags dead.
     pub flags_liveness: bool,
@@ -75,11 +79,12 @@ pub struct Options {
 }
 
 /// The option names in the order the canonical text form prints them.
-pub const OPTION_NAMES: [&str; 8] = [
+pub const OPTION_NAMES: [&str; 9] = [
     "chaining",
     "jumptable",
     "landings",
     "callret",
+    "switch-tables",
     "flags-liveness",
     "prefix-pad",
     "inscount",
@@ -97,6 +102,7 @@ impl Options {
             jumptable: true,
             landings: matches!(design, Design::Fast),
             callret: matches!(design, Design::Fast),
+            switch_tables: true,
             flags_liveness: true,
             prefix_pad: true,
             inscount: false,
@@ -110,9 +116,10 @@ impl Options {
             1 => &mut self.jumptable,
             2 => &mut self.landings,
             3 => &mut self.callret,
-            4 => &mut self.flags_liveness,
-            5 => &mut self.prefix_pad,
-            6 => &mut self.inscount,
+            4 => &mut self.switch_tables,
+            5 => &mut self.flags_liveness,
+            6 => &mut self.prefix_pad,
+            7 => &mut self.inscount,
             _ => &mut self.indirect,
         }
     }

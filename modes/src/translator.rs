@@ -58,6 +58,9 @@ pub struct Translator<E: Env> {
     /// Live landings ([`crate::landing`]): native target → tx address of the `jrcxz`
     /// displacement that [`Translator::invalidate`] rewrites.
     landings: alloc::collections::BTreeMap<u64, u64>,
+    /// Translated jump tables ([`crate::switch_table`]), and the next free data offset.
+    tables: Vec<crate::switch_table::Table>,
+    switch_next: usize,
 }
 
 impl<E: Env> Translator<E> {
@@ -99,6 +102,8 @@ impl<E: Env> Translator<E> {
             cfg,
             stats: Stats::default(),
             landings: alloc::collections::BTreeMap::new(),
+            tables: Vec::new(),
+            switch_next: crate::switch_table::OFF,
         })
     }
 
@@ -145,7 +150,7 @@ impl<E: Env> Translator<E> {
             if t.env.memory_low() {
                 return Err(TranslateError::CacheFull);
             }
-            let built = rules::translate_block(&mut t.env, &t.cache, &t.cfg, pc)?;
+            let built = rules::translate_block(&mut t.env, &t.cache, &t.cfg, pc, t.switch_next)?;
             if !t.cache.records_fit(built.exits.len()) {
                 return Err(TranslateError::CacheFull);
             }
@@ -165,6 +170,16 @@ impl<E: Env> Translator<E> {
         self.stats.bytes_emitted += built.bytes.len() as u64;
         self.stats.links += built.links;
         self.cache.commit(&built.bytes, built.block, built.exits);
+        // New tables start all unresolved; the block is unreachable until this returns.
+        for table in &built.tables {
+            for i in 0..table.entries as usize {
+                table
+                    .entry(&self.data, i)
+                    .store(table.resolve, core::sync::atomic::Ordering::Relaxed);
+            }
+        }
+        self.tables.extend(built.tables);
+        self.switch_next = built.switch_next;
         Ok(tx)
     }
 
@@ -178,6 +193,8 @@ impl<E: Env> Translator<E> {
         } else {
             crate::jumptable::clear(&self.data);
         }
+        self.tables.clear();
+        self.switch_next = crate::switch_table::OFF;
         self.stats.flushes += 1;
     }
 
@@ -208,6 +225,15 @@ impl<E: Env> Translator<E> {
                 let to = link::rel32_target(&self.cache.mem, field);
                 if exit.stub != 0 && starts.iter().any(|&(tx, _)| tx == to) {
                     link::patch_rel32(&self.cache.mem, field, exit.stub);
+                }
+            }
+        }
+        for table in &self.tables {
+            for i in 0..table.entries as usize {
+                let entry = table.entry(&self.data, i);
+                let tx = entry.load(core::sync::atomic::Ordering::Relaxed);
+                if starts.iter().any(|&(start, _)| start == tx) {
+                    entry.store(table.resolve, core::sync::atomic::Ordering::Release);
                 }
             }
         }
@@ -306,7 +332,7 @@ impl<E: Env> Translator<E> {
         let block = &self.cache.blocks()[b];
         let dest = |exit: u32| match self.cache.exits()[exit as usize].kind {
             ExitKind::Direct { field } => Some(link::rel32_target(&self.cache.mem, field)),
-            ExitKind::Indirect => None,
+            ExitKind::Indirect | ExitKind::Switch { .. } => None,
         };
         let fall = || match block.insns.get(i + 1) {
             Some(next) => Some(block.tx_start + next.tx_off as u64),
@@ -365,6 +391,7 @@ impl<E: Env> Translator<E> {
                     link::patch_rel32(&self.cache.mem, field, tx);
                     self.stats.links += 1;
                 }
+                ExitKind::Switch { data_off } => self.resolve_switch(data_off as usize, native, tx),
                 ExitKind::Indirect if self.spec.options.jumptable => {
                     match crate::jumptable::insert(&self.data, native, tx) {
                         crate::jumptable::Insert::Added => self.stats.jumptable_inserts += 1,
@@ -376,6 +403,30 @@ impl<E: Env> Translator<E> {
             }
         }
         *slot = tx;
+    }
+
+    /// Points every entry of the table at `data_off` whose native entry is `native` at `tx`
+    /// (the native table read through [`Env::read_data`]).
+    fn resolve_switch(&mut self, data_off: usize, native: u64, tx: u64) {
+        let Some(table) = self.tables.iter().find(|t| t.data_off == data_off).copied() else {
+            return;
+        };
+        for i in 0..table.entries as usize {
+            let mut q = [0u8; 8];
+            if self
+                .env
+                .read_data(table.native_table + 8 * i as u64, &mut q)
+                != 8
+            {
+                continue;
+            }
+            if u64::from_le_bytes(q) == native {
+                table
+                    .entry(&self.data, i)
+                    .store(tx, core::sync::atomic::Ordering::Release);
+                self.stats.switch_entries += 1;
+            }
+        }
     }
 
     /// Emits a landing for `native` → `tx` in front of its bucket's chain, unless it has a

@@ -982,7 +982,7 @@ fn chainable_branch_fields_are_aligned_by_prefixes_not_nops() {
                 .iter()
                 .filter_map(|e| match e.kind {
                     kdbt_modes::cache::ExitKind::Direct { field } => Some(field),
-                    kdbt_modes::cache::ExitKind::Indirect => None,
+                    _ => None,
                 })
                 .collect();
             assert!(fields.len() >= 3, "{spec}: jcc, jmp and call exits");
@@ -999,5 +999,79 @@ fn chainable_branch_fields_are_aligned_by_prefixes_not_nops() {
                 assert_eq!(nops, 0, "{spec}: no NOP on the path: {insns:?}");
             }
         }
+    }
+}
+
+/// `switch (rdi) { 0, 2 => 10; 1 => 20; 3 => 40; default => -1 }` compiled as a kernel
+/// compiler does (`cmp; ja; mov eax, edi; jmp [table + rax*8]`), its table in low memory.
+fn switch_snippet() -> (support::Snippet, support::Mem) {
+    let table = support::Mem::low(4096);
+    let t = table.addr() as i32;
+    let s = snippet(move |a| {
+        let (mut c10, mut c20, mut c40, mut default) = (
+            a.create_label(),
+            a.create_label(),
+            a.create_label(),
+            a.create_label(),
+        );
+        a.cmp(edi, 3)?;
+        a.ja(default)?;
+        a.mov(eax, edi)?;
+        a.jmp(qword_ptr(rax * 8 + t))?;
+        a.set_label(&mut c10)?;
+        a.mov(eax, 10)?;
+        a.ret()?;
+        a.set_label(&mut c20)?;
+        a.mov(eax, 20)?;
+        a.ret()?;
+        a.set_label(&mut c40)?;
+        a.mov(eax, 40)?;
+        a.ret()?;
+        a.set_label(&mut default)?;
+        a.mov(rax, -1i64)?;
+        a.ret()?;
+        Ok(vec![c10, c20, c40])
+    });
+    let mut table = table;
+    let [c10, c20, c40] = [s.labels[0], s.labels[1], s.labels[2]];
+    for (i, target) in [c10, c20, c10, c40].into_iter().enumerate() {
+        table.bytes_mut()[8 * i..8 * i + 8].copy_from_slice(&target.to_le_bytes());
+    }
+    (s, table)
+}
+
+#[test]
+fn a_bounded_switch_jump_goes_through_a_translated_table_resolved_once_per_target() {
+    let (s, _table) = switch_snippet();
+    let want = [10u64, 20, 10, 40, u64::MAX, u64::MAX];
+    for (mode, tables) in [
+        ("fast", true),
+        ("drk", true),
+        ("fast:no-switch-tables", false),
+        ("fast:no-landings", true),
+    ] {
+        let mut ex = Executor::new(ModeSpec::parse(mode).unwrap());
+        let mut dispatches = Vec::new();
+        for round in 0..2 {
+            for (idx, &w) in want.iter().enumerate() {
+                let mut r = regs(&[(RDI, idx as u64)]);
+                // SAFETY: plain function.
+                unsafe { ex.run_translated(s.entry, &mut r).unwrap() };
+                assert_eq!(r.gpr[RAX], w, "{mode} round {round} idx {idx}");
+            }
+            dispatches.push(ex.stats().dispatches);
+        }
+        let st = ex.stats();
+        if tables {
+            // Resolving case 10 (index 0) also filled index 2.
+            assert_eq!(st.switch_entries, 4, "{mode}: {st:?}");
+        } else {
+            assert_eq!(st.switch_entries, 0, "{mode}: {st:?}");
+        }
+        // The second round only leaves the cache for the host return.
+        assert!(
+            dispatches[1] - dispatches[0] <= want.len() as u64,
+            "{mode}: {dispatches:?}"
+        );
     }
 }

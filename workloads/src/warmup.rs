@@ -22,7 +22,7 @@ pub const MAX_PASSES: u32 = 16;
 /// What the warm-up of one benchmark did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct WarmUp {
-    /// Passes run (each of 1, 2, 4, … operations while a pass stays under half a sample).
+    /// Passes run (the first of one operation, the rest about a quarter of a sample each).
     pub passes: u32,
     /// Blocks kdbt translated during them (all CPUs), in blocks.
     pub blocks: u64,
@@ -52,11 +52,13 @@ fn blocks_in(text: &str) -> Option<u64> {
     sum
 }
 
-/// Runs warm-up passes of `run(n)` (n operations; returns the ns they took) until a pass
-/// translates at most [`SETTLED_BLOCKS`] (or 1% of the first pass's blocks), or
-/// [`MAX_PASSES`] passes. `blocks()` reads the translated-block count; when it gives None
-/// before the first pass there is no translator to warm and nothing runs. The pass length
-/// doubles while a pass takes less than half of `target_ns`.
+/// Runs warm-up passes of `run(n)` (n operations; returns the ns they took) until a pass of
+/// at least a quarter of `target_ns` translates at most [`SETTLED_BLOCKS`] (or 1% of the
+/// first pass's blocks), or [`MAX_PASSES`] passes. `blocks()` reads the translated-block
+/// count; when it gives None before the first pass there is no translator to warm and nothing
+/// runs. The first pass is one operation; later passes are sized from the last one's time per
+/// operation to last a quarter of `target_ns`, so a pass that translated nothing was long
+/// enough to meet what the samples will meet (timers, the other CPU's work).
 ///
 /// # Errors
 /// The first error `run` returns.
@@ -77,6 +79,7 @@ pub fn warm_up<E>(
         blocks: 0,
         settled: false,
     };
+    let pass_ns = (target_ns / 4).max(1);
     let (mut n, mut first) = (1u64, None);
     while w.passes < MAX_PASSES {
         let took = run(n)?;
@@ -86,13 +89,15 @@ pub fn warm_up<E>(
         last = now;
         w.blocks += pass;
         let first = *first.get_or_insert(pass);
-        if pass <= SETTLED_BLOCKS.max(first / 100) {
+        let long = took >= pass_ns / 2;
+        if long && pass <= SETTLED_BLOCKS.max(first / 100) {
             w.settled = true;
             break;
         }
-        if took < target_ns / 2 {
-            n *= 2;
-        }
+        // Aim the next pass at `pass_ns`, growing at most 64-fold (a cold pass overstates
+        // the cost of an operation).
+        let want = (n as u128 * pass_ns as u128 / took.max(1) as u128) as u64;
+        n = want.clamp(1, n.saturating_mul(64));
     }
     Ok(w)
 }
@@ -125,24 +130,25 @@ mod tests {
         assert_eq!((runs, w.passes, w.settled), (0, 0, true));
     }
 
-    /// A translator that translates `cold[i]` blocks in pass i, then nothing.
+    /// A translator that translates `cold[i]` blocks in pass i, then nothing; an operation
+    /// takes 1000 ns, the sample target is 400 µs (passes of 100 µs: 100 operations).
     fn passes_of(cold: &[u64]) -> WarmUp {
         let counter = std::cell::Cell::new(100u64);
         let mut pass = 0;
         warm_up(
-            1_000_000,
+            400_000,
             || Some(counter.get()),
-            |_| {
+            |n| {
                 counter.set(counter.get() + cold.get(pass).copied().unwrap_or(0));
                 pass += 1;
-                Ok::<_, Infallible>(10)
+                Ok::<_, Infallible>(n * 1000)
             },
         )
         .unwrap()
     }
 
     #[test]
-    fn passes_run_until_one_translates_almost_nothing() {
+    fn passes_run_until_a_long_one_translates_almost_nothing() {
         let w = passes_of(&[500, 300, 40, 1]);
         assert_eq!(
             w,
@@ -154,7 +160,12 @@ mod tests {
         );
         // 1% of the first pass: 70 blocks after a 7000-block pass count as settled.
         assert_eq!(passes_of(&[7000, 60]).passes, 2);
-        assert_eq!(passes_of(&[0]).passes, 1, "already warm: one pass");
+        // The first pass (one operation) is too short to show a steady state.
+        assert_eq!(
+            passes_of(&[0]).passes,
+            2,
+            "already warm: the first long pass"
+        );
     }
 
     #[test]
@@ -164,19 +175,20 @@ mod tests {
     }
 
     #[test]
-    fn the_pass_length_doubles_while_passes_are_short() {
+    fn passes_after_the_first_last_a_quarter_of_a_sample() {
         let counter = std::cell::Cell::new(0u64);
         let mut lengths = Vec::new();
         warm_up(
-            1000,
+            400_000,
             || Some(counter.get()),
             |n| {
                 lengths.push(n);
                 counter.set(counter.get() + 100);
-                Ok::<_, Infallible>(if n >= 4 { 600 } else { 10 })
+                // The first operation is cold: 50 µs; then 1 µs each.
+                Ok::<_, Infallible>(if lengths.len() == 1 { 50_000 } else { n * 1000 })
             },
         )
         .unwrap();
-        assert_eq!(&lengths[..5], &[1, 2, 4, 4, 4]);
+        assert_eq!(&lengths[..4], &[1, 2, 100, 100]);
     }
 }

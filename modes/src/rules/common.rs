@@ -10,6 +10,7 @@
 //! | `jmp rel` | exit (chained `jmp rel32`) |
 //! | `jcc rel` | `jcc rel32` exit, block goes on with the fall-through |
 //! | `loop*`, `jrcxz`, `jecxz` | `op taken; jmp fall; taken: jmp rel32 exit; fall:` |
+//! | `jmp [table + idx*8]` bounded by the block (`switch-tables`) | `jmp [tx_table + idx*8]`; a resolve stub after the body ([`crate::switch_table`]) |
 //! | `jmp r/m` | `lea rsp,[rsp-rz]; push r/m` then the jumptable lookup (`ret rz`); with landings see [`super::landing_sites`] |
 //! | `int3`, `int n`, `int1`, `ud0/1/2` | copied, then an exit to the next native instruction |
 //! | `int3` where breakpoints run natively (kernel) | `jmp rel32` to the native `int3` |
@@ -49,6 +50,11 @@ pub(crate) fn rule(cx: &mut Cx, n: &NativeInsn) -> RuleResult {
         ) => loop_like(cx, n),
         (FlowControl::ConditionalBranch, _) if i.is_jcc_short_or_near() => jcc(cx, n),
         (FlowControl::IndirectBranch, Mnemonic::Jmp) if i.is_jmp_near_indirect() => {
+            if let Some(site) = cx.switch {
+                if let Some(flow) = switch_jump(cx, n, site)? {
+                    return Ok(flow);
+                }
+            }
             if cx.opts.landings {
                 super::landing_sites::jmp_indirect(cx, n)
             } else {
@@ -321,6 +327,62 @@ fn jmp_indirect(cx: &mut Cx, n: &NativeInsn) -> RuleResult {
     lookup(cx, rz)?;
     cx.after = After::Dynamic;
     Ok(Flow::End)
+}
+
+/// A bounded jump-table jump through a translated table, if the data memory has room for it
+/// (None: translate it as any indirect jump).
+fn switch_jump(
+    cx: &mut Cx,
+    n: &NativeInsn,
+    site: crate::switch_table::Site,
+) -> Result<Option<Flow>, Unsupported> {
+    let bytes = 8 * site.entries as usize;
+    let data_off = cx.switch_next;
+    if data_off + bytes > crate::switch_table::OFF + crate::switch_table::SIZE {
+        return Ok(None);
+    }
+    let table = cx.data_addr + data_off as u64;
+    let mem = MemoryOperand::new(
+        Register::None,
+        site.index,
+        8,
+        table as i64,
+        4,
+        false,
+        Register::None,
+    );
+    cx.e.insn(&Instruction::with1(Code::Jmp_rm64, mem).map_err(EncodeFailed::from)?)?;
+    cx.switch_next += bytes;
+    let label = cx.e.new_label();
+    cx.add_switch_exit(label, n.insn.ip(), site, data_off);
+    cx.after = After::Dynamic;
+    Ok(Some(Flow::End))
+}
+
+/// The resolve stub of a translated jump table, for the jump at native `pc` (every entry
+/// starts here): the native entry becomes the target slot, then the dispatcher. The state is
+/// the native one at the jump.
+pub(crate) fn emit_switch_resolve(
+    e: &mut Emitter,
+    pc: u64,
+    site: crate::switch_table::Site,
+    exit_id: u32,
+    red_zone: u16,
+    entries: &Entries,
+) -> Result<(), EncodeFailed> {
+    e.cur = Recipe::clean(pc);
+    e.lea_rsp(-(red_zone as i32))?;
+    let native = MemoryOperand::new(
+        Register::None,
+        site.index,
+        8,
+        site.native_table as i64,
+        4,
+        false,
+        Register::None,
+    );
+    e.pushing(&Instruction::with1(Code::Push_rm64, native)?)?;
+    link::emit_enter_dispatcher(e, exit_id, entries.for_k(red_zone, red_zone))
 }
 
 /// The jumptable lookup of the native target in the slot at `[rsp]`; afterwards control is at

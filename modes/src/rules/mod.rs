@@ -56,6 +56,13 @@ enum Pending {
     Stub { target: u64, label: Label },
     /// An indirect miss path, already emitted.
     Done,
+    /// A translated jump table's resolve stub, for the jump at native `pc`.
+    Switch {
+        label: Label,
+        pc: u64,
+        site: crate::switch_table::Site,
+        data_off: usize,
+    },
 }
 
 /// Everything a rule may use while translating one block.
@@ -78,6 +85,12 @@ pub(crate) struct Cx<'a> {
     block_native: u64,
     exits: Vec<Exit>,
     pending: Vec<Pending>,
+    /// The jump-table site of the instruction being translated, if it is a bounded one.
+    pub(crate) switch: Option<crate::switch_table::Site>,
+    /// Next free data-memory offset for translated jump tables.
+    pub(crate) switch_next: usize,
+    /// The tables this block adds.
+    pub(crate) tables: Vec<crate::switch_table::Table>,
     /// Out-of-line tails of callret indirect calls through landings, emitted after the stubs.
     pub(crate) tails: Vec<(Label, iced_x86::Instruction)>,
     /// How control leaves the instruction being translated (rules set it; default falls through).
@@ -149,6 +162,36 @@ impl Cx<'_> {
         (index as u32, self.cache.exit_id(index))
     }
 
+    /// Registers a translated jump table's exit (its resolve stub is emitted after the body,
+    /// at `label`) and the table.
+    pub(crate) fn add_switch_exit(
+        &mut self,
+        label: Label,
+        pc: u64,
+        site: crate::switch_table::Site,
+        data_off: usize,
+    ) {
+        self.exits.push(Exit {
+            kind: ExitKind::Switch {
+                data_off: data_off as u32,
+            },
+            target: site.native_table,
+            stub: 0,
+        });
+        self.pending.push(Pending::Switch {
+            label,
+            pc,
+            site,
+            data_off,
+        });
+        self.tables.push(crate::switch_table::Table {
+            data_off,
+            entries: site.entries,
+            native_table: site.native_table,
+            resolve: 0,
+        });
+    }
+
     /// Sets the miss-path address of the latest indirect exit (known once emitted).
     pub(crate) fn set_last_stub(&mut self, tx: u64) {
         if let Some(exit) = self.exits.last_mut() {
@@ -160,6 +203,9 @@ impl Cx<'_> {
 /// A translated block ready to commit.
 pub(crate) struct Built {
     pub(crate) bytes: Vec<u8>,
+    /// Translated jump tables of the block (resolve stubs known), and the next free offset.
+    pub(crate) tables: Vec<crate::switch_table::Table>,
+    pub(crate) switch_next: usize,
     pub(crate) block: Block,
     pub(crate) exits: Vec<Exit>,
     pub(crate) native_bytes: u64,
@@ -225,6 +271,7 @@ pub(crate) fn translate_block(
     cache: &CodeCache,
     cfg: &Config,
     pc: u64,
+    switch_next: usize,
 ) -> Result<Built, TranslateError> {
     let (insns, stop) = decode_run(env, pc, cfg.opts.callret);
     if insns.is_empty() {
@@ -255,6 +302,9 @@ pub(crate) fn translate_block(
         exits: Vec::new(),
         pending: Vec::new(),
         tails: Vec::new(),
+        switch: None,
+        switch_next,
+        tables: Vec::new(),
         after: After::FallThrough,
         shadow: false,
         new_segment: true,
@@ -299,6 +349,12 @@ pub(crate) fn translate_block(
         cx.new_segment = false;
         let was_shadow = core::mem::replace(&mut cx.shadow, false);
         cx.after = After::FallThrough;
+        cx.switch =
+            if cfg.opts.switch_tables && n.insn.flow_control() == FlowControl::IndirectBranch {
+                crate::switch_table::site(&insns[..i], &n.insn)
+            } else {
+                None
+            };
         let result = match cx.design {
             Design::Fast => fast::rule(&mut cx, n),
             Design::Drk => drk::rule(&mut cx, n),
@@ -357,13 +413,32 @@ pub(crate) fn translate_block(
     let red_zone = cx.red_zone;
     let entries = cx.entries;
     for (k, pending) in cx.pending.iter().enumerate() {
-        if let Pending::Stub { target, label } = *pending {
-            cx.e.bind(label);
-            stubs.push(cx.e.offset());
-            cx.exits[k].stub = cx.e.here();
-            let id = cache.exit_id(cache.next_exit_index() + k);
-            link::emit_direct_stub(&mut cx.e, target, id, red_zone, &entries)
-                .map_err(|_| TranslateError::Untranslatable { pc })?;
+        let id = cache.exit_id(cache.next_exit_index() + k);
+        match *pending {
+            Pending::Stub { target, label } => {
+                cx.e.bind(label);
+                stubs.push(cx.e.offset());
+                cx.exits[k].stub = cx.e.here();
+                link::emit_direct_stub(&mut cx.e, target, id, red_zone, &entries)
+                    .map_err(|_| TranslateError::Untranslatable { pc })?;
+            }
+            Pending::Switch {
+                label,
+                pc: jmp_pc,
+                site,
+                data_off,
+            } => {
+                cx.e.bind(label);
+                stubs.push(cx.e.offset());
+                let resolve = cx.e.here();
+                cx.exits[k].stub = resolve;
+                if let Some(t) = cx.tables.iter_mut().find(|t| t.data_off == data_off) {
+                    t.resolve = resolve;
+                }
+                common::emit_switch_resolve(&mut cx.e, jmp_pc, site, id, red_zone, &entries)
+                    .map_err(|_| TranslateError::Untranslatable { pc })?;
+            }
+            Pending::Done => {}
         }
     }
     for (label, insn) in core::mem::take(&mut cx.tails) {
@@ -388,6 +463,8 @@ pub(crate) fn translate_block(
     };
     Ok(Built {
         bytes: core::mem::take(&mut cx.e.buf),
+        tables: core::mem::take(&mut cx.tables),
+        switch_next: cx.switch_next,
         block,
         exits: cx.exits,
         native_bytes,

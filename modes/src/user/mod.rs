@@ -87,6 +87,10 @@ impl Env for UserEnv {
         }
         done
     }
+    /// Test code's own tables: whatever memory the process can read.
+    fn read_data(&mut self, addr: u64, buf: &mut [u8]) -> usize {
+        read_memory(addr, buf)
+    }
     fn red_zone(&self) -> u32 {
         128
     }

@@ -43,6 +43,23 @@ impl Mem {
         assert_ne!(p, libc::MAP_FAILED);
         Mem { ptr: p.cast(), len }
     }
+    /// Read-write memory in the low 2 GiB (`MAP_32BIT`): addressable by an absolute disp32,
+    /// as kernel data is from kernel code.
+    pub fn low(len: usize) -> Mem {
+        // SAFETY: plain anonymous mmap, checked.
+        let p = unsafe {
+            libc::mmap(
+                core::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_32BIT,
+                -1,
+                0,
+            )
+        };
+        assert_ne!(p, libc::MAP_FAILED);
+        Mem { ptr: p.cast(), len }
+    }
     pub fn addr(&self) -> u64 {
         self.ptr as u64
     }

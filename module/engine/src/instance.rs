@@ -25,6 +25,7 @@ use crate::Truncating;
 extern "C" {
     fn kdbt_core_kernel_text(addr: u64) -> bool;
     fn kdbt_kept_native(addr: u64) -> bool;
+    fn kdbt_read_kernel_image(dst: *mut core::ffi::c_void, addr: u64, len: usize) -> isize;
 }
 
 /// Page size, bytes.
@@ -59,6 +60,19 @@ impl Env for KernelEnv {
             done += n;
         }
         done
+    }
+
+    /// Jump tables of core kernel text: the compiler puts them in the image's .rodata, which
+    /// is read-only after boot. Read from the image's mapping without faulting.
+    fn read_data(&mut self, addr: u64, buf: &mut [u8]) -> usize {
+        // SAFETY: `buf` is valid for `buf.len()` bytes of writes; the shim checks the range
+        // and reads it with `copy_from_kernel_nofault`.
+        let rc = unsafe { kdbt_read_kernel_image(buf.as_mut_ptr().cast(), addr, buf.len()) };
+        if rc == 0 {
+            buf.len()
+        } else {
+            0
+        }
     }
 
     fn red_zone(&self) -> u32 {
@@ -483,7 +497,7 @@ pub unsafe extern "C" fn kdbt_engine_stats(
     // SAFETY: the caller's contract.
     let first = unsafe { &*instance };
     let mut spec = None;
-    let mut sums = [0u64; 17];
+    let mut sums = [0u64; 18];
     let mut drk_sums = drk::Stats::default();
     let mut lock_busy = 0;
     for inst in first.chain() {
@@ -503,6 +517,7 @@ pub unsafe extern "C" fn kdbt_engine_stats(
             s.jumptable_inserts,
             s.jumptable_conflicts,
             s.jumptable_hits,
+            s.switch_entries,
             s.indirect_executed,
             s.insns_executed,
             s.flushes,
@@ -523,7 +538,7 @@ pub unsafe extern "C" fn kdbt_engine_stats(
     let Some(spec) = spec else {
         return -(EINVAL as isize);
     };
-    const NAMES: [&str; 17] = [
+    const NAMES: [&str; 18] = [
         "blocks_translated",
         "native_insns_translated",
         "native_bytes_translated",
@@ -535,6 +550,7 @@ pub unsafe extern "C" fn kdbt_engine_stats(
         "jumptable_inserts",
         "jumptable_conflicts",
         "jumptable_hits",
+        "switch_entries_resolved",
         "indirect_executed",
         "insns_executed",
         "flushes",
