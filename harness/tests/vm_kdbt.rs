@@ -332,7 +332,11 @@ fn the_kernel_runs_a_kernel_mix_translated_in_both_fast_option_sets() {
 #[test]
 #[ignore = "needs the guest lab: run through `cargo xtask test`"]
 fn the_kernel_runs_a_kernel_mix_with_each_fast_speed_option_off() {
-    for m in ["fast:no-landings", "fast:no-prefix-pad"] {
+    for m in [
+        "fast:no-landings",
+        "fast:no-prefix-pad",
+        "fast:no-switch-tables",
+    ] {
         run_mix(m);
     }
 }
