@@ -208,7 +208,7 @@ impl CodeCache {
     }
 
     /// Commits an emitted block: writes its bytes and records it and its exits.
-    pub(crate) fn commit(&mut self, bytes: &[u8], mut block: Block, exits: Vec<Exit>) {
+    pub(crate) fn commit(&mut self, bytes: &[u8], mut block: Block, exits: &[Exit]) {
         // Blocks live as long as the cache: keep no growth slack (the kernel's heap is fixed).
         block.insns.shrink_to_fit();
         block.recipes.shrink_to_fit();
@@ -221,7 +221,7 @@ impl CodeCache {
             .entry(block.native_start)
             .or_insert(self.blocks.len());
         self.blocks.push(block);
-        self.exits.extend(exits);
+        self.exits.extend_from_slice(exits);
     }
 
     /// Writes code that belongs to no block (a landing) at the next free address, if it fits.
@@ -318,17 +318,23 @@ impl CodeCache {
             return None;
         }
         let off = (tx - block.tx_start) as u32;
-        let r = block
+        let recorded = block
             .recipes
             .partition_point(|(o, _)| *o <= off)
-            .checked_sub(1)?;
-        let (roff, recipe) = block.recipes[r];
+            .checked_sub(1)
+            .map(|r| block.recipes[r]);
         if tx < block.body_end {
             let i = block
                 .insns
                 .partition_point(|m| m.tx_off <= off)
                 .checked_sub(1)?;
             let m = block.insns[i];
+            // A body instruction's clean start state is not recorded (`Emitter::note_recipe`):
+            // no recipe recorded since its start means that one.
+            let recipe = match recorded {
+                Some((roff, r)) if roff >= m.tx_off => r,
+                _ => Recipe::clean(m.native_pc),
+            };
             // A committed recipe already names the next instruction (after a trap, after the
             // native effect of a far-RIP sequence): that is where native execution is.
             let native_pc = match recipe.pc {
@@ -342,6 +348,7 @@ impl CodeCache {
                 place: Some((b, Some(i))),
             })
         } else {
+            let (roff, recipe) = recorded?;
             let pc = match recipe.pc {
                 PcSource::Static(pc) => pc,
                 PcSource::StackSlot(_) => 0,

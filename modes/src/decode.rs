@@ -94,6 +94,60 @@ pub fn decode_one(env: &mut dyn crate::env::Env, pc: u64) -> Result<NativeInsn, 
     Ok(NativeInsn { insn, bytes })
 }
 
+/// Bytes of native code read at once by [`decode_line`].
+const WINDOW: usize = 512;
+
+/// Decodes the straight line at `pc` while `goes_on` accepts each instruction (the last one
+/// decoded is the first it refuses), up to `max` instructions, with one read and one decoder
+/// per [`WINDOW`] bytes rather than per instruction. The stop, if decoding ended early: the
+/// same errors as [`decode_one`] at the address where it failed.
+pub fn decode_line(
+    env: &mut dyn crate::env::Env,
+    pc: u64,
+    max: usize,
+    mut goes_on: impl FnMut(&Instruction) -> bool,
+) -> (alloc::vec::Vec<NativeInsn>, Option<DecodeStop>) {
+    let mut insns = alloc::vec::Vec::with_capacity(32);
+    let mut buf = [0u8; WINDOW];
+    let mut at = pc;
+    loop {
+        let got = env.read_native(at, &mut buf);
+        if got == 0 {
+            return (insns, Some(DecodeStop::Unreadable { pc: at }));
+        }
+        let mut decoder = Decoder::with_ip(64, &buf[..got], at, DecoderOptions::NONE);
+        let base = at;
+        loop {
+            let off = (at - base) as usize;
+            // Near the end of a full window: read again from here, the instruction may go on.
+            if got == WINDOW && got - off < 15 {
+                break;
+            }
+            let insn = decoder.decode();
+            if insn.is_invalid() {
+                let short =
+                    got - off < 15 && decoder.last_error() == iced_x86::DecoderError::NoMoreBytes;
+                let stop = if short {
+                    DecodeStop::Unreadable {
+                        pc: base + got as u64,
+                    }
+                } else {
+                    DecodeStop::Invalid { pc: at }
+                };
+                return (insns, Some(stop));
+            }
+            let mut bytes = [0u8; 15];
+            bytes[..insn.len()].copy_from_slice(&buf[off..off + insn.len()]);
+            at = insn.next_ip();
+            let more = goes_on(&insn);
+            insns.push(NativeInsn { insn, bytes });
+            if !more || insns.len() >= max {
+                return (insns, None);
+            }
+        }
+    }
+}
+
 /// The arithmetic flags (CF PF AF ZF SF OF) as iced's `RflagsBits`.
 const STATUS_FLAGS: u32 = iced_x86::RflagsBits::CF
     | iced_x86::RflagsBits::PF

@@ -10,7 +10,7 @@
 
 use alloc::vec::Vec;
 use iced_x86::code_asm::CodeAssembler;
-use iced_x86::{Code, Encoder, Instruction, MemoryOperand, Register};
+use iced_x86::{Code, Encoder, Instruction, Register};
 
 use crate::rollback::{PcSource, Recipe};
 
@@ -59,6 +59,9 @@ pub(crate) struct Emitter {
     pub(crate) recipes: Vec<(u32, Recipe)>,
     /// The recipe that holds at the current end of the buffer.
     pub(crate) cur: Recipe,
+    /// The native instruction being translated ([`Emitter::begin_native`]): its clean state
+    /// is implied by the block's instruction map, so it is not recorded as a recipe.
+    implied: Option<Recipe>,
 }
 
 impl Emitter {
@@ -72,7 +75,19 @@ impl Emitter {
             fixups: Vec::new(),
             recipes: Vec::new(),
             cur: Recipe::clean(0),
+            implied: None,
         }
+    }
+
+    /// Starts over at `base` for the next block, keeping the buffers' capacity.
+    pub(crate) fn reset(&mut self, base: u64) {
+        self.base = base;
+        self.buf.clear();
+        self.labels.clear();
+        self.fixups.clear();
+        self.recipes.clear();
+        self.cur = Recipe::clean(0);
+        self.implied = None;
     }
 
     /// tx address of the first byte.
@@ -99,6 +114,15 @@ impl Emitter {
 
     fn note_recipe(&mut self) {
         let off = self.offset();
+        if self.implied == Some(self.cur) {
+            // Implied, unless a different recipe recorded here would otherwise stand.
+            if let Some((o, _)) = self.recipes.last() {
+                if *o == off {
+                    self.recipes.pop();
+                }
+            }
+            return;
+        }
         match self.recipes.last_mut() {
             Some((o, r)) if *o == off => *r = self.cur,
             Some((_, r)) if *r == self.cur => {}
@@ -110,6 +134,12 @@ impl Emitter {
     /// `pc`. Every rule ends with the stack and registers native again, or with a transfer.
     pub(crate) fn begin_native(&mut self, pc: u64) {
         self.cur = Recipe::clean(pc);
+        self.implied = Some(self.cur);
+    }
+
+    /// Ends the body: from here (stubs, tails) every recipe is recorded.
+    pub(crate) fn end_body(&mut self) {
+        self.implied = None;
     }
 
     pub(crate) fn checkpoint(&self) -> Checkpoint {
@@ -172,16 +202,23 @@ impl Emitter {
         &mut self,
         build: impl FnOnce(&mut CodeAssembler) -> Result<(), iced_x86::IcedError>,
     ) -> Result<(), EncodeFailed> {
-        build(&mut self.asm)?;
-        for insn in self.asm.take_instructions() {
-            self.insn(&insn)?;
+        // Encoded from the assembler's own list, which `reset` empties without freeing.
+        let built = build(&mut self.asm).map_err(EncodeFailed::from);
+        let mut result = built;
+        for k in 0..self.asm.instructions().len() {
+            if result.is_err() {
+                break;
+            }
+            let insn = self.asm.instructions()[k];
+            result = self.insn(&insn).map(|_| ());
         }
-        Ok(())
+        self.asm.reset();
+        result
     }
 
     /// `push reg`, spilling it.
     pub(crate) fn push_reg(&mut self, reg: Register) -> Result<(), EncodeFailed> {
-        self.insn(&Instruction::with1(Code::Push_r64, reg)?)?;
+        self.push_pop(0x50, reg)?;
         self.cur.rsp_adjust += 8;
         self.cur.spill(reg);
         Ok(())
@@ -189,9 +226,23 @@ impl Emitter {
 
     /// `pop reg`, restoring a spill.
     pub(crate) fn pop_reg(&mut self, reg: Register) -> Result<(), EncodeFailed> {
-        self.insn(&Instruction::with1(Code::Pop_r64, reg)?)?;
+        self.push_pop(0x58, reg)?;
         self.cur.rsp_adjust -= 8;
         self.cur.unspill(reg);
+        Ok(())
+    }
+
+    /// `push r64` (`op` 0x50) or `pop r64` (0x58), encoded by hand.
+    fn push_pop(&mut self, op: u8, reg: Register) -> Result<(), EncodeFailed> {
+        if !reg.is_gpr64() {
+            return Err(EncodeFailed);
+        }
+        let n = reg.number() as u8;
+        if n < 8 {
+            self.raw(&[op + n]);
+        } else {
+            self.raw(&[0x41, op + n - 8]);
+        }
         Ok(())
     }
 
@@ -204,7 +255,10 @@ impl Emitter {
 
     /// `push imm32` (sign-extended).
     pub(crate) fn push_imm32(&mut self, imm: i32) -> Result<(), EncodeFailed> {
-        self.pushing(&Instruction::with1(Code::Pushq_imm32, imm)?)
+        let i = imm.to_le_bytes();
+        self.raw(&[0x68, i[0], i[1], i[2], i[3]]);
+        self.cur.rsp_adjust += 8;
+        Ok(())
     }
 
     /// Pushes a 64-bit constant without touching registers or flags.
@@ -218,27 +272,41 @@ impl Emitter {
 
     /// `mov dword [rsp+off+4], hi32(value)`: completes a sign-extended low half.
     pub(crate) fn store_hi32(&mut self, off: i32, value: u64) -> Result<(), EncodeFailed> {
-        let mem = MemoryOperand::with_base_displ(Register::RSP, (off + 4) as i64);
-        self.insn(&Instruction::with2(
-            Code::Mov_rm32_imm32,
-            mem,
-            (value >> 32) as u32,
-        )?)?;
+        self.mov_rsp_dword(off + 4, (value >> 32) as u32);
         Ok(())
+    }
+
+    /// `mov dword [rsp+disp], imm32`, encoded by hand (C7 /0 with a SIB on rsp).
+    fn mov_rsp_dword(&mut self, disp: i32, imm: u32) {
+        let i = imm.to_le_bytes();
+        match i8::try_from(disp) {
+            Ok(0) => self.raw(&[0xc7, 0x04, 0x24, i[0], i[1], i[2], i[3]]),
+            Ok(d) => self.raw(&[0xc7, 0x44, 0x24, d as u8, i[0], i[1], i[2], i[3]]),
+            Err(_) => {
+                let d = disp.to_le_bytes();
+                self.raw(&[
+                    0xc7, 0x84, 0x24, d[0], d[1], d[2], d[3], i[0], i[1], i[2], i[3],
+                ])
+            }
+        }
     }
 
     /// Stores a 64-bit constant to `[rsp+off]` without touching registers or flags.
     pub(crate) fn store_u64(&mut self, off: i32, value: u64) -> Result<(), EncodeFailed> {
-        let lo = MemoryOperand::with_base_displ(Register::RSP, off as i64);
-        self.insn(&Instruction::with2(Code::Mov_rm32_imm32, lo, value as u32)?)?;
+        self.mov_rsp_dword(off, value as u32);
         self.store_hi32(off, value)
     }
 
     /// `lea rsp, [rsp+delta]` (flags untouched); nothing for 0.
     pub(crate) fn lea_rsp(&mut self, delta: i32) -> Result<(), EncodeFailed> {
         if delta != 0 {
-            let mem = MemoryOperand::with_base_displ(Register::RSP, delta as i64);
-            self.insn(&Instruction::with2(Code::Lea_r64_m, Register::RSP, mem)?)?;
+            match i8::try_from(delta) {
+                Ok(d) => self.raw(&[0x48, 0x8d, 0x64, 0x24, d as u8]),
+                Err(_) => {
+                    let d = delta.to_le_bytes();
+                    self.raw(&[0x48, 0x8d, 0xa4, 0x24, d[0], d[1], d[2], d[3]])
+                }
+            }
             self.cur.rsp_adjust -= delta;
         }
         Ok(())
@@ -294,9 +362,15 @@ impl Emitter {
     ) -> Result<u64, EncodeFailed> {
         let start = self.offset();
         let target = self.label_tx(label).unwrap_or(self.here());
-        let offsets = self.insn(&Instruction::with_branch(code, target)?)?;
-        let field = start + offsets.immediate_offset() as u32;
-        let size = offsets.immediate_size() as u8;
+        let (field, size) = if rel32_opcode(code).is_some() {
+            ((self.branch_to(code, target)? - self.base) as u32, 4)
+        } else {
+            let offsets = self.insn(&Instruction::with_branch(code, target)?)?;
+            (
+                start + offsets.immediate_offset() as u32,
+                offsets.immediate_size() as u8,
+            )
+        };
         if self.labels[label.0 as usize].is_none() {
             self.fixups.push(Fixup {
                 field,
@@ -310,6 +384,16 @@ impl Emitter {
 
     /// A branch (`code` is a rel32 form) to an absolute tx address. Returns its rel field's tx.
     pub(crate) fn branch_to(&mut self, code: Code, target: u64) -> Result<u64, EncodeFailed> {
+        if let Some(op) = rel32_opcode(code) {
+            // The common forms by hand: iced's encoder costs more than the rest of a stub.
+            let end = self.here() + op.len() as u64 + 4;
+            let rel = i32::try_from(target.wrapping_sub(end) as i64).map_err(|_| EncodeFailed)?;
+            let mut bytes = [0u8; 6];
+            bytes[..op.len()].copy_from_slice(op);
+            bytes[op.len()..op.len() + 4].copy_from_slice(&rel.to_le_bytes());
+            self.raw(&bytes[..op.len() + 4]);
+            return Ok(end - 4);
+        }
         let start = self.offset();
         let offsets = self.insn(&Instruction::with_branch(code, target)?)?;
         Ok(self.base + (start + offsets.immediate_offset() as u32) as u64)
@@ -329,5 +413,131 @@ impl Emitter {
                 self.buf[at..at + 4].copy_from_slice(&(rel as i32).to_le_bytes());
             }
         }
+    }
+}
+
+/// Opcode bytes of the rel32 branch forms [`Emitter::branch_to`] encodes by hand.
+fn rel32_opcode(code: Code) -> Option<&'static [u8]> {
+    const JCC: [[u8; 2]; 16] = [
+        [0x0f, 0x80],
+        [0x0f, 0x81],
+        [0x0f, 0x82],
+        [0x0f, 0x83],
+        [0x0f, 0x84],
+        [0x0f, 0x85],
+        [0x0f, 0x86],
+        [0x0f, 0x87],
+        [0x0f, 0x88],
+        [0x0f, 0x89],
+        [0x0f, 0x8a],
+        [0x0f, 0x8b],
+        [0x0f, 0x8c],
+        [0x0f, 0x8d],
+        [0x0f, 0x8e],
+        [0x0f, 0x8f],
+    ];
+    let cc = match code {
+        Code::Jmp_rel32_64 => return Some(&[0xe9]),
+        Code::Call_rel32_64 => return Some(&[0xe8]),
+        Code::Jo_rel32_64 => 0,
+        Code::Jno_rel32_64 => 1,
+        Code::Jb_rel32_64 => 2,
+        Code::Jae_rel32_64 => 3,
+        Code::Je_rel32_64 => 4,
+        Code::Jne_rel32_64 => 5,
+        Code::Jbe_rel32_64 => 6,
+        Code::Ja_rel32_64 => 7,
+        Code::Js_rel32_64 => 8,
+        Code::Jns_rel32_64 => 9,
+        Code::Jp_rel32_64 => 10,
+        Code::Jnp_rel32_64 => 11,
+        Code::Jl_rel32_64 => 12,
+        Code::Jge_rel32_64 => 13,
+        Code::Jle_rel32_64 => 14,
+        Code::Jg_rel32_64 => 15,
+        _ => return None,
+    };
+    Some(&JCC[cc])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use iced_x86::MemoryOperand;
+
+    /// The hand encodings equal iced's.
+    #[test]
+    fn hand_encodings_match_the_encoder() {
+        let iced = |insn: Instruction| {
+            let mut e = iced_x86::Encoder::new(64);
+            e.encode(&insn, 0x1000).unwrap();
+            e.take_buffer()
+        };
+        let codes = [
+            Code::Jmp_rel32_64,
+            Code::Call_rel32_64,
+            Code::Jo_rel32_64,
+            Code::Jno_rel32_64,
+            Code::Jb_rel32_64,
+            Code::Jae_rel32_64,
+            Code::Je_rel32_64,
+            Code::Jne_rel32_64,
+            Code::Jbe_rel32_64,
+            Code::Ja_rel32_64,
+            Code::Js_rel32_64,
+            Code::Jns_rel32_64,
+            Code::Jp_rel32_64,
+            Code::Jnp_rel32_64,
+            Code::Jl_rel32_64,
+            Code::Jge_rel32_64,
+            Code::Jle_rel32_64,
+            Code::Jg_rel32_64,
+        ];
+        for code in codes {
+            let mut e = Emitter::new(0x1000);
+            e.branch_to(code, 0x2345).unwrap();
+            assert_eq!(
+                e.buf,
+                iced(Instruction::with_branch(code, 0x2345).unwrap()),
+                "{code:?}"
+            );
+        }
+        for delta in [-8, 8, -128, 127, 128, -4096] {
+            let mut e = Emitter::new(0x1000);
+            e.lea_rsp(delta).unwrap();
+            let mem = MemoryOperand::with_base_displ(Register::RSP, delta as i64);
+            let want = iced(Instruction::with2(Code::Lea_r64_m, Register::RSP, mem).unwrap());
+            assert_eq!(e.buf, want, "lea {delta}");
+        }
+        for off in [0, 4, 120, 200] {
+            let mut e = Emitter::new(0x1000);
+            e.mov_rsp_dword(off, 0x8765_4321);
+            let size = if off == 0 { 0 } else { 1 };
+            let mem = MemoryOperand::new(
+                Register::RSP,
+                Register::None,
+                1,
+                off as i64,
+                size,
+                false,
+                Register::None,
+            );
+            let want = iced(Instruction::with2(Code::Mov_rm32_imm32, mem, 0x8765_4321u32).unwrap());
+            assert_eq!(e.buf, want, "mov {off}");
+        }
+        for reg in [Register::RAX, Register::RCX, Register::R8, Register::R15] {
+            let mut e = Emitter::new(0x1000);
+            e.push_reg(reg).unwrap();
+            e.pop_reg(reg).unwrap();
+            let mut want = iced(Instruction::with1(Code::Push_r64, reg).unwrap());
+            want.extend(iced(Instruction::with1(Code::Pop_r64, reg).unwrap()));
+            assert_eq!(e.buf, want, "{reg:?}");
+        }
+        let mut e = Emitter::new(0x1000);
+        e.push_imm32(-2).unwrap();
+        assert_eq!(
+            e.buf,
+            iced(Instruction::with1(Code::Pushq_imm32, -2).unwrap())
+        );
     }
 }

@@ -61,6 +61,8 @@ pub struct Translator<E: Env> {
     /// Translated jump tables ([`crate::switch_table`]), and the next free data offset.
     tables: Vec<crate::switch_table::Table>,
     switch_next: usize,
+    /// Buffers reused from block to block.
+    scratch: rules::Scratch,
 }
 
 impl<E: Env> Translator<E> {
@@ -104,6 +106,7 @@ impl<E: Env> Translator<E> {
             landings: alloc::collections::BTreeMap::new(),
             tables: Vec::new(),
             switch_next: crate::switch_table::OFF,
+            scratch: rules::Scratch::new(),
         })
     }
 
@@ -150,8 +153,15 @@ impl<E: Env> Translator<E> {
             if t.env.memory_low() {
                 return Err(TranslateError::CacheFull);
             }
-            let built = rules::translate_block(&mut t.env, &t.cache, &t.cfg, pc, t.switch_next)?;
-            if !t.cache.records_fit(built.exits.len()) {
+            let built = rules::translate_block(
+                &mut t.env,
+                &t.cache,
+                &t.cfg,
+                pc,
+                t.switch_next,
+                &mut t.scratch,
+            )?;
+            if !t.cache.records_fit(t.scratch.exits.len()) {
                 return Err(TranslateError::CacheFull);
             }
             Ok(built)
@@ -167,9 +177,10 @@ impl<E: Env> Translator<E> {
         self.stats.blocks += 1;
         self.stats.native_insns += built.block.insns.len() as u64;
         self.stats.native_bytes += built.native_bytes;
-        self.stats.bytes_emitted += built.bytes.len() as u64;
+        self.stats.bytes_emitted += self.scratch.e.buf.len() as u64;
         self.stats.links += built.links;
-        self.cache.commit(&built.bytes, built.block, built.exits);
+        self.cache
+            .commit(&self.scratch.e.buf, built.block, &self.scratch.exits);
         // New tables start all unresolved; the block is unreachable until this returns.
         for table in &built.tables {
             for i in 0..table.entries as usize {

@@ -65,9 +65,28 @@ enum Pending {
     },
 }
 
+/// Buffers reused from block to block, so translating allocates only what a block keeps.
+pub(crate) struct Scratch {
+    pub(crate) e: Emitter,
+    pub(crate) exits: Vec<Exit>,
+    pending: Vec<Pending>,
+    maps: Vec<InsnMap>,
+}
+
+impl Scratch {
+    pub(crate) fn new() -> Scratch {
+        Scratch {
+            e: Emitter::new(0),
+            exits: Vec::new(),
+            pending: Vec::new(),
+            maps: Vec::new(),
+        }
+    }
+}
+
 /// Everything a rule may use while translating one block.
 pub(crate) struct Cx<'a> {
-    pub(crate) e: Emitter,
+    pub(crate) e: &'a mut Emitter,
     pub(crate) design: Design,
     pub(crate) opts: Options,
     pub(crate) red_zone: u16,
@@ -83,8 +102,8 @@ pub(crate) struct Cx<'a> {
     /// Bytes of the code cache: a rel32 to native code must reach from anywhere in it.
     pub(crate) cache_span: u64,
     block_native: u64,
-    exits: Vec<Exit>,
-    pending: Vec<Pending>,
+    exits: &'a mut Vec<Exit>,
+    pending: &'a mut Vec<Pending>,
     /// The jump-table site of the instruction being translated, if it is a bounded one.
     pub(crate) switch: Option<crate::switch_table::Site>,
     /// Next free data-memory offset for translated jump tables.
@@ -200,14 +219,12 @@ impl Cx<'_> {
     }
 }
 
-/// A translated block ready to commit.
+/// A translated block ready to commit (its bytes and exits are in the [`Scratch`]).
 pub(crate) struct Built {
-    pub(crate) bytes: Vec<u8>,
     /// Translated jump tables of the block (resolve stubs known), and the next free offset.
     pub(crate) tables: Vec<crate::switch_table::Table>,
     pub(crate) switch_next: usize,
     pub(crate) block: Block,
-    pub(crate) exits: Vec<Exit>,
     pub(crate) native_bytes: u64,
     pub(crate) links: u64,
 }
@@ -242,27 +259,11 @@ fn decode_run(
     pc: u64,
     calls_continue: bool,
 ) -> (Vec<NativeInsn>, Option<DecodeStop>) {
-    let mut insns = Vec::new();
-    let mut at = pc;
-    while insns.len() < MAX_BLOCK_INSNS + 1 {
-        match decode::decode_one(env, at) {
-            Ok(n) => {
-                at = n.insn.next_ip();
-                let flow = n.insn.flow_control();
-                insns.push(n);
-                let goes_on = match flow {
-                    FlowControl::Next | FlowControl::ConditionalBranch => true,
-                    FlowControl::Call | FlowControl::IndirectCall => calls_continue,
-                    _ => false,
-                };
-                if !goes_on {
-                    break;
-                }
-            }
-            Err(stop) => return (insns, Some(stop)),
-        }
-    }
-    (insns, None)
+    decode::decode_line(env, pc, MAX_BLOCK_INSNS + 1, |i| match i.flow_control() {
+        FlowControl::Next | FlowControl::ConditionalBranch => true,
+        FlowControl::Call | FlowControl::IndirectCall => calls_continue,
+        _ => false,
+    })
 }
 
 /// Translates the block at native `pc` into the free space of `cache`.
@@ -272,6 +273,7 @@ pub(crate) fn translate_block(
     cfg: &Config,
     pc: u64,
     switch_next: usize,
+    scratch: &mut Scratch,
 ) -> Result<Built, TranslateError> {
     let (insns, stop) = decode_run(env, pc, cfg.opts.callret);
     if insns.is_empty() {
@@ -286,8 +288,13 @@ pub(crate) fn translate_block(
         Home::Gs(_) if swapgs_inside => None,
         home => Some(home),
     };
+    scratch.e.reset(tx_start);
+    scratch.exits.clear();
+    scratch.pending.clear();
+    scratch.maps.clear();
+    let maps = &mut scratch.maps;
     let mut cx = Cx {
-        e: Emitter::new(tx_start),
+        e: &mut scratch.e,
         design: cfg.design,
         breakpoints_native: cfg.breakpoints_native,
         opts: cfg.opts,
@@ -299,8 +306,8 @@ pub(crate) fn translate_block(
         env: &*env,
         cache_span: cache.mem.len() as u64,
         block_native: pc,
-        exits: Vec::new(),
-        pending: Vec::new(),
+        exits: &mut scratch.exits,
+        pending: &mut scratch.pending,
         tails: Vec::new(),
         switch: None,
         switch_next,
@@ -313,7 +320,6 @@ pub(crate) fn translate_block(
     let inscount = counters.filter(|_| cfg.opts.inscount);
     // No bump for the first segment where the stack is not ours yet.
     let no_stack = env.stack_unusable_at(pc);
-    let mut maps: Vec<InsnMap> = Vec::new();
     let mut segment: Option<(u64, u32)> = None;
     let mut native_bytes = 0u64;
     let mut fall_to: Option<u64> = None;
@@ -406,6 +412,7 @@ pub(crate) fn translate_block(
         fall_exit = Some(exit);
     }
     finish_segment(&mut cx.e, segment.take());
+    cx.e.end_body();
     let body_end = cx.e.here();
 
     // Exit stubs, in exit order.
@@ -455,18 +462,16 @@ pub(crate) fn translate_block(
         tx_start,
         body_end,
         tx_end,
-        insns: maps,
-        recipes: core::mem::take(&mut cx.e.recipes),
+        insns: maps.to_vec(),
+        recipes: cx.e.recipes.to_vec(),
         stubs,
         fall_exit,
         stale: false,
     };
     Ok(Built {
-        bytes: core::mem::take(&mut cx.e.buf),
         tables: core::mem::take(&mut cx.tables),
         switch_next: cx.switch_next,
         block,
-        exits: cx.exits,
         native_bytes,
         links: cx.links,
     })
