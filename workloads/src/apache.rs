@@ -123,14 +123,35 @@ fn drive(opts: &Options, url: &str, concurrency: u64, base: Params) -> [Record; 
         [Metric::RequestsPerSec, Metric::TransferKbPerSec]
             .map(|m| Record::failed(Suite::Apache, BENCHMARK, base.clone(), m, reason.clone()))
     };
-    let warm_n = min_requests(concurrency);
-    let warm = match run_ab(opts, url, warm_n, concurrency) {
-        Ok(r) => r,
+    // Warm to a steady state first ([`crate::warmup`]): passes of at least
+    // `min_requests` requests, sized to a quarter of a sample; the last one prices a request.
+    let target_ns = stats::sample_target_ns(opts.budget_ns, opts.samples, 0);
+    let mut last = (0u64, 0.0f64);
+    let warmed = crate::warmup::warm_up(
+        target_ns,
+        || crate::warmup::blocks_translated(std::path::Path::new(crate::warmup::STATS_PATH)),
+        |n| {
+            let n = n.max(min_requests(concurrency));
+            let r = run_ab(opts, url, n, concurrency)?;
+            last = (n, r.time_taken_s);
+            Ok::<_, anyhow::Error>((r.time_taken_s * 1e9) as u64)
+        },
+    );
+    let warm = match warmed {
+        Ok(w) => w,
         Err(e) => return failed(format!("warm-up: {e:#}"), &base),
     };
+    if last.0 == 0 {
+        // No translator to warm: one pass still prices a request.
+        let n = min_requests(concurrency);
+        match run_ab(opts, url, n, concurrency) {
+            Ok(r) => last = (n, r.time_taken_s),
+            Err(e) => return failed(format!("warm-up: {e:#}"), &base),
+        }
+    }
+    let (warm_n, warm_s) = last;
     let requests = opts.requests.unwrap_or_else(|| {
-        let target_ns = stats::sample_target_ns(opts.budget_ns, opts.samples, 0);
-        let per_req_ns = warm.time_taken_s * 1e9 / warm_n as f64;
+        let per_req_ns = warm_s * 1e9 / warm_n as f64;
         let n = if per_req_ns > 0.0 {
             (target_ns as f64 / per_req_ns) as u64
         } else {
@@ -161,7 +182,13 @@ fn drive(opts: &Options, url: &str, concurrency: u64, base: Params) -> [Record; 
             }
         }
     }
-    let rec = |m, samples| Record::ok(Suite::Apache, BENCHMARK, p.clone(), m, samples, requests);
+    let rec = |m, samples| {
+        let mut r = Record::ok(Suite::Apache, BENCHMARK, p.clone(), m, samples, requests);
+        r.warmup_passes = Some(warm.passes);
+        r.warmup_blocks = Some(warm.blocks);
+        r.warmup_settled = Some(warm.settled);
+        r
+    };
     let records = [
         rec(Metric::RequestsPerSec, rps),
         rec(Metric::TransferKbPerSec, kbps),

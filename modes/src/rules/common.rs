@@ -394,7 +394,7 @@ pub(crate) fn lookup(cx: &mut Cx, k: u16) -> Result<(), EncodeFailed> {
     if cx.opts.jumptable {
         let mut stub = 0;
         jumptable::emit_probe(
-            &mut cx.e,
+            cx.e,
             data,
             cx.indirect,
             |e| {
@@ -408,7 +408,7 @@ pub(crate) fn lookup(cx: &mut Cx, k: u16) -> Result<(), EncodeFailed> {
         if let Some(home) = cx.indirect {
             cx.e.push_reg(Register::RCX)?;
             crate::clients::emit_bump_via(
-                &mut cx.e,
+                cx.e,
                 home,
                 crate::clients::Counter::IndirectBranches,
                 Register::RCX,
@@ -416,7 +416,7 @@ pub(crate) fn lookup(cx: &mut Cx, k: u16) -> Result<(), EncodeFailed> {
             cx.e.pop_reg(Register::RCX)?;
             cx.set_last_stub(cx.e.here());
         }
-        emit_miss(&mut cx.e, id, k, &entries, rz)?;
+        emit_miss(cx.e, id, k, &entries, rz)?;
     }
     Ok(())
 }

@@ -58,7 +58,7 @@ fn iretq_to_translated(cx: &mut Cx, n: &NativeInsn) -> RuleResult {
     if cx.opts.jumptable {
         let mut stub = 0;
         jumptable::emit_probe(
-            &mut cx.e,
+            cx.e,
             cx.data_addr,
             cx.indirect,
             |e| {
@@ -70,7 +70,7 @@ fn iretq_to_translated(cx: &mut Cx, n: &NativeInsn) -> RuleResult {
         cx.set_last_stub(stub);
     } else {
         cx.set_last_stub(cx.e.here());
-        link::emit_enter_dispatcher(&mut cx.e, id, iret_entry)?;
+        link::emit_enter_dispatcher(cx.e, id, iret_entry)?;
     }
     cx.e.raw(n.bytes());
     // To user mode: the native `iretq` itself (see `common::iretq_native`).

@@ -100,7 +100,7 @@ fn load_target(cx: &mut Cx, i: &Instruction) -> Result<(), Unsupported> {
 /// The end every site shares: rcx saved at `[rsp]`, the target loaded, the table jump.
 fn load_and_jump(cx: &mut Cx, i: &Instruction) -> Result<(), Unsupported> {
     load_target(cx, i)?;
-    landing::emit_table_jump(&mut cx.e, cx.data_addr, cx.indirect)?;
+    landing::emit_table_jump(cx.e, cx.data_addr, cx.indirect)?;
     Ok(())
 }
 
@@ -151,7 +151,7 @@ pub(crate) fn call_push_native(cx: &mut Cx, n: &NativeInsn) -> RuleResult {
     cx.e.push_reg(Register::RCX)?;
     load_target(cx, &n.insn)?;
     cx.e.store_u64(8 + rz, n.insn.next_ip())?;
-    landing::emit_table_jump(&mut cx.e, cx.data_addr, cx.indirect)?;
+    landing::emit_table_jump(cx.e, cx.data_addr, cx.indirect)?;
     cx.after = After::Dynamic;
     Ok(Flow::End)
 }
@@ -175,7 +175,7 @@ pub(crate) fn ret(cx: &mut Cx, _n: &NativeInsn) -> RuleResult {
             slot,
         )?)?;
     }
-    landing::emit_table_jump(&mut cx.e, cx.data_addr, cx.indirect)?;
+    landing::emit_table_jump(cx.e, cx.data_addr, cx.indirect)?;
     cx.after = After::Dynamic;
     Ok(Flow::End)
 }

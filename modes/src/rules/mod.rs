@@ -339,10 +339,10 @@ pub(crate) fn translate_block(
         if let Some(home) =
             inscount.filter(|_| cx.new_segment && !cx.shadow && !(no_stack && i == 0))
         {
-            finish_segment(&mut cx.e, segment.take());
+            finish_segment(cx.e, segment.take());
             let dead = cfg.opts.flags_liveness && decode::flags_dead_before(&insns, i);
             let field = clients::emit_add_placeholder(
-                &mut cx.e,
+                cx.e,
                 home,
                 Counter::Instructions,
                 dead,
@@ -411,7 +411,7 @@ pub(crate) fn translate_block(
             .map_err(|_| TranslateError::Untranslatable { pc })?;
         fall_exit = Some(exit);
     }
-    finish_segment(&mut cx.e, segment.take());
+    finish_segment(cx.e, segment.take());
     cx.e.end_body();
     let body_end = cx.e.here();
 
@@ -426,7 +426,7 @@ pub(crate) fn translate_block(
                 cx.e.bind(label);
                 stubs.push(cx.e.offset());
                 cx.exits[k].stub = cx.e.here();
-                link::emit_direct_stub(&mut cx.e, target, id, red_zone, &entries)
+                link::emit_direct_stub(cx.e, target, id, red_zone, &entries)
                     .map_err(|_| TranslateError::Untranslatable { pc })?;
             }
             Pending::Switch {
@@ -442,7 +442,7 @@ pub(crate) fn translate_block(
                 if let Some(t) = cx.tables.iter_mut().find(|t| t.data_off == data_off) {
                     t.resolve = resolve;
                 }
-                common::emit_switch_resolve(&mut cx.e, jmp_pc, site, id, red_zone, &entries)
+                common::emit_switch_resolve(cx.e, jmp_pc, site, id, red_zone, &entries)
                     .map_err(|_| TranslateError::Untranslatable { pc })?;
             }
             Pending::Done => {}

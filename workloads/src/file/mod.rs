@@ -167,8 +167,11 @@ pub fn run<W: Write>(
         let mut base = config.params();
         base.insert("duration_ms".into(), (opts.duration_ns / 1_000_000).into());
         match run_personality(p, &config, opts) {
-            Ok(intervals) => {
-                for r in records(p, &base, &intervals) {
+            Ok((intervals, warm)) => {
+                for mut r in records(p, &base, &intervals) {
+                    r.warmup_passes = Some(warm.passes);
+                    r.warmup_blocks = Some(warm.blocks);
+                    r.warmup_settled = Some(warm.settled);
                     sink.emit(&r)?;
                 }
             }
@@ -205,7 +208,14 @@ struct Intervals {
     lengths_ns: Vec<u64>,
 }
 
-fn run_personality(p: &Personality, config: &Config, opts: &Options) -> anyhow::Result<Intervals> {
+/// Creates the fileset, runs the personality until the translator is warm
+/// ([`crate::warmup`]: passes of whole milliseconds, sized to a quarter of a sample
+/// interval), then measures it for `opts.duration_ns` in `opts.samples` intervals.
+fn run_personality(
+    p: &Personality,
+    config: &Config,
+    opts: &Options,
+) -> anyhow::Result<(Intervals, crate::warmup::WarmUp)> {
     let root = tempfile::Builder::new()
         .prefix(&format!("kdbt-{}.", p.name))
         .tempdir_in(&opts.dir)
@@ -213,18 +223,44 @@ fn run_personality(p: &Personality, config: &Config, opts: &Options) -> anyhow::
     let set = FileSet::create(root.path(), config, 0x6b64_6274)
         .with_context(|| format!("creating the {} fileset", p.name))?;
     let log_path = root.path().join("logfile");
-    let (names, slots) = p.flow_slots();
-    let nslots = names.len();
     let samples = opts.samples.max(1);
     let interval_ns = (opts.duration_ns / samples as u64).max(1);
+    const MS: u64 = 1_000_000;
+    let warm = crate::warmup::warm_up(
+        interval_ns,
+        || crate::warmup::blocks_translated(std::path::Path::new(crate::warmup::STATS_PATH)),
+        |ms| {
+            let t0 = Instant::now();
+            run_flows(p, config, &set, &log_path, ms * MS, 1)?;
+            Ok::<_, anyhow::Error>(t0.elapsed().as_nanos() as u64)
+        },
+    )
+    .context("warm-up")?;
+    let intervals = run_flows(p, config, &set, &log_path, opts.duration_ns, samples)?;
+    Ok((intervals, warm))
+}
+
+/// Runs the personality's threads over `set` for `duration_ns`, tallied in `samples` equal
+/// intervals.
+fn run_flows(
+    p: &Personality,
+    config: &Config,
+    set: &FileSet,
+    log_path: &std::path::Path,
+    duration_ns: u64,
+    samples: usize,
+) -> anyhow::Result<Intervals> {
+    let (names, slots) = p.flow_slots();
+    let nslots = names.len();
+    let interval_ns = (duration_ns / samples as u64).max(1);
     let stop = AtomicBool::new(false);
     let error: Mutex<Option<anyhow::Error>> = Mutex::new(None);
     let start = Instant::now();
-    let end = start + Duration::from_nanos(opts.duration_ns);
+    let end = start + Duration::from_nanos(duration_ns);
     let results: Vec<(Vec<Vec<Tally>>, Instant)> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..config.threads)
             .map(|t| {
-                let (set, slots, stop, error, log_path) = (&set, &slots, &stop, &error, &log_path);
+                let (slots, stop, error) = (&slots, &stop, &error);
                 s.spawn(move || {
                     let log = if p.log_file {
                         match OpenOptions::new().create(true).append(true).open(log_path) {
