@@ -121,6 +121,18 @@ pub struct CodeCache {
     generation: u32,
     /// Record limits set by [`CodeCache::reserve`] (blocks, exits).
     limits: Option<(usize, usize)>,
+    /// Where lookups keep the target ([`crate::landing::Layout`]).
+    layout: crate::landing::Layout,
+    /// Landings with recipes (slot layout), in address order.
+    landings: Vec<LandingCode>,
+}
+
+/// A landing's place and recipes (slot layout only: fast's landings have no native state).
+struct LandingCode {
+    tx_start: u64,
+    tx_end: u64,
+    /// (offset, recipe before the instruction at offset), sorted.
+    recipes: Vec<(u32, Recipe)>,
 }
 
 /// Bits of an exit id holding the exit's index.
@@ -131,17 +143,21 @@ impl CodeCache {
         mut mem: CodeMemory,
         dispatcher: u64,
         red_zone: u16,
+        layout: crate::landing::Layout,
     ) -> Result<CodeCache, crate::InitError> {
         if (mem.len() as u64) < PERSISTENT_SIZE * 4 || mem.tx_base() % 16 != 0 {
             return Err(crate::InitError::CodeMemoryTooSmall);
         }
-        let (entries, persistent_recipes) = link::emit_persistent(&mut mem, dispatcher, red_zone)
-            .map_err(|_| crate::InitError::DispatcherOutOfReach)?;
+        let (entries, persistent_recipes) =
+            link::emit_persistent(&mut mem, dispatcher, red_zone, layout)
+                .map_err(|_| crate::InitError::DispatcherOutOfReach)?;
         let next = mem.tx_base() + PERSISTENT_SIZE;
         Ok(CodeCache {
             mem,
             entries,
             persistent_recipes,
+            layout,
+            landings: Vec::new(),
             next,
             blocks: Vec::new(),
             by_native: BTreeMap::new(),
@@ -224,14 +240,49 @@ impl CodeCache {
         self.exits.extend_from_slice(exits);
     }
 
-    /// Writes code that belongs to no block (a landing) at the next free address, if it fits.
-    pub(crate) fn append(&mut self, bytes: &[u8]) -> bool {
+    /// Writes a landing (code that belongs to no block) at the next free address, if it fits,
+    /// with its recipes in the slot layout.
+    pub(crate) fn append_landing(&mut self, bytes: &[u8], recipes: &[(u32, Recipe)]) -> bool {
         if bytes.len() as u64 > self.free() {
             return false;
         }
-        self.mem.write(self.next, bytes);
-        self.next = (self.next + bytes.len() as u64 + 15) & !15;
+        let at = self.next;
+        self.mem.write(at, bytes);
+        self.next = (at + bytes.len() as u64 + 15) & !15;
+        if self.layout == crate::landing::Layout::Slot {
+            self.landings.push(LandingCode {
+                tx_start: at,
+                tx_end: at + bytes.len() as u64,
+                recipes: recipes.to_vec(),
+            });
+        }
         true
+    }
+
+    /// [`CodeCache::tx_info`] for a landing address (slot layout).
+    fn landing_info(&self, tx: u64) -> Option<TxInfo> {
+        let l = self
+            .landings
+            .partition_point(|l| l.tx_start <= tx)
+            .checked_sub(1)
+            .map(|i| &self.landings[i])
+            .filter(|l| tx < l.tx_end)?;
+        let off = (tx - l.tx_start) as u32;
+        let r = l
+            .recipes
+            .partition_point(|(o, _)| *o <= off)
+            .checked_sub(1)?;
+        let recipe = l.recipes[r].1;
+        let native_pc = match recipe.pc {
+            PcSource::Static(pc) => pc,
+            PcSource::StackSlot(_) => 0,
+        };
+        Some(TxInfo {
+            native_pc,
+            offset: off,
+            recipe,
+            place: None,
+        })
     }
 
     /// Reserves room for `blocks` blocks and `exits` exits, and makes them the limit (see
@@ -283,6 +334,7 @@ impl CodeCache {
         self.blocks.clear();
         self.by_native.clear();
         self.exits.clear();
+        self.landings.clear();
         self.next = self.mem.tx_base() + PERSISTENT_SIZE;
         self.generation = self.generation.wrapping_add(1);
     }
@@ -293,8 +345,8 @@ impl CodeCache {
             return None;
         }
         if tx < self.mem.tx_base() + PERSISTENT_SIZE {
-            // The landing miss path, like a landing, has no native PC (fast only).
-            if tx >= self.entries.landing_miss {
+            // fast's landing miss path, like its landings, has no native PC.
+            if tx >= self.entries.landing_miss && self.layout == crate::landing::Layout::Registers {
                 return None;
             }
             let i = self
@@ -309,14 +361,15 @@ impl CodeCache {
                 place: None,
             });
         }
-        let b = self
+        let Some(b) = self
             .blocks
             .partition_point(|b| b.tx_start <= tx)
-            .checked_sub(1)?;
+            .checked_sub(1)
+            .filter(|&b| tx < self.blocks[b].tx_end)
+        else {
+            return self.landing_info(tx);
+        };
         let block = &self.blocks[b];
-        if tx >= block.tx_end {
-            return None;
-        }
         let off = (tx - block.tx_start) as u32;
         let recorded = block
             .recipes

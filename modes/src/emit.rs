@@ -62,6 +62,8 @@ pub(crate) struct Emitter {
     /// The native instruction being translated ([`Emitter::begin_native`]): its clean state
     /// is implied by the block's instruction map, so it is not recorded as a recipe.
     implied: Option<Recipe>,
+    /// Offset where that instruction's translation starts (its instruction-map `tx_off`).
+    insn_start: u32,
 }
 
 impl Emitter {
@@ -76,6 +78,7 @@ impl Emitter {
             recipes: Vec::new(),
             cur: Recipe::clean(0),
             implied: None,
+            insn_start: 0,
         }
     }
 
@@ -114,13 +117,13 @@ impl Emitter {
 
     fn note_recipe(&mut self) {
         let off = self.offset();
-        if self.implied == Some(self.cur) {
-            // Implied, unless a different recipe recorded here would otherwise stand.
-            if let Some((o, _)) = self.recipes.last() {
-                if *o == off {
-                    self.recipes.pop();
-                }
-            }
+        // Implied only while nothing was recorded since the instruction's start: the cache
+        // reads "no recipe since tx_off" as the clean start state.
+        let nothing_since = self
+            .recipes
+            .last()
+            .is_none_or(|(o, _)| *o < self.insn_start);
+        if self.implied == Some(self.cur) && nothing_since {
             return;
         }
         match self.recipes.last_mut() {
@@ -133,8 +136,13 @@ impl Emitter {
     /// Starts the translation of a native instruction (or a stub for one): a clean state at
     /// `pc`. Every rule ends with the stack and registers native again, or with a transfer.
     pub(crate) fn begin_native(&mut self, pc: u64) {
-        self.cur = Recipe::clean(pc);
-        self.implied = Some(self.cur);
+        let clean = Recipe::clean(pc);
+        // Called again for the same instruction after inserted code (an inscount bump).
+        if self.implied != Some(clean) {
+            self.insn_start = self.offset();
+        }
+        self.cur = clean;
+        self.implied = Some(clean);
     }
 
     /// Ends the body: from here (stubs, tails) every recipe is recorded.

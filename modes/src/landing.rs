@@ -44,9 +44,19 @@
 //! into a target slot and enters the dispatcher with [`MISS_ID`], which translates T and
 //! pushes a landing for it.
 //!
-//! Landings are code, not blocks: an address in one has no native PC. That is what fast's
-//! relaxed transparency allows (an interrupt there returns there), and why drk, which must
-//! roll back any tx address, keeps the probe.
+//! Two stack layouts ([`Layout`]). fast's keeps the target in rcx only: an address in a
+//! landing then has no native PC, which fast's relaxed transparency allows (an interrupt there
+//! returns there). drk must roll back any tx address to a native state, so its sites also
+//! leave the target in a stack slot above the saved registers, where the native branch would
+//! have consumed it (`ret`'s return address is that slot; `jmp`/`call` push one):
+//!
+//! ```text
+//! [rsp] saved rax, [rsp+8] saved rcx, [rsp+16] T, red-zone gap, native stack after the branch
+//! ```
+//!
+//! Every landing and miss-path address then rolls *forward* to the state at T's start
+//! (`PcSource::StackSlot(16)`, the registers from their spill slots): a native state the
+//! branch leads to. A drk hit costs two instructions more (the slot's push and its drop).
 
 use iced_x86::code_asm::{eax, qword_ptr, rax, rcx};
 use iced_x86::Code;
@@ -54,6 +64,7 @@ use iced_x86::Code;
 use crate::clients::{self, Counter, Home};
 use crate::emit::{Emitter, EncodeFailed};
 use crate::env::{is_abs32, DataMemory};
+use crate::rollback::{gpr_index, PcSource, Recipe};
 
 /// Offset of the table in [`DataMemory`]: the jumptable's space, which a translator with
 /// landings does not use.
@@ -63,6 +74,45 @@ pub const ENTRIES: usize = 1 << 16;
 /// The exit id the shared miss path pushes (as a sign-extended imm32; exit ids of blocks are
 /// below 2^31).
 pub const MISS_ID: i32 = -1;
+
+/// Where a lookup keeps the native target ([`crate::landing`]'s module doc).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Layout {
+    /// In rcx only (fast): landings have no native state.
+    Registers,
+    /// Also in a stack slot above the saved registers (drk): every landing address rolls
+    /// forward to the target.
+    Slot,
+}
+
+impl Layout {
+    /// The layout of a design.
+    pub fn of(design: crate::Design) -> Layout {
+        match design {
+            crate::Design::Fast => Layout::Registers,
+            crate::Design::Drk => Layout::Slot,
+        }
+    }
+
+    /// Bytes a landing drops after restoring rax and rcx: the slot, if any, and the gap.
+    fn drop(self, gap: u16) -> i32 {
+        gap as i32 + if self == Layout::Slot { 8 } else { 0 }
+    }
+}
+
+/// The recipe at a landing (and the miss path) before its pops in the slot layout: the
+/// state at the target, registers in their spill slots.
+pub(crate) fn slot_recipe(gap: u16) -> Recipe {
+    let adjust = 24 + gap as i32;
+    let mut r = Recipe {
+        pc: PcSource::StackSlot(16),
+        rsp_adjust: adjust,
+        ..Recipe::clean(0)
+    };
+    r.spills[0] = Some((gpr_index(iced_x86::Register::RCX) as u8, 8 - adjust));
+    r.spills[1] = Some((gpr_index(iced_x86::Register::RAX) as u8, -adjust));
+    r
+}
 
 /// The bucket of native target `native`.
 pub fn bucket(native: u64) -> usize {
@@ -110,9 +160,9 @@ pub(crate) fn emit_table_jump(
 }
 
 /// A landing, emitted at `e`'s address: `native` → `tx`, else on to `next`. `gap`: the bytes
-/// every site left between the saved registers and the native stack. `hits` counts hits in
-/// the `indirect` client. Returns the tx address of the `jrcxz` displacement, which
-/// [`disable`] rewrites.
+/// every site left between the saved registers (and slot) and the native stack. `hits` counts
+/// hits in the `indirect` client. In the slot layout `e` records the recipes. Returns the tx
+/// address of the `jrcxz` displacement, which [`DISABLED_REL8`] disables.
 pub(crate) fn emit(
     e: &mut Emitter,
     native: u64,
@@ -120,7 +170,11 @@ pub(crate) fn emit(
     next: u64,
     gap: u16,
     hits: Option<Home>,
+    layout: Layout,
 ) -> Result<u64, EncodeFailed> {
+    if layout == Layout::Slot {
+        e.cur = slot_recipe(gap);
+    }
     let ok = e.new_label();
     // Both T' and -T' as disp32: true for kernel text and modules (the top 2 GiB).
     let short = is_abs32(native) && is_abs32(native.wrapping_neg());
@@ -147,8 +201,17 @@ pub(crate) fn emit(
         clients::emit_bump_via(e, home, Counter::JumptableHits, iced_x86::Register::RCX)?;
     }
     e.pop_reg(iced_x86::Register::RAX)?;
+    if layout == Layout::Slot {
+        e.cur.pc = PcSource::StackSlot(8);
+    }
     e.pop_reg(iced_x86::Register::RCX)?;
-    e.lea_rsp(gap as i32)?;
+    if layout == Layout::Slot {
+        e.cur.pc = PcSource::StackSlot(0);
+    }
+    e.lea_rsp(layout.drop(gap))?;
+    if layout == Layout::Slot {
+        e.cur = Recipe::clean(native);
+    }
     e.branch_to(Code::Jmp_rel32_64, tx)?;
     Ok(rel8)
 }

@@ -97,6 +97,7 @@ pub(crate) fn emit_persistent(
     mem: &mut CodeMemory,
     dispatcher: u64,
     red_zone: u16,
+    layout: crate::landing::Layout,
 ) -> Result<(Entries, alloc::vec::Vec<(u64, Recipe)>), EncodeFailed> {
     let base = mem.tx_base();
     let mut e = Emitter::new(base);
@@ -142,17 +143,33 @@ pub(crate) fn emit_persistent(
     };
     let krz = if red_zone == 8 { k8 } else { krz };
     let iret = entry(&mut e, None)?;
-    // Landing miss: restore rax and rcx, leave the target in rcx's save slot, enter with k =
-    // the gap. The locked `xchg` is off the hit path.
-    // No recipes: it has no native PC (`CodeCache::tx_info` answers None), like a landing.
     let landing_miss = e.here();
-    e.pop_reg(Register::RAX)?;
-    e.insn(&Instruction::with2(
-        Code::Xchg_rm64_r64,
-        MemoryOperand::with_base(Register::RSP),
-        Register::RCX,
-    )?)?;
-    emit_enter_dispatcher(&mut e, crate::landing::MISS_ID as u32, krz)?;
+    match layout {
+        // Restore rax and rcx, leave the target in rcx's save slot, enter with k = the gap.
+        // The locked `xchg` is off the hit path. No recipes: it has no native PC
+        // (`CodeCache::tx_info` answers None), like a fast landing.
+        crate::landing::Layout::Registers => {
+            e.pop_reg(Register::RAX)?;
+            e.insn(&Instruction::with2(
+                Code::Xchg_rm64_r64,
+                MemoryOperand::with_base(Register::RSP),
+                Register::RCX,
+            )?)?;
+            emit_enter_dispatcher(&mut e, crate::landing::MISS_ID as u32, krz)?;
+        }
+        // The slot is the target slot already: restore, enter with k = the gap. Every
+        // address rolls forward to the target, as in a landing.
+        crate::landing::Layout::Slot => {
+            e.cur = crate::landing::slot_recipe(red_zone);
+            e.pop_reg(Register::RAX)?;
+            e.cur.pc = PcSource::StackSlot(8);
+            e.pop_reg(Register::RCX)?;
+            e.cur.pc = PcSource::StackSlot(0);
+            e.push_imm32(crate::landing::MISS_ID)?;
+            e.cur.pc = PcSource::StackSlot(8);
+            e.branch_to(Code::Jmp_rel32_64, krz)?;
+        }
+    }
     e.finish();
     assert!(
         e.buf.len() as u64 <= PERSISTENT_SIZE,
@@ -160,7 +177,7 @@ pub(crate) fn emit_persistent(
     );
     mem.write(base, &e.buf);
     for (off, r) in &e.recipes {
-        if base + (*off as u64) < landing_miss {
+        if base + (*off as u64) < landing_miss || layout == crate::landing::Layout::Slot {
             recipes.push((base + *off as u64, *r));
         }
     }

@@ -10,7 +10,7 @@
 //! |---|---|---|---|
 //! | `chaining` | on | on | patch exit stubs' `jmp rel32` to the translated target |
 //! | `jumptable` | on | on | inline indirect-branch lookup (off: every indirect branch enters the dispatcher) |
-//! | `landings` | on | — | the lookup jumps through a table of per-target landings (fast only; off: the two-array probe) |
+//! | `landings` | on | on | the lookup jumps through a table of per-target landings (off: the two-array probe) |
 //! | `callret` | on | — | identity call/ret (fast only; `fast:no-callret` is the paper's ablation) |
 //! | `switch-tables` | on | on | a bounded jump-table jump goes through a table of tx addresses filled on demand |
 //! | `flags-liveness` | on | on | skip flag-preserving sequences where the flags are dead |
@@ -20,8 +20,7 @@
 //!
 //! Errors, never silent fixes: an unknown design or option, an option given twice (in either
 //! polarity), `callret` named in a drk spec (drk always pushes native return addresses),
-//! `landings` named in a drk spec (drk must roll back every tx address to a native state, and a
-//! landing shared by many sites has none), and `landings` named together with `no-jumptable`.
+//! and `landings` named together with `no-jumptable`.
 //! `no-jumptable` alone also turns landings off (it removes the inline lookup entirely), and
 //! the canonical form then omits `no-landings`.
 
@@ -55,8 +54,8 @@ pub struct Options {
     pub chaining: bool,
     /// Inline indirect-branch lookup table; off = every indirect branch enters the dispatcher.
     pub jumptable: bool,
-    /// The inline lookup goes through per-target landings ([`crate::landing`]; fast only,
-    /// needs `jumptable`); off: the two-array probe of [`crate::jumptable`].
+    /// The inline lookup goes through per-target landings ([`crate::landing`]; needs
+    /// `jumptable`); off: the two-array probe of [`crate::jumptable`].
     pub landings: bool,
     /// Identity call/ret translation (fast only): `call` pushes a code-cache return address and
     /// `ret` is copied. Off (and always in drk): `call` pushes the native return address and
@@ -100,7 +99,7 @@ impl Options {
         Options {
             chaining: true,
             jumptable: true,
-            landings: matches!(design, Design::Fast),
+            landings: true,
             callret: matches!(design, Design::Fast),
             switch_tables: true,
             flags_liveness: true,
@@ -191,9 +190,6 @@ impl ModeSpec {
         if self.design == Design::Drk && self.options.callret {
             return Err(SpecError::NotInDesign("callret", Design::Drk));
         }
-        if self.design == Design::Drk && self.options.landings {
-            return Err(SpecError::NotInDesign("landings", Design::Drk));
-        }
         if self.options.landings && !self.options.jumptable {
             return Err(SpecError::LandingsWithoutJumptable);
         }
@@ -235,8 +231,8 @@ impl ModeSpec {
                     return Err(SpecError::Repeated(OPTION_NAMES[index]));
                 }
                 seen[index] = true;
-                if design == Design::Drk && matches!(OPTION_NAMES[index], "callret" | "landings") {
-                    return Err(SpecError::NotInDesign(OPTION_NAMES[index], Design::Drk));
+                if design == Design::Drk && OPTION_NAMES[index] == "callret" {
+                    return Err(SpecError::NotInDesign("callret", Design::Drk));
                 }
                 *spec.options.field(index) = on;
             }
@@ -339,12 +335,12 @@ mod tests {
     }
 
     #[test]
-    fn landings_are_fast_only_and_part_of_the_jumptable() {
+    fn landings_are_part_of_the_jumptable() {
         assert!(ModeSpec::parse("fast").unwrap().options.landings);
-        assert!(!ModeSpec::parse("drk").unwrap().options.landings);
+        assert!(ModeSpec::parse("drk").unwrap().options.landings);
         assert_eq!(
-            ModeSpec::parse("drk:landings"),
-            Err(SpecError::NotInDesign("landings", Design::Drk))
+            ModeSpec::parse("drk:no-landings").unwrap().to_string(),
+            "drk:no-landings"
         );
         assert_eq!(
             ModeSpec::parse("fast:no-jumptable,landings"),

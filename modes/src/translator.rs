@@ -84,7 +84,12 @@ impl<E: Env> Translator<E> {
         if red_zone % 8 != 0 || red_zone >= 0x8000 {
             return Err(InitError::BadRedZone);
         }
-        let cache = CodeCache::new(code, env.dispatcher_entry(), red_zone as u16)?;
+        let cache = CodeCache::new(
+            code,
+            env.dispatcher_entry(),
+            red_zone as u16,
+            crate::landing::Layout::of(spec.design),
+        )?;
         let cfg = Config {
             design: spec.design,
             opts: spec.options,
@@ -451,12 +456,14 @@ impl<E: Env> Translator<E> {
         let next = crate::landing::head(&self.data, native);
         let hits = Some(self.cfg.counters).filter(|_| self.spec.options.indirect);
         let mut e = crate::emit::Emitter::new(at);
-        let Ok(rel8) = crate::landing::emit(&mut e, native, tx, next, self.cfg.red_zone, hits)
+        let layout = crate::landing::Layout::of(self.spec.design);
+        let Ok(rel8) =
+            crate::landing::emit(&mut e, native, tx, next, self.cfg.red_zone, hits, layout)
         else {
             return;
         };
         e.finish();
-        if !self.cache.append(&e.buf) {
+        if !self.cache.append_landing(&e.buf, &e.recipes) {
             return;
         }
         self.landings.insert(native, rel8);

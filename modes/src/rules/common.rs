@@ -256,7 +256,8 @@ fn trap(cx: &mut Cx, n: &NativeInsn) -> RuleResult {
     }
     cx.e.raw(n.bytes());
     let next = n.insn.next_ip();
-    cx.e.begin_native(next);
+    // Recorded (not an instruction start): a handler resumes at the next instruction.
+    cx.e.cur = Recipe::clean(next);
     cx.exit_branch(Code::Jmp_rel32_64, next)?;
     cx.after = After::Dynamic;
     Ok(Flow::End)

@@ -6,11 +6,12 @@
 //! | `call rel` | `push $native_ret; jmp` exit |
 //! | `call r/m` | push target, push native return, lookup |
 //! | `ret`, `ret imm16` | lookup of the return address |
+//! | with `landings` (default) | indirect calls, `jmp r/m` and `ret` jump through the landing table in the slot layout: [`super::landing_sites`] | |
 //! | `iretq` | to user mode (`CS & 3 != 0`): run at its native address, so its faults report the native PC. To kernel mode: the frame's native RIP is looked up and replaced by its translation as the last step before the copied `iretq` |
 
 use iced_x86::{Code, FlowControl, Instruction, MemoryOperand, Mnemonic, Register};
 
-use super::{common, Cx, RuleResult, Unsupported};
+use super::{common, landing_sites, Cx, RuleResult, Unsupported};
 use crate::decode::NativeInsn;
 use crate::emit::EncodeFailed;
 use crate::jumptable;
@@ -22,8 +23,18 @@ pub(crate) fn rule(cx: &mut Cx, n: &NativeInsn) -> RuleResult {
         (FlowControl::Call, Mnemonic::Call) if n.insn.is_call_near() => {
             common::call_push_native(cx, n)
         }
+        (FlowControl::IndirectCall, Mnemonic::Call)
+            if n.insn.is_call_near_indirect() && cx.opts.landings =>
+        {
+            landing_sites::call_push_native(cx, n)
+        }
         (FlowControl::IndirectCall, Mnemonic::Call) if n.insn.is_call_near_indirect() => {
             common::call_indirect(cx, n, false)
+        }
+        (FlowControl::Return, Mnemonic::Ret)
+            if cx.opts.landings && n.insn.code() == Code::Retnq =>
+        {
+            landing_sites::ret(cx, n)
         }
         (FlowControl::Return, Mnemonic::Ret) => common::ret_lookup(cx, n),
         (FlowControl::Return, Mnemonic::Iretq) => iretq_to_translated(cx, n),

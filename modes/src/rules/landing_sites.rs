@@ -11,6 +11,16 @@
 //! | `ret`, no red zone (kernel) | `xchg rcx,[rsp]` → table (the return address's qword holds the saved rcx) |
 //! | `ret`, red zone | `lea rsp,[rsp+8-rz]` `push rcx` `mov rcx,[rsp+rz]` → table |
 //!
+//! drk's sites (the slot layout) also leave the target in a stack slot above the saved
+//! registers, where the native branch consumed it:
+//!
+//! | native | drk site |
+//! |---|---|
+//! | `jmp r/m` | `[lea rsp,[rsp-rz]]` `push r/m` `push rcx` `mov rcx,[rsp+8]` → table |
+//! | `call r/m` | `lea rsp,[rsp-8-rz]` `push r/m`, the native return address into the reserved qword, `push rcx` `mov rcx,[rsp+8]` → table |
+//! | `ret`, no red zone (kernel) | `push rcx` `mov rcx,[rsp+8]` → table (the return address is the slot) |
+//! | `ret`, red zone | `lea rsp,[rsp+8-rz]` `push [rsp+rz-8]` `push rcx` `mov rcx,[rsp+8]` → table |
+//!
 //! `ret imm16` keeps the probe of [`crate::jumptable`]: the landing cannot drop its bytes.
 
 use iced_x86::{Code, Instruction, MemoryOperand, OpKind, Register};
@@ -104,9 +114,29 @@ fn load_and_jump(cx: &mut Cx, i: &Instruction) -> Result<(), Unsupported> {
     Ok(())
 }
 
+/// The end of a drk site: the target is in the slot at `[rsp]`; save rcx, load the target
+/// from the slot, jump through the table.
+fn slot_and_jump(cx: &mut Cx) -> Result<(), Unsupported> {
+    cx.e.push_reg(Register::RCX)?;
+    let slot = MemoryOperand::with_base_displ(Register::RSP, 8);
+    cx.e.insn(&Instruction::with2(
+        Code::Mov_r64_rm64,
+        Register::RCX,
+        slot,
+    )?)?;
+    landing::emit_table_jump(cx.e, cx.data_addr, cx.indirect)?;
+    Ok(())
+}
+
 /// `jmp r/m`.
 pub(crate) fn jmp_indirect(cx: &mut Cx, n: &NativeInsn) -> RuleResult {
     cx.e.lea_rsp(-(cx.red_zone as i32))?;
+    if cx.design == crate::Design::Drk {
+        super::common::push_target(cx, &n.insn)?;
+        slot_and_jump(cx)?;
+        cx.after = After::Dynamic;
+        return Ok(Flow::End);
+    }
     cx.e.push_reg(Register::RCX)?;
     load_and_jump(cx, &n.insn)?;
     cx.after = After::Dynamic;
@@ -144,10 +174,17 @@ pub(crate) fn emit_call_tail(
     load_and_jump(cx, i)
 }
 
-/// no-callret `call r/m`: the native return address where the hardware puts it.
+/// no-callret and drk `call r/m`: the native return address where the hardware puts it.
 pub(crate) fn call_push_native(cx: &mut Cx, n: &NativeInsn) -> RuleResult {
     let rz = cx.red_zone as i32;
     cx.e.lea_rsp(-8 - rz)?;
+    if cx.design == crate::Design::Drk {
+        super::common::push_target(cx, &n.insn)?;
+        cx.e.store_u64(8 + rz, n.insn.next_ip())?;
+        slot_and_jump(cx)?;
+        cx.after = After::Dynamic;
+        return Ok(Flow::End);
+    }
     cx.e.push_reg(Register::RCX)?;
     load_target(cx, &n.insn)?;
     cx.e.store_u64(8 + rz, n.insn.next_ip())?;
@@ -156,9 +193,20 @@ pub(crate) fn call_push_native(cx: &mut Cx, n: &NativeInsn) -> RuleResult {
     Ok(Flow::End)
 }
 
-/// no-callret `ret` (no immediate).
+/// no-callret and drk `ret` (no immediate).
 pub(crate) fn ret(cx: &mut Cx, _n: &NativeInsn) -> RuleResult {
     let rz = cx.red_zone as i32;
+    if cx.design == crate::Design::Drk {
+        if rz != 0 {
+            // The return address moves down to where the slot goes, over the dead red zone.
+            cx.e.lea_rsp(8 - rz)?;
+            let ra = MemoryOperand::with_base_displ(Register::RSP, (rz - 8) as i64);
+            cx.e.pushing(&Instruction::with1(Code::Push_rm64, ra)?)?;
+        }
+        slot_and_jump(cx)?;
+        cx.after = After::Dynamic;
+        return Ok(Flow::End);
+    }
     if rz == 0 {
         cx.e.insn(&Instruction::with2(
             Code::Xchg_rm64_r64,

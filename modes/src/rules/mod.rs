@@ -405,7 +405,9 @@ pub(crate) fn translate_block(
             maps.last()
                 .map_or(pc, |m| m.native_pc + m.native_len as u64)
         });
-        cx.e.begin_native(next);
+        // Not an instruction of the block: its recipe (the state after the last one) is
+        // recorded, not implied (`Emitter::begin_native`).
+        cx.e.cur = crate::rollback::Recipe::clean(next);
         let exit = cx
             .exit_branch(Code::Jmp_rel32_64, next)
             .map_err(|_| TranslateError::Untranslatable { pc })?;

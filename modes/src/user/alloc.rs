@@ -6,6 +6,9 @@
 //! dispatcher allocates from preallocated pools for the same reason. Here: while the thread
 //! is in the dispatcher, allocations come from a private bump arena (never reused: tests are
 //! short), and frees of arena memory are no-ops; everything else goes to the system allocator.
+//! System memory freed inside the dispatcher (a buffer the translator keeps from block to
+//! block, grown during a dispatch) is leaked rather than handed to `free`, for the same
+//! reason.
 //! The `user` feature installs it as the global allocator of the test binaries.
 
 use core::alloc::{GlobalAlloc, Layout};
@@ -89,7 +92,7 @@ unsafe impl GlobalAlloc for DispatchAwareAlloc {
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        if !in_arena(ptr) {
+        if !in_arena(ptr) && !super::in_dispatch() {
             // SAFETY: not arena memory, so the system allocator's.
             unsafe { System.dealloc(ptr, layout) }
         }
