@@ -122,7 +122,7 @@ impl Emitter {
         let nothing_since = self
             .recipes
             .last()
-            .is_none_or(|(o, _)| *o < self.insn_start);
+            .map_or(true, |(o, _)| *o < self.insn_start);
         if self.implied == Some(self.cur) && nothing_since {
             return;
         }
