@@ -29,7 +29,7 @@ pub const COUNTERS: usize = 3;
 /// Offset of the counters in [`crate::env::DataMemory`] when homed there.
 pub const COUNTERS_OFF: usize = jumptable::SIZE;
 /// Bytes of [`crate::env::DataMemory`] the translator needs.
-pub const DATA_SIZE: usize = crate::switch_table::OFF + crate::switch_table::SIZE;
+pub const DATA_SIZE: usize = crate::landing::TABLE_OFF + 8 * crate::landing::ENTRIES;
 
 /// Where emitted code addresses the counters (resolved from the environment).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -171,4 +171,31 @@ pub struct Stats {
     pub indirect_executed: u64,
     /// Client `indirect`: of those, jumptable hits (when on).
     pub jumptable_hits: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The data memory's regions never overlap: the jumptable's probe (still used by `ret
+    /// imm16` and drk's `iretq`) fills its arrays while landings read their table.
+    #[test]
+    fn the_data_memory_regions_are_disjoint_and_in_order() {
+        let regions = [
+            (0, jumptable::SIZE),
+            (COUNTERS_OFF, COUNTERS_OFF + 8 * COUNTERS),
+            (
+                crate::switch_table::OFF,
+                crate::switch_table::OFF + crate::switch_table::SIZE,
+            ),
+            (
+                crate::landing::TABLE_OFF,
+                crate::landing::TABLE_OFF + 8 * crate::landing::ENTRIES,
+            ),
+        ];
+        for pair in regions.windows(2) {
+            assert!(pair[0].1 <= pair[1].0, "{pair:?}");
+        }
+        assert_eq!(regions[3].1, DATA_SIZE);
+    }
 }

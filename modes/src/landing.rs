@@ -66,9 +66,10 @@ use crate::emit::{Emitter, EncodeFailed};
 use crate::env::{is_abs32, DataMemory};
 use crate::rollback::{gpr_index, PcSource, Recipe};
 
-/// Offset of the table in [`DataMemory`]: the jumptable's space, which a translator with
-/// landings does not use.
-pub const TABLE_OFF: usize = crate::jumptable::NATIVE_OFF;
+/// Offset of the table in [`DataMemory`], after the translated jump tables: a region of its
+/// own, since sites the landings cannot serve (`ret imm16`, drk's `iretq` to the kernel) still
+/// use the jumptable's probe and fill its arrays.
+pub const TABLE_OFF: usize = crate::switch_table::OFF + crate::switch_table::SIZE;
 /// Buckets.
 pub const ENTRIES: usize = 1 << 16;
 /// The exit id the shared miss path pushes (as a sign-extended imm32; exit ids of blocks are

@@ -1075,3 +1075,38 @@ fn a_bounded_switch_jump_goes_through_a_translated_table_resolved_once_per_targe
         );
     }
 }
+
+/// Sites the landings cannot serve (`ret imm16`) use the jumptable's probe, which fills its own
+/// arrays: the landing table beside them stays intact, so indirect calls and returns through
+/// landings keep working in the same run.
+#[test]
+fn the_probe_and_the_landings_keep_to_their_own_tables() {
+    let s = snippet(|a| {
+        let (mut top, mut f, mut g) = (a.create_label(), a.create_label(), a.create_label());
+        a.mov(ecx, 50)?;
+        a.lea(rsi, ptr(f))?;
+        a.set_label(&mut top)?;
+        a.push(0)?;
+        a.call(g)?;
+        a.call(rsi)?;
+        a.dec(ecx)?;
+        a.jnz(top)?;
+        a.ret()?;
+        a.set_label(&mut f)?;
+        a.inc(rax)?;
+        a.ret()?;
+        a.set_label(&mut g)?;
+        a.add(rax, 2)?;
+        a.ret_1(8)?;
+        no_labels()
+    });
+    for mode in ["fast", "fast:no-callret", "drk"] {
+        let mut ex = Executor::new(ModeSpec::parse(mode).unwrap());
+        for _ in 0..2 {
+            let mut r = regs(&[]);
+            // SAFETY: plain function.
+            unsafe { ex.run_translated(s.entry, &mut r).unwrap() };
+            assert_eq!(r.gpr[RAX], 150, "{mode}");
+        }
+    }
+}
