@@ -255,7 +255,6 @@ impl Interposer {
             self.release();
         }
         if let Some(live) = self.live.as_mut() {
-            live.translators[0].set_leaving(false);
             if live.pin.is_none() {
                 live.pin = Some(ModulePin::take());
             }
@@ -383,9 +382,6 @@ impl Interposer {
         }
         self.restore_all();
         self.on = None;
-        if let Some(live) = self.live.as_ref() {
-            live.translators[0].set_leaving(true);
-        }
         // SAFETY: `ctx` is the module's shared state, which cancels the work before it goes.
         unsafe { hooks::schedule_drain(ctx) };
         Ok(())

@@ -114,7 +114,6 @@ extern "C" {
     fn kdbt_engine_link(instance: *const RawInstance, next: *mut RawInstance);
     fn kdbt_engine_translate(instance: *const RawInstance, pc: u64) -> u64;
     fn kdbt_engine_reset_stats(instance: *const RawInstance);
-    fn kdbt_engine_set_leaving(instance: *const RawInstance, leaving: bool);
     fn kdbt_engine_stats(instance: *const RawInstance, out: *mut u8, out_len: usize) -> isize;
 }
 
@@ -279,14 +278,6 @@ impl Translator {
         // SAFETY: a live instance.
         let tx = unsafe { kdbt_engine_translate(self.raw, pc) };
         (tx != 0).then_some(tx)
-    }
-
-    /// Switch-off (`true`): empties its lookup tables and sends every exit to its native
-    /// target, so code still in the cache leaves it; `false` on switch-on (with the chained
-    /// translators).
-    pub(crate) fn set_leaving(&self, leaving: bool) {
-        // SAFETY: a live instance.
-        unsafe { kdbt_engine_set_leaving(self.raw, leaving) }
     }
 
     /// Zeroes its statistics and those of the translators chained after it.

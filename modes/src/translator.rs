@@ -63,8 +63,6 @@ pub struct Translator<E: Env> {
     switch_next: usize,
     /// Buffers reused from block to block.
     scratch: rules::Scratch,
-    /// Switched off: the dispatcher sends every exit to its native target.
-    leaving: bool,
 }
 
 impl<E: Env> Translator<E> {
@@ -114,7 +112,6 @@ impl<E: Env> Translator<E> {
             tables: Vec::new(),
             switch_next: crate::switch_table::OFF,
             scratch: rules::Scratch::new(),
-            leaving: false,
         })
     }
 
@@ -377,9 +374,6 @@ impl<E: Env> Translator<E> {
     /// indirect one.
     pub fn dispatch(&mut self, exit_id: u64, slot: &mut u64) {
         self.stats.dispatches += 1;
-        if self.leaving {
-            return;
-        }
         let landing_miss = exit_id == crate::landing::MISS_ID as i64 as u64;
         if landing_miss
             || matches!(self.cache.exit(exit_id), Some((_, exit)) if exit.kind == ExitKind::Indirect)
@@ -447,30 +441,6 @@ impl<E: Env> Translator<E> {
                     .entry(&self.data, i)
                     .store(tx, core::sync::atomic::Ordering::Release);
                 self.stats.switch_entries += 1;
-            }
-        }
-    }
-
-    /// Switch-off (`true`): every lookup table is emptied and from then on the dispatcher
-    /// sends each exit to its native target, so code still running in the cache (a CPU idling
-    /// in code it reached through drk's `iretq`, a task woken in a translated syscall) leaves
-    /// it at its next indirect branch or unchained exit. Chained direct branches stay. Switch-on
-    /// again (`false`) refills the tables on misses.
-    pub fn set_leaving(&mut self, leaving: bool) {
-        self.leaving = leaving;
-        if !leaving {
-            return;
-        }
-        if self.spec.options.landings {
-            crate::landing::clear(&self.data, self.cache.entries.landing_miss);
-            self.landings.clear();
-        }
-        crate::jumptable::clear(&self.data);
-        for table in &self.tables {
-            for i in 0..table.entries as usize {
-                table
-                    .entry(&self.data, i)
-                    .store(table.resolve, core::sync::atomic::Ordering::Release);
             }
         }
     }

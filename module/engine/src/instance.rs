@@ -483,20 +483,6 @@ pub unsafe extern "C" fn kdbt_engine_reset_stats(instance: *const Instance) {
     }
 }
 
-/// Switch-off (`leaving`) or switch-on again for `instance` and the translators chained after
-/// it ([`kdbt_modes::Translator::set_leaving`]).
-///
-/// # Safety
-/// `instance` is live.
-#[no_mangle]
-pub unsafe extern "C" fn kdbt_engine_set_leaving(instance: *const Instance, leaving: bool) {
-    // SAFETY: the caller's contract.
-    let first = unsafe { &*instance };
-    for inst in first.chain() {
-        inst.lock_forever().translator().set_leaving(leaving);
-    }
-}
-
 /// Writes the statistics as `name value` lines into `out` (`out_len` bytes); returns the
 /// bytes written, or -EINVAL when `out` is too small.
 ///
