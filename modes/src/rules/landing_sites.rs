@@ -114,11 +114,11 @@ fn load_and_jump(cx: &mut Cx, i: &Instruction) -> Result<(), Unsupported> {
     Ok(())
 }
 
-/// The end of a drk site: the target is in the slot at `[rsp]`; save rcx, load the target
-/// from the slot, jump through the table.
-fn slot_and_jump(cx: &mut Cx) -> Result<(), Unsupported> {
+/// The end of a site whose target is on the stack at `[rsp+at]`: save rcx, load the target
+/// (at `[rsp+at+8]` after the push), jump through the table.
+fn stacked_target_and_jump(cx: &mut Cx, at: i64) -> Result<(), Unsupported> {
     cx.e.push_reg(Register::RCX)?;
-    let slot = MemoryOperand::with_base_displ(Register::RSP, 8);
+    let slot = MemoryOperand::with_base_displ(Register::RSP, at + 8);
     cx.e.insn(&Instruction::with2(
         Code::Mov_r64_rm64,
         Register::RCX,
@@ -133,7 +133,7 @@ pub(crate) fn jmp_indirect(cx: &mut Cx, n: &NativeInsn) -> RuleResult {
     cx.e.lea_rsp(-(cx.red_zone as i32))?;
     if cx.design == crate::Design::Drk {
         super::common::push_target(cx, &n.insn)?;
-        slot_and_jump(cx)?;
+        stacked_target_and_jump(cx, 0)?;
         cx.after = After::Dynamic;
         return Ok(Flow::End);
     }
@@ -181,7 +181,7 @@ pub(crate) fn call_push_native(cx: &mut Cx, n: &NativeInsn) -> RuleResult {
     if cx.design == crate::Design::Drk {
         super::common::push_target(cx, &n.insn)?;
         cx.e.store_u64(8 + rz, n.insn.next_ip())?;
-        slot_and_jump(cx)?;
+        stacked_target_and_jump(cx, 0)?;
         cx.after = After::Dynamic;
         return Ok(Flow::End);
     }
@@ -203,7 +203,7 @@ pub(crate) fn ret(cx: &mut Cx, _n: &NativeInsn) -> RuleResult {
             let ra = MemoryOperand::with_base_displ(Register::RSP, (rz - 8) as i64);
             cx.e.pushing(&Instruction::with1(Code::Push_rm64, ra)?)?;
         }
-        slot_and_jump(cx)?;
+        stacked_target_and_jump(cx, 0)?;
         cx.after = After::Dynamic;
         return Ok(Flow::End);
     }
@@ -213,17 +213,12 @@ pub(crate) fn ret(cx: &mut Cx, _n: &NativeInsn) -> RuleResult {
             MemoryOperand::with_base(Register::RSP),
             Register::RCX,
         )?)?;
+        landing::emit_table_jump(cx.e, cx.data_addr, cx.indirect)?;
     } else {
+        // The return address is at [rsp + rz - 8] once rsp moved up to below the red zone.
         cx.e.lea_rsp(8 - rz)?;
-        cx.e.push_reg(Register::RCX)?;
-        let slot = MemoryOperand::with_base_displ(Register::RSP, rz as i64);
-        cx.e.insn(&Instruction::with2(
-            Code::Mov_r64_rm64,
-            Register::RCX,
-            slot,
-        )?)?;
+        stacked_target_and_jump(cx, (rz - 8) as i64)?;
     }
-    landing::emit_table_jump(cx.e, cx.data_addr, cx.indirect)?;
     cx.after = After::Dynamic;
     Ok(Flow::End)
 }
