@@ -72,6 +72,7 @@ pub(crate) extern "C" fn kdbt_control_ioctl(
         KDBT_IOC_RESET_STATS => {
             let interposer = ctx.interposer.lock();
             interposer.stats().reset();
+            crate::hooks::reset_counts();
             if let Some(t) = interposer.translator() {
                 t.reset_stats();
             }
@@ -117,7 +118,7 @@ fn switch_on(ctx: &Context, arg: usize) -> Result {
     // The engine prints ASCII, so this cannot fail; a refusal would be a bug worth an errno.
     let mode = core::str::from_utf8(&canonical[..n]).map_err(|_| EINVAL)?;
     let mut interposer = ctx.interposer.lock();
-    match interposer.switch_on(mode) {
+    match interposer.switch_on(mode, ctx as *const Context as *const core::ffi::c_void) {
         Ok(()) => {
             pr_info!("switched on: {}\n", mode);
             reply(mode.as_bytes())

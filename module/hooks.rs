@@ -29,6 +29,8 @@ extern "C" {
     fn kdbt_stacks_referencing(lo: u64, hi: u64) -> isize;
     fn kdbt_drain_schedule(ctx: *const core::ffi::c_void);
     fn kdbt_drain_cancel();
+    fn kdbt_take_injected_failure() -> i32;
+    fn kdbt_hooks_reset_counts();
 }
 
 /// The registered hooks; unregistered on drop.
@@ -71,8 +73,10 @@ pub(crate) fn counts() -> (u64, u64, u64) {
     (seen, invalidating, unsafe { kdbt_traps_redirected_count() })
 }
 
-/// How many tasks' live kernel stacks hold an address in `lo..hi`, counted with every other
-/// CPU stopped. Errors: the errno of `stop_machine`.
+/// How many kernel stacks hold an address in `lo..hi`: those of the tasks not running and
+/// each CPU's stopper, counted with every online CPU stopped in native code, so that none
+/// executes in `lo..hi` when this returns (module/shim.c explains why every CPU). Errors: the
+/// errno of `stop_machine`.
 pub(crate) fn stacks_referencing(lo: u64, hi: u64) -> Result<usize> {
     // SAFETY: sleeps (stop_machine); called from process context (the drain work).
     let n = unsafe { kdbt_stacks_referencing(lo, hi) };
@@ -105,4 +109,32 @@ pub(crate) extern "C" fn kdbt_drain_tick(ctx: *const core::ffi::c_void) -> bool 
 pub(crate) fn cancel_drain() {
     // SAFETY: no preconditions.
     unsafe { kdbt_drain_cancel() }
+}
+
+/// Zeroes the counters of text pokes and redirected traps.
+pub(crate) fn reset_counts() {
+    // SAFETY: stores to atomics.
+    unsafe { kdbt_hooks_reset_counts() }
+}
+
+/// Where the next switch-on is to fail, set by a test through the `fail_next_switch_on`
+/// module parameter (module/shim.c); taking it clears it.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum InjectedFailure {
+    /// No failure asked for.
+    None,
+    /// Building the stubs fails, before any CPU switches.
+    Build,
+    /// A CPU refuses after the others switched (the `EIO` path).
+    Cpus,
+}
+
+/// Takes the injected failure for this switch-on.
+pub(crate) fn take_injected_failure() -> InjectedFailure {
+    // SAFETY: reads and clears the parameter under the kernel's parameter lock.
+    match unsafe { kdbt_take_injected_failure() } {
+        1 => InjectedFailure::Build,
+        2 => InjectedFailure::Cpus,
+        _ => InjectedFailure::None,
+    }
 }

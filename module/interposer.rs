@@ -28,7 +28,7 @@ use crate::control_abi::SPEC_MAX;
 use crate::cpu::{self, ModulePin};
 use crate::dispatcher_stack::{self, DispatcherStacks};
 use crate::entry_stub::{self, DrkEvent, InCache, STUB_BYTES, TAG_ERROR_CODE};
-use crate::hooks;
+use crate::hooks::{self, InjectedFailure};
 use crate::idt::{self, Gate, Idtr, GATES};
 use crate::stats::{Stats, FIRST_INTERRUPT};
 use crate::syscall_entry;
@@ -232,8 +232,15 @@ impl Interposer {
         self.region.exec() + (i * PER_TRANSLATOR) as u64
     }
 
-    /// Switches every online CPU's entries into the code cache in `mode` (canonical).
-    pub(crate) fn switch_on(&mut self, mode: &str) -> Result<(), OnError> {
+    /// Switches every online CPU's entries into the code cache in `mode` (canonical). A failure
+    /// leaves the module as pinned as before, except that after the `EIO` path, where some
+    /// CPUs ran switched for a moment, it drains as after a switch-off (`ctx`: as for
+    /// [`Interposer::switch_off`]).
+    pub(crate) fn switch_on(
+        &mut self,
+        mode: &str,
+        ctx: *const core::ffi::c_void,
+    ) -> Result<(), OnError> {
         if self.on.is_some() {
             return Err(OnError::AlreadyOn);
         }
@@ -254,6 +261,7 @@ impl Interposer {
             }
             self.release();
         }
+        let pinned_before = self.live.as_ref().is_some_and(|l| l.pin.is_some());
         if let Some(live) = self.live.as_mut() {
             if live.pin.is_none() {
                 live.pin = Some(ModulePin::take());
@@ -262,8 +270,21 @@ impl Interposer {
             self.start_translator(mode, native_lstar)
                 .map_err(OnError::Failed)?;
         }
-        self.build(native_idtr, native_lstar)
-            .map_err(OnError::Failed)?;
+        let injected = hooks::take_injected_failure();
+        let built = if injected == InjectedFailure::Build {
+            Err(EIO)
+        } else {
+            self.build(native_idtr, native_lstar)
+        };
+        if let Err(e) = built {
+            // No CPU entered the cache: unpin as before (the translator stays, warm).
+            if !pinned_before {
+                if let Some(live) = self.live.as_mut() {
+                    live.pin = None;
+                }
+            }
+            return Err(OnError::Failed(e));
+        }
         let this = &*self;
         cpu::on_each_online(&|cpu| {
             let slot = &this.cpus[cpu];
@@ -293,12 +314,18 @@ impl Interposer {
             unsafe { syscall_entry::set(this.stub(cpu, GATES)) };
             slot.switched.store(true, Relaxed);
         });
+        if injected == InjectedFailure::Cpus {
+            self.cpus[0].failed.store(true, Relaxed);
+        }
         if self.cpus.iter().any(|s| s.failed.swap(false, Relaxed)) {
             self.restore_all();
             pr_err!(
                 "switch-on refused: a CPU did not run the native IDT and syscall entry, or \
                  could not read its CPU number\n"
             );
+            // The CPUs that switched may have entered the cache meanwhile: drain it.
+            // SAFETY: `ctx` is the module's shared state, which cancels the work before it goes.
+            unsafe { hooks::schedule_drain(ctx) };
             return Err(OnError::Failed(EIO));
         }
         let mut text = [0u8; SPEC_MAX];

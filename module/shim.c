@@ -14,6 +14,8 @@
 #include <linux/miscdevice.h>
 #include <linux/mm.h>
 #include <linux/module.h>
+#include <linux/moduleparam.h>
+#include <linux/string.h>
 #include <linux/panic.h>
 #include <linux/seq_file.h>
 #include <linux/set_memory.h>
@@ -446,6 +448,13 @@ u64 kdbt_traps_redirected_count(void)
 	return atomic64_read(&kdbt_traps_redirected);
 }
 
+void kdbt_hooks_reset_counts(void)
+{
+	atomic64_set(&kdbt_pokes_seen, 0);
+	atomic64_set(&kdbt_pokes_invalidating, 0);
+	atomic64_set(&kdbt_traps_redirected, 0);
+}
+
 int kdbt_hooks_register(void)
 {
 	int rc = register_die_notifier(&kdbt_die_nb);
@@ -475,21 +484,25 @@ void kdbt_publish(void *instance)
 struct kdbt_scan {
 	unsigned long lo, hi;
 	unsigned long tasks, found, conservative;
+	/* Whether a CPU took the task list, and how many CPUs' own stacks held a cache address. */
+	atomic_t claimed, running;
 	/* The first tasks found, for the log. */
 	pid_t pids[4];
 	char comms[4][TASK_COMM_LEN];
 };
 
 /*
- * Whether a sleeping task can return into lo..hi. The ORC unwinder walks its frames (return
- * addresses and interrupt frames) until one is in the cache. It cannot unwind past a cache
- * address (no ORC data there), which is fine: one is enough. When the walk fails elsewhere,
- * every word of the live stack counts (conservative; stale words may delay the answer).
+ * Whether task t, whose live stack starts at sp, can return into lo..hi. The ORC unwinder
+ * walks its frames (return addresses and interrupt frames) until one is in the cache. It
+ * cannot unwind past a cache address (no ORC data there), which is fine: one is enough. When
+ * the walk fails elsewhere, every word of the live stack counts (conservative; stale words
+ * may delay the answer).
  */
-static bool kdbt_task_references(struct kdbt_scan *s, struct task_struct *t)
+static bool kdbt_stack_references(struct kdbt_scan *s, struct task_struct *t,
+				  unsigned long *sp)
 {
 	struct unwind_state state;
-	unsigned long *base, *top, *sp;
+	unsigned long *base, *top;
 
 	for (unwind_start(&state, t, NULL, NULL); !unwind_done(&state);
 	     unwind_next_frame(&state)) {
@@ -498,10 +511,9 @@ static bool kdbt_task_references(struct kdbt_scan *s, struct task_struct *t)
 	}
 	if (!unwind_error(&state))
 		return false;
-	s->conservative++;
+	WRITE_ONCE(s->conservative, 1);
 	base = task_stack_page(t);
 	top = (unsigned long *)((char *)base + THREAD_SIZE);
-	sp = (unsigned long *)t->thread.sp;
 	if (sp < base || sp >= top)
 		sp = base;
 	for (; sp < top; sp++)
@@ -510,22 +522,39 @@ static bool kdbt_task_references(struct kdbt_scan *s, struct task_struct *t)
 	return false;
 }
 
-/* Runs with every other CPU stopped: no stack changes under the scan. */
+/*
+ * Runs on every online CPU at once, each in its stopper thread, so no stack changes under the
+ * scan. Why every CPU: where return addresses are native (drk, fast:no-callret), a CPU runs
+ * in the cache without any task's stack saying so. It got there through a translated `ret`
+ * or `iretq`, and a translated context switch carries it into the next task, even an idle
+ * task, which may then loop in the cache forever. Each CPU calls this native function from
+ * its stopper and returns from it natively, so after the stop no CPU executes in the cache,
+ * and only stacks can lead back there: the stoppers' own (each CPU checks its own) and those
+ * of the tasks not running (one CPU checks them). Idle tasks are on no task list; they can
+ * hold no cache address while switched out: they are never preempted (they run with
+ * preemption off), and they leave switched out through a call that pushed a native return
+ * address (drk, no-callret) or never entered the cache (fast with callret: their stack's
+ * return addresses are native and the entries are native when off).
+ */
 static int kdbt_scan_fn(void *arg)
 {
 	struct kdbt_scan *s = arg;
 	struct task_struct *g, *t;
 
+	if (kdbt_stack_references(s, current, (unsigned long *)current_stack_pointer))
+		atomic_inc(&s->running);
+	if (atomic_xchg(&s->claimed, 1))
+		return 0;
 	rcu_read_lock();
 	for_each_process_thread(g, t) {
 		/*
-		 * The tasks on a CPU now are the stopper threads, running kdbt's native code; an
-		 * exited task has no stack (and none can exit while every CPU is stopped).
+		 * The tasks on a CPU now are the stopper threads (each checked itself); an exited
+		 * task has no stack (and none can exit while every CPU is stopped).
 		 */
 		if (READ_ONCE(t->on_cpu) || !t->stack)
 			continue;
 		s->tasks++;
-		if (kdbt_task_references(s, t)) {
+		if (kdbt_stack_references(s, t, (unsigned long *)t->thread.sp)) {
 			if (s->found < ARRAY_SIZE(s->pids)) {
 				s->pids[s->found] = t->pid;
 				memcpy(s->comms[s->found], t->comm, TASK_COMM_LEN);
@@ -541,19 +570,46 @@ long kdbt_stacks_referencing(u64 lo, u64 hi)
 {
 	static unsigned long scans;
 	struct kdbt_scan s = { .lo = lo, .hi = hi };
-	int rc = stop_machine(kdbt_scan_fn, &s, NULL);
-	unsigned long i;
+	unsigned long i, running;
+	int rc = stop_machine(kdbt_scan_fn, &s, cpu_online_mask);
 
 	if (rc)
 		return rc;
+	running = atomic_read(&s.running);
 	/* Say who keeps the code cache alive, now and then (every 25th scan: 5 s). */
-	if (s.found && scans++ % 25 == 0) {
+	if ((s.found || running) && scans++ % 25 == 0) {
+		if (running)
+			pr_info("code cache still referenced by %lu stopper stacks\n", running);
 		for (i = 0; i < min_t(unsigned long, s.found, ARRAY_SIZE(s.pids)); i++)
 			pr_info("code cache still referenced by %s[%d] (%lu of %lu tasks)%s\n",
 				s.comms[i], s.pids[i], s.found, s.tasks,
 				s.conservative ? " (some stacks scanned word by word)" : "");
 	}
-	return s.found;
+	return s.found + running;
+}
+
+/*
+ * Fault injection for tests, as the kernel's own fault-injection knobs: writing "build" or
+ * "cpus" to /sys/module/kdbt/parameters/fail_next_switch_on makes the next switch-on fail at
+ * that stage (before any CPU switches; after every CPU switched, as when one ran an IDT of
+ * its own), once.
+ */
+static char kdbt_fail_next[16];
+module_param_string(fail_next_switch_on, kdbt_fail_next, sizeof(kdbt_fail_next), 0600);
+MODULE_PARM_DESC(fail_next_switch_on, "fail the next switch-on at stage build or cpus (tests)");
+
+int kdbt_take_injected_failure(void)
+{
+	int stage = 0;
+
+	kernel_param_lock(THIS_MODULE);
+	if (sysfs_streq(kdbt_fail_next, "build"))
+		stage = 1;
+	else if (sysfs_streq(kdbt_fail_next, "cpus"))
+		stage = 2;
+	kdbt_fail_next[0] = '\0';
+	kernel_param_unlock(THIS_MODULE);
+	return stage;
 }
 
 static void *kdbt_drain_ctx;

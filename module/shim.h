@@ -79,6 +79,10 @@ void kdbt_publish(void *instance);
 void kdbt_text_pokes(u64 *seen, u64 *invalidating);
 u64 kdbt_traps_redirected_count(void);
 long kdbt_stacks_referencing(u64 lo, u64 hi);
+/* Zeroes the text-poke and trap counters (`kdbtctl reset`). */
+void kdbt_hooks_reset_counts(void);
+/* The stage the next switch-on is to fail at (0 none, 1 build, 2 cpus), cleared. */
+int kdbt_take_injected_failure(void);
 void kdbt_drain_schedule(void *ctx);
 void kdbt_drain_cancel(void);
 bool kdbt_drain_tick(void *ctx);

@@ -10,6 +10,7 @@
 //! mode is recorded as failed (with the console log) for the rest of the run, and the guest is
 //! booted again for the remaining slots.
 
+use crate::slot_stats;
 use crate::store::{self, BenchRecord, Failure, Params, RunWriter, Suite};
 use anyhow::{bail, Context, Result};
 use std::collections::BTreeMap;
@@ -110,7 +111,7 @@ impl Matrix {
                 let mode = quote(&slot.mode);
                 let _ = writeln!(
                     s,
-                    "if kdbt_on {mode}; then\n  {run}\n  echo \"{MARK} stats {i}\"; kdbtctl stats; echo \"{MARK} stats-end {i}\"\n  kdbtctl off >/tmp/kdbt.err 2>&1 || echo \"{MARK} switch-off-failed {i} $(tr '\\n' ' ' </tmp/kdbt.err)\"\nelse\n  echo \"{MARK} switch-on-failed {i} $(tr '\\n' ' ' </tmp/kdbt.err)\"\nfi"
+                    "if kdbt_on {mode}; then\n  echo \"{MARK} stats-before {i}\"; kdbtctl stats; echo \"{MARK} stats-end {i}\"\n  {run}\n  echo \"{MARK} stats {i}\"; kdbtctl stats; echo \"{MARK} stats-end {i}\"\n  kdbtctl off >/tmp/kdbt.err 2>&1 || echo \"{MARK} switch-off-failed {i} $(tr '\\n' ' ' </tmp/kdbt.err)\"\nelse\n  echo \"{MARK} switch-on-failed {i} $(tr '\\n' ' ' </tmp/kdbt.err)\"\nfi"
                 );
             }
             let _ = writeln!(s, "echo \"{MARK} slot-end {i}\"");
@@ -153,8 +154,11 @@ pub enum GuestLine {
     SwitchOffFailed(usize, String),
     /// Loading kdbt.ko failed.
     InsmodFailed(String),
-    /// kdbt statistics of slot `i` follow, up to [`GuestLine::StatsEnd`].
+    /// kdbt statistics of slot `i` at its end follow, up to [`GuestLine::StatsEnd`].
     Stats(usize),
+    /// kdbt statistics of slot `i` right after its switch-on follow, up to
+    /// [`GuestLine::StatsEnd`].
+    StatsBefore(usize),
     /// End of slot `i`'s statistics.
     StatsEnd(usize),
     /// A benchmark record.
@@ -189,6 +193,7 @@ pub fn parse_line(line: &str) -> Result<GuestLine> {
         "switch-on-failed" => GuestLine::SwitchOnFailed(index()?, text),
         "switch-off-failed" => GuestLine::SwitchOffFailed(index()?, text),
         "stats" => GuestLine::Stats(index()?),
+        "stats-before" => GuestLine::StatsBefore(index()?),
         "stats-end" => GuestLine::StatsEnd(index()?),
         "insmod-failed" => GuestLine::InsmodFailed(format!("{arg} {text}").trim().to_string()),
         _ => bail!("unknown runner marker in {line:?}"),
@@ -250,8 +255,10 @@ pub struct BootReport {
     pub records: BTreeMap<usize, Vec<BenchRecord>>,
     /// Switch-on or switch-off failures per slot.
     pub switch_failures: BTreeMap<usize, String>,
-    /// Statistics per slot (translated modes).
+    /// Statistics per slot at its end (translated modes): totals since the module's load.
     pub stats: BTreeMap<usize, BTreeMap<String, u64>>,
+    /// Statistics per slot right after its switch-on.
+    pub stats_before: BTreeMap<usize, BTreeMap<String, u64>>,
     /// Why kdbt.ko did not load, if it did not.
     pub insmod_failed: Option<String>,
 }
@@ -261,9 +268,10 @@ impl BootReport {
     pub fn read(output: &str) -> Result<BootReport> {
         let mut r = BootReport::default();
         let mut current: Option<usize> = None;
-        let mut stats: Option<(usize, Vec<String>)> = None;
+        // (slot, lines, whether taken before the benchmark)
+        let mut stats: Option<(usize, Vec<String>, bool)> = None;
         for line in output.lines() {
-            if let Some((_, lines)) = stats.as_mut() {
+            if let Some((_, lines, _)) = stats.as_mut() {
                 if !line.starts_with(MARK) {
                     lines.push(line.to_string());
                     continue;
@@ -287,10 +295,16 @@ impl BootReport {
                         .insert(i, format!("switch-off failed: {why}"));
                 }
                 GuestLine::InsmodFailed(why) => r.insmod_failed = Some(why),
-                GuestLine::Stats(i) => stats = Some((i, Vec::new())),
+                GuestLine::Stats(i) => stats = Some((i, Vec::new(), false)),
+                GuestLine::StatsBefore(i) => stats = Some((i, Vec::new(), true)),
                 GuestLine::StatsEnd(_) => {
-                    if let Some((i, lines)) = stats.take() {
-                        r.stats.insert(i, parse_stats(&lines));
+                    if let Some((i, lines, before)) = stats.take() {
+                        let into = if before {
+                            &mut r.stats_before
+                        } else {
+                            &mut r.stats
+                        };
+                        into.insert(i, parse_stats(&lines));
                     }
                 }
                 GuestLine::Record(rec) => {
@@ -373,6 +387,18 @@ pub fn store_boot(
                 );
                 fail(writer, i, why)?;
             } else {
+                let counters = report
+                    .stats
+                    .get(&i)
+                    .map(|end| slot_stats::of_slot(report.stats_before.get(&i), end))
+                    .transpose();
+                let counters = match counters {
+                    Ok(c) => c,
+                    Err(e) => {
+                        fail(writer, i, format!("{e:#}"))?;
+                        continue;
+                    }
+                };
                 let store_slot = store::Slot {
                     mode: slot.mode.clone(),
                     boot,
@@ -381,11 +407,20 @@ pub fn store_boot(
                 for rec in records {
                     writer.append_record(&store_slot, rec)?;
                 }
-                if let Some(s) = report.stats.get(&i) {
-                    let total = stats.entry(slot.mode.clone()).or_default();
-                    for (k, v) in s {
-                        total.insert(k.clone(), *v);
-                    }
+                if let Some(s) = counters {
+                    let b = &matrix.benchmarks[slot.bench];
+                    slot_stats::accumulate(stats.entry(slot.mode.clone()).or_default(), &s);
+                    writer.append_slot_stats(s.iter().map(|(counter, &value)| {
+                        slot_stats::SlotStat {
+                            boot,
+                            round: slot.round,
+                            mode: slot.mode.clone(),
+                            suite: b.suite,
+                            benchmark: b.name.clone(),
+                            counter: counter.clone(),
+                            value,
+                        }
+                    }))?;
                 }
             }
         } else if report.interrupted() == Some(i) {
@@ -435,7 +470,8 @@ pub const QUICK_MICRO: &[&str] = &[
 pub const QUICK_FILE: &[&str] = &["fileserver", "varmail"];
 
 /// Builds the matrix for `suites` from `list` (the output of `kdbt-workload list`:
-/// `suite<TAB>name` lines), with per-suite arguments sized by `budget`.
+/// `suite<TAB>name` lines), with per-suite arguments sized by `budget`: the benchmarks named
+/// in `only` (a plan's list), else every one (a quick run: the core subset).
 ///
 /// Errors: a line of `list` that is not `suite<TAB>name`, or a quick-run benchmark missing from
 /// it (the workloads and this table drifted apart).
@@ -445,6 +481,7 @@ pub fn matrix_for(
     budget: Budget,
     modes: Vec<String>,
     reps: u32,
+    only: Option<&[String]>,
 ) -> Result<Matrix> {
     check_modes(&modes)?;
     if reps == 0 {
@@ -455,11 +492,8 @@ pub fn matrix_for(
         let (suite, name) = line
             .split_once('\t')
             .with_context(|| format!("`kdbt-workload list` printed {line:?}"))?;
-        let suite = match suite {
-            "micro" => Suite::Micro,
-            "file" => Suite::File,
-            "apache" => Suite::Apache,
-            other => bail!("`kdbt-workload list` names an unknown suite {other:?}"),
+        let Some(suite) = Suite::from_name(suite) else {
+            bail!("`kdbt-workload list` names an unknown suite {suite:?}");
         };
         available.push((suite, name.to_string()));
     }
@@ -486,12 +520,14 @@ pub fn matrix_for(
         a.iter().map(|s| s.to_string()).collect()
     };
     let quick_keep = |suite: Suite| -> Option<&[&str]> {
-        match (budget, suite) {
-            (Budget::Quick, Suite::Micro) => Some(QUICK_MICRO),
-            (Budget::Quick, Suite::File) => Some(QUICK_FILE),
+        match (budget, suite, only) {
+            (_, _, Some(_)) => None,
+            (Budget::Quick, Suite::Micro, _) => Some(QUICK_MICRO),
+            (Budget::Quick, Suite::File, _) => Some(QUICK_FILE),
             _ => None,
         }
     };
+    let wanted = |name: &str| only.is_none_or(|only| only.iter().any(|n| n == name));
     let mut benchmarks = Vec::new();
     for &suite in suites {
         if let Some(keep) = quick_keep(suite) {
@@ -502,7 +538,10 @@ pub fn matrix_for(
             }
         }
         for (s, name) in &available {
-            if *s == suite && quick_keep(suite).is_none_or(|keep| keep.contains(&name.as_str())) {
+            if *s == suite
+                && wanted(name)
+                && quick_keep(suite).is_none_or(|keep| keep.contains(&name.as_str()))
+            {
                 benchmarks.push(Benchmark {
                     suite,
                     name: name.clone(),
@@ -533,13 +572,7 @@ pub fn check_modes(modes: &[String]) -> Result<()> {
     }
     let mut seen: Vec<String> = Vec::new();
     for mode in modes {
-        let canonical = if mode == NATIVE {
-            NATIVE.to_string()
-        } else {
-            kdbt_modes::ModeSpec::parse(mode)
-                .map_err(|e| anyhow::anyhow!("mode {mode:?}: {e}"))?
-                .to_string()
-        };
+        let canonical = canonical_mode(mode).map_err(|e| anyhow::anyhow!("mode {mode:?}: {e}"))?;
         if seen.contains(&canonical) {
             bail!("mode {mode:?} is listed twice (as {canonical:?})");
         }
@@ -552,6 +585,17 @@ pub fn check_modes(modes: &[String]) -> Result<()> {
         bail!("--modes has only native: give at least one mode spec to compare with it");
     }
     Ok(())
+}
+
+/// `mode` in canonical form: `native`, or a spec as the module's parser prints it. Errors:
+/// the parser's reason for refusing it.
+pub fn canonical_mode(mode: &str) -> Result<String> {
+    if mode == NATIVE {
+        return Ok(NATIVE.to_string());
+    }
+    Ok(kdbt_modes::ModeSpec::parse(mode)
+        .map_err(|e| anyhow::anyhow!("{e}"))?
+        .to_string())
 }
 
 /// Seconds a guest needs to boot, start the agent and power off under TCG, at the least.
@@ -687,13 +731,14 @@ mod tests {
             Budget::Quick,
             vec![NATIVE.into(), "fast".into()],
             2,
+            None,
         )
         .unwrap();
         let names: Vec<&str> = m.benchmarks.iter().map(|b| b.name.as_str()).collect();
         assert!(!names.contains(&"lat_select 100 tcp"));
         assert!(!names.contains(&"webproxy"));
         assert_eq!(names.len(), QUICK_MICRO.len() + QUICK_FILE.len() + 1);
-        let full = matrix_for(&list, &[Suite::Micro], Budget::Full, modes(), 3).unwrap();
+        let full = matrix_for(&list, &[Suite::Micro], Budget::Full, modes(), 3, None).unwrap();
         assert_eq!(full.benchmarks.len(), QUICK_MICRO.len() + 1);
         assert!(full.benchmarks[0].args.contains(&"--budget-ms".to_string()));
     }
@@ -706,9 +751,27 @@ mod tests {
             Budget::Quick,
             modes(),
             1,
+            None,
         )
         .unwrap_err();
         assert!(err.to_string().contains("lat_syscall null"), "{err}");
+    }
+
+    #[test]
+    fn a_plans_benchmarks_replace_the_quick_subset() {
+        let list = "micro\tlat_syscall null\nmicro\tlat_select 100 tcp\nfile\twebproxy\n";
+        let only = ["lat_select 100 tcp".to_string(), "webproxy".to_string()];
+        let m = matrix_for(
+            list,
+            &[Suite::Micro, Suite::File],
+            Budget::Quick,
+            modes(),
+            1,
+            Some(&only),
+        )
+        .unwrap();
+        let names: Vec<&str> = m.benchmarks.iter().map(|b| b.name.as_str()).collect();
+        assert_eq!(names, ["lat_select 100 tcp", "webproxy"]);
     }
 
     fn modes() -> Vec<String> {
@@ -721,7 +784,7 @@ mod tests {
 ";
         let plan = |modes: &[&str], reps| {
             let modes = modes.iter().map(|m| m.to_string()).collect();
-            matrix_for(list, &[Suite::Micro], Budget::Full, modes, reps)
+            matrix_for(list, &[Suite::Micro], Budget::Full, modes, reps, None)
                 .map(|_| ())
                 .map_err(|e| e.to_string())
         };
@@ -748,7 +811,7 @@ file	fileserver
 apache	ab
 ";
         let all = [Suite::Micro, Suite::File, Suite::Apache];
-        let m = matrix_for(list, &all, Budget::Full, modes(), 2).unwrap();
+        let m = matrix_for(list, &all, Budget::Full, modes(), 2, None).unwrap();
         let need = m.min_boot_s(Budget::Full);
         assert!(m.check_boot_timeout(Budget::Full, need).is_ok());
         let err = m.check_boot_timeout(Budget::Full, need - 1).unwrap_err();
@@ -832,6 +895,68 @@ apache	ab
         )
         .unwrap();
         assert_eq!(left2, left);
+    }
+
+    #[test]
+    fn each_slot_stores_its_own_counters_and_a_mode_their_sum() {
+        let m = matrix();
+        let plan = m.plan();
+        let fast: Vec<usize> = (0..plan.len())
+            .filter(|&i| plan[i].mode == "fast")
+            .collect();
+        let (a, b) = (fast[0], fast[1]);
+        // Counters run on over the boot: each slot's are the difference from its switch-on.
+        let mut lines = Vec::new();
+        for (i, before, end) in [(a, 1000, 4000), (b, 4100, 4600)] {
+            lines.push(format!("@@kdbt slot {i}"));
+            lines.push(format!("@@kdbt stats-before {i}"));
+            lines.push(format!(
+                "total: syscalls {before} blocks_translated {}",
+                before / 100
+            ));
+            lines.push(format!("translator: heap_used_bytes {before}"));
+            lines.push(format!("@@kdbt stats-end {i}"));
+            lines.push(RECORD.to_string());
+            lines.push(format!("@@kdbt stats {i}"));
+            lines.push(format!(
+                "total: syscalls {end} blocks_translated {}",
+                end / 100
+            ));
+            lines.push(format!("translator: heap_used_bytes {end}"));
+            lines.push(format!("@@kdbt stats-end {i}"));
+            lines.push(format!("@@kdbt slot-end {i}"));
+        }
+        let lines: Vec<&str> = lines.iter().map(String::as_str).collect();
+        let report = BootReport::read(&output_of(&lines)).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let id = store::RunId::new(1_800_000_000, "abcdef1").unwrap();
+        let mut w = RunWriter::create(dir.path(), &id).unwrap();
+        let mut stats = BTreeMap::new();
+        store_boot(
+            &m,
+            &plan,
+            &[a, b],
+            0,
+            &report,
+            None,
+            None,
+            &mut BTreeMap::new(),
+            &mut stats,
+            &mut w,
+        )
+        .unwrap();
+        assert_eq!(stats["fast"]["total_syscalls"], 3000 + 500);
+        assert_eq!(stats["fast"]["total_blocks_translated"], 30 + 5);
+        assert_eq!(stats["fast"]["translator_heap_used_bytes"], 4600);
+        let csv = std::fs::read_to_string(w.dir().join(slot_stats::FILE)).unwrap();
+        assert!(
+            csv.contains(",fast,micro,lat_syscall null,total_syscalls,3000\n"),
+            "{csv}"
+        );
+        assert!(
+            csv.contains(",fast,micro,lat_syscall null,total_syscalls,500\n"),
+            "{csv}"
+        );
     }
 
     #[test]

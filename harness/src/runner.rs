@@ -32,6 +32,28 @@ pub struct BenchConfig {
     pub results_root: PathBuf,
     /// The command line, for the manifest.
     pub command_line: Vec<String>,
+    /// When the command started, before setup and builds: the manifest's `created_utc` and
+    /// `total_s` count from here.
+    pub started: Started,
+}
+
+/// A command's start, as a clock reading and as UTC.
+#[derive(Debug, Clone, Copy)]
+pub struct Started {
+    /// For durations.
+    pub at: Instant,
+    /// Unix time, s.
+    pub unix_secs: u64,
+}
+
+impl Started {
+    /// Now.
+    pub fn now() -> Started {
+        Started {
+            at: Instant::now(),
+            unix_secs: store::unix_now(),
+        }
+    }
 }
 
 /// Runs `config.matrix` on `kernel` + `rootfs` with `files` (kdbt.ko, the workload binaries)
@@ -45,10 +67,9 @@ pub fn run(
     rootfs: &Path,
     files: &[PathBuf],
 ) -> Result<PathBuf> {
-    let start = Instant::now();
     let accel = qemu::resolve(config.accel);
     let (revision, dirty) = git_state()?;
-    let run_id = RunId::now(&revision)?;
+    let run_id = RunId::new(config.started.unix_secs, &revision)?;
     let mut writer = RunWriter::create(&config.results_root, &run_id)?;
     let matrix = &config.matrix;
     let plan = matrix.plan();
@@ -146,7 +167,7 @@ pub fn run(
     let manifest = Manifest {
         schema_version: store::SCHEMA_VERSION,
         run_id: run_id.clone(),
-        created_utc: store::utc_rfc3339(store::unix_now()),
+        created_utc: store::utc_rfc3339(config.started.unix_secs),
         git: store::GitInfo { revision, dirty },
         host: host_info(),
         accelerator: match accel {
@@ -166,7 +187,7 @@ pub fn run(
         boots: boot_index,
         seeds: Vec::new(),
         durations: store::Durations {
-            total_s: start.elapsed().as_secs_f64(),
+            total_s: config.started.at.elapsed().as_secs_f64(),
             per_mode_s,
         },
         kdbt_stats: stats,

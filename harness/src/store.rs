@@ -4,6 +4,7 @@
 //! results/<run-id>/
 //!     manifest.json   what was run, where, how, and what failed (written last)
 //!     samples.csv     one tidy row per measured sample (appended as samples arrive)
+//!     kdbt_stats.csv  kdbt's counters per translated slot (crate::slot_stats)
 //! ```
 //!
 //! A run id is `YYYYMMDD-HHMMSS-<short git rev>` in UTC, so run directories sort by time.
@@ -74,6 +75,11 @@ pub enum Suite {
 impl Suite {
     /// All suites, in the order the paper presents them.
     pub const ALL: [Suite; 3] = [Suite::Micro, Suite::File, Suite::Apache];
+
+    /// The suite named `name` ([`Suite::as_str`]), if any.
+    pub fn from_name(name: &str) -> Option<Suite> {
+        Suite::ALL.into_iter().find(|s| s.as_str() == name)
+    }
 
     /// The lowercase name used in files and on the command line.
     pub fn as_str(self) -> &'static str {
@@ -628,7 +634,8 @@ pub struct Manifest {
     pub schema_version: u32,
     /// The run's id (also its directory name when written by [`RunWriter`]).
     pub run_id: RunId,
-    /// Start time, RFC 3339 UTC (`YYYY-MM-DDTHH:MM:SSZ`, see [`utc_rfc3339`]).
+    /// When the command started (before setup and builds), RFC 3339 UTC
+    /// (`YYYY-MM-DDTHH:MM:SSZ`, see [`utc_rfc3339`]).
     pub created_utc: String,
     /// Source revision the run was built from.
     pub git: GitInfo,
@@ -652,8 +659,11 @@ pub struct Manifest {
     pub seeds: Vec<u64>,
     /// Wall-clock time spent, seconds.
     pub durations: Durations,
-    /// kdbt's statistics counters per mode (mode → counter name → value), e.g. "inscount",
-    /// "jumptable_hits".
+    /// kdbt's statistics per mode (mode → counter name → value), e.g.
+    /// "translator_blocks_translated": each count summed over the mode's slots, each slot's
+    /// counted from its own switch-on; gauges (`slot_stats::GAUGES`) the largest a slot ended
+    /// with. Per slot: `kdbt_stats.csv`. Runs made before per-slot statistics (no such file)
+    /// kept the last slot's counters here, some of them totals since the module's load.
     pub kdbt_stats: BTreeMap<String, BTreeMap<String, u64>>,
     /// Every failure recorded in `samples.csv`, with where to look.
     pub failures: Vec<Failure>,
@@ -701,7 +711,8 @@ pub struct GuestInfo {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Durations {
-    /// The whole run including builds and boots, s.
+    /// The whole `cargo xtask bench` command, setup and builds included, until the manifest
+    /// is written, s.
     pub total_s: f64,
     /// Time spent measuring under each mode, s.
     pub per_mode_s: BTreeMap<String, f64>,
@@ -835,6 +846,7 @@ pub struct RunWriter {
     dir: PathBuf,
     run_id: RunId,
     csv: csv::Writer<File>,
+    stats: crate::slot_stats::Writer,
     rows: u64,
     failures: Vec<Failure>,
 }
@@ -860,10 +872,12 @@ impl RunWriter {
             .from_writer(file);
         csv.write_record(SAMPLE_COLUMNS)?;
         csv.flush()?;
+        let stats = crate::slot_stats::Writer::create(&dir)?;
         Ok(RunWriter {
             dir,
             run_id: run_id.clone(),
             csv,
+            stats,
             rows: 0,
             failures: Vec::new(),
         })
@@ -950,6 +964,14 @@ impl RunWriter {
         Ok(())
     }
 
+    /// Appends the kdbt statistics of one translated slot to `kdbt_stats.csv`.
+    pub fn append_slot_stats(
+        &mut self,
+        rows: impl IntoIterator<Item = crate::slot_stats::SlotStat>,
+    ) -> Result<()> {
+        self.stats.append(rows)
+    }
+
     /// Failures recorded so far through this writer.
     pub fn failures(&self) -> &[Failure] {
         &self.failures
@@ -1012,6 +1034,8 @@ pub struct Run {
     pub manifest: Manifest,
     /// Its `samples.csv`, in file order.
     pub samples: Vec<SampleRow>,
+    /// Its `kdbt_stats.csv` (empty for runs made before per-slot statistics).
+    pub slot_stats: Vec<crate::slot_stats::SlotStat>,
 }
 
 impl Run {
@@ -1022,10 +1046,12 @@ impl Run {
     pub fn load(dir: &Path) -> Result<Run> {
         let manifest = load_manifest(&dir.join(MANIFEST_FILE))?;
         let samples = load_samples(&dir.join(SAMPLES_FILE), &manifest)?;
+        let slot_stats = crate::slot_stats::load(dir, &manifest)?;
         Ok(Run {
             dir: dir.to_owned(),
             manifest,
             samples,
+            slot_stats,
         })
     }
 }

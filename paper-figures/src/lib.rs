@@ -3,9 +3,11 @@
 //!
 //! Per run: `table.md` (benchmarks × modes, native absolute and the rest as slowdowns, with
 //! geometric means), `slowdown.svg`/`.png` (bars of slowdown versus native) and
-//! `apache.svg`/`.png` (requests/s against concurrency). For two runs also `compare.md`
-//! (before → after). Ratios are only ever taken within one run.
+//! `apache.svg`/`.png` (requests/s against concurrency); for a run with an ablation
+//! (`plans/ablation.toml`) `ablation.md` and `ablation-<design>.svg`/`.png`. For two runs also
+//! `compare.md` (before → after). Ratios are only ever taken within one run.
 
+pub mod ablation;
 pub mod apache;
 mod chart;
 pub mod compare;
@@ -63,6 +65,9 @@ pub fn render(runs: &[PathBuf], out: Option<&Path>) -> Result<Vec<PathBuf>> {
     for ((run, m), dir) in loaded.iter().zip(&matrices).zip(&dirs) {
         fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         written.push(write(&dir.join("table.md"), &table::markdown(run, m))?);
+        if let Some(text) = ablation::markdown(m, &ablation::find(m)) {
+            written.push(write(&dir.join("ablation.md"), &text)?);
+        }
     }
     if let Some(text) = comparison {
         let dir = out.map_or_else(|| dirs[1].clone(), Path::to_path_buf);
@@ -75,6 +80,13 @@ pub fn render(runs: &[PathBuf], out: Option<&Path>) -> Result<Vec<PathBuf>> {
         }
         if let Some(fig) = apache::ApacheChart::new(m) {
             written.extend(draw(&fig, dir, "apache")?);
+        }
+        for a in ablation::find(m) {
+            let design = a.design(m).to_owned();
+            let title = format!("Ablation of {design}: slowdown vs native");
+            if let Some(fig) = slowdown::SlowdownChart::of_modes(m, a.modes(), &title) {
+                written.extend(draw(&fig, dir, &format!("ablation-{design}"))?);
+            }
         }
     }
     Ok(written)

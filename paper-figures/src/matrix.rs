@@ -85,7 +85,8 @@ impl Summary {
 }
 
 // Type 7 of Hyndman & Fan (numpy's and R's default), on sorted input.
-fn quantile(sorted: &[f64], p: f64) -> f64 {
+/// The `p` quantile of `sorted` (non-empty, ascending), interpolated linearly.
+pub(crate) fn quantile(sorted: &[f64], p: f64) -> f64 {
     let h = (sorted.len() - 1) as f64 * p;
     let (lo, hi) = (h.floor() as usize, h.ceil() as usize);
     sorted[lo] + (h - lo as f64) * (sorted[hi] - sorted[lo])
@@ -312,6 +313,22 @@ impl Matrix {
         Some(match row.better? {
             Better::Lower => translated / native,
             Better::Higher => native / translated,
+        })
+    }
+
+    /// The interquartile range of `mode`'s slowdown on `row`: its samples' first and third
+    /// quartiles against the native median, as (smaller, larger) factors; `None` where
+    /// [`Matrix::slowdown`] is.
+    pub fn slowdown_iqr(&self, row: &Row, mode: usize) -> Option<(f64, f64)> {
+        self.slowdown(row, mode)?;
+        let native = row.cells[self.native].summary()?.median;
+        let t = row.cells[mode].summary()?;
+        if t.q1 <= 0.0 {
+            return None;
+        }
+        Some(match row.better? {
+            Better::Lower => (t.q1 / native, t.q3 / native),
+            Better::Higher => (native / t.q3, native / t.q1),
         })
     }
 

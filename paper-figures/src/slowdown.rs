@@ -1,5 +1,6 @@
 //! `slowdown.svg` / `slowdown.png`: grouped bars of slowdown versus native, one group per
-//! benchmark, one bar per translated mode, with a dashed line at 1 (native speed).
+//! benchmark, one bar per translated mode, with a dashed line at 1 (native speed). Whiskers
+//! span the interquartile range of the mode's samples against the native median.
 //!
 //! Bars run horizontally so that benchmark names read without rotation. A bar that cannot be
 //! drawn says why in its place ("failed", "not run", "no native baseline").
@@ -21,14 +22,28 @@ const BOTTOM: u32 = 70;
 pub(crate) struct SlowdownChart<'a> {
     matrix: &'a Matrix,
     modes: Vec<usize>,
+    title: String,
 }
 
 impl<'a> SlowdownChart<'a> {
-    /// The chart of `matrix`; `None` when there is nothing to compare (no translated mode or
-    /// no benchmark).
+    /// The chart of `matrix`, every translated mode; `None` when there is nothing to compare
+    /// (no translated mode or no benchmark).
     pub(crate) fn new(matrix: &'a Matrix) -> Option<SlowdownChart<'a>> {
         let modes: Vec<usize> = matrix.translated_modes().collect();
-        (!modes.is_empty() && !matrix.rows.is_empty()).then_some(SlowdownChart { matrix, modes })
+        Self::of_modes(matrix, modes, "Slowdown vs native")
+    }
+
+    /// The chart of `modes` (indices into the matrix's modes) only, titled `title`.
+    pub(crate) fn of_modes(
+        matrix: &'a Matrix,
+        modes: Vec<usize>,
+        title: &str,
+    ) -> Option<SlowdownChart<'a>> {
+        (!modes.is_empty() && !matrix.rows.is_empty()).then(|| SlowdownChart {
+            matrix,
+            modes,
+            title: title.to_owned(),
+        })
     }
 
     fn row_px(&self) -> u32 {
@@ -65,8 +80,8 @@ impl Figure for SlowdownChart<'_> {
         let (top, body) = root.split_vertically(TOP);
         top.draw(&Text::new(
             format!(
-                "Slowdown vs native, run {} ({}, clock {})",
-                m.run_id, m.accelerator, m.clock
+                "{}, run {} ({}, clock {})",
+                self.title, m.run_id, m.accelerator, m.clock
             ),
             (20, 14),
             (FONT, 22).into_font(),
@@ -113,7 +128,7 @@ impl Figure for SlowdownChart<'_> {
             .y_label_style(label_style.clone())
             .x_label_formatter(&|x| format!("{x:.1}×"))
             .x_label_style((FONT, 14))
-            .x_desc("slowdown vs native (1.0× = native speed; longer is slower)")
+            .x_desc("slowdown vs native (medians; 1.0× = native; whiskers: interquartile range)")
             .axis_desc_style((FONT, 15))
             .max_light_lines(1)
             .light_line_style(RGBColor(0xF2, 0xF2, 0xF2))
@@ -148,7 +163,25 @@ impl Figure for SlowdownChart<'_> {
                             [(0.0, y0), (s, y1)],
                             color.filled(),
                         )))?;
-                        (s, format::factor(s))
+                        let mut end = s;
+                        let mut text = format::factor(s);
+                        if let Some((lo, hi)) = m.slowdown_iqr(row, mode) {
+                            // A whisker past the axis is cut there and its end printed.
+                            let shown = hi.min(x_max);
+                            chart.draw_series(std::iter::once(ErrorBar::new_horizontal(
+                                mid,
+                                lo,
+                                s,
+                                shown,
+                                BLACK.stroke_width(1),
+                                6,
+                            )))?;
+                            if hi > x_max {
+                                text = format!("{text} (Q3 {})", format::factor(hi));
+                            }
+                            end = end.max(shown);
+                        }
+                        (end.min(x_max / 1.18), text)
                     }
                     (None, Cell::Failed(_)) => (0.0, "failed (see table.md)".to_owned()),
                     (None, Cell::Missing) => (0.0, "not run".to_owned()),

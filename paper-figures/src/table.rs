@@ -4,7 +4,7 @@
 //! other column the slowdown versus native from medians, each with its spread; a geometric
 //! mean row closes each suite. A cell that has no number says why, in words and a footnote.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write;
 
 use kdbt_harness::store::{Clock, Run};
@@ -57,6 +57,7 @@ pub fn markdown(run: &Run, matrix: &Matrix) -> String {
         out.push_str("\n\n");
     }
 
+    translation(&mut out, run);
     stats(&mut out, run);
     let rendered = notes.render();
     if !rendered.is_empty() {
@@ -203,6 +204,65 @@ pub(crate) fn describe(failures: &[FailureNote]) -> String {
         .join("; ")
 }
 
+/// Cold start: what each translated slot translated, warm-up included (its translator starts
+/// cold unless the previous slot ran the same mode), per benchmark and mode, median over the
+/// slots: blocks, and KiB of native code.
+fn translation(out: &mut String, run: &Run) {
+    if run.slot_stats.is_empty() {
+        return;
+    }
+    type Key<'a> = (&'a str, &'a str, &'a str);
+    let mut per: BTreeMap<Key, (Vec<f64>, Vec<f64>)> = BTreeMap::new();
+    for r in &run.slot_stats {
+        let key = (r.suite.as_str(), r.benchmark.as_str(), r.mode.as_str());
+        let (blocks, bytes) = per.entry(key).or_default();
+        match r.counter.as_str() {
+            "translator_blocks_translated" => blocks.push(r.value as f64),
+            "translator_native_bytes_translated" => bytes.push(r.value as f64 / 1024.0),
+            _ => {}
+        }
+    }
+    let modes: Vec<&String> = run
+        .manifest
+        .modes
+        .iter()
+        .filter(|m| per.keys().any(|k| k.2 == m.as_str()))
+        .collect();
+    let _ = writeln!(
+        out,
+        "## Translation per slot (cold start)\n\nBlocks translated / KiB of native code \
+         translated in a slot, warm-up included, median over the slots (`kdbt_stats.csv`). \
+         Each slot switches on a translator that is cold unless the previous slot ran the same \
+         mode; drk translates once per CPU.\n"
+    );
+    let _ = write!(out, "| Benchmark |");
+    for mode in &modes {
+        let _ = write!(out, " {} |", md_cell(mode));
+    }
+    let _ = writeln!(out, "\n|---|{}", "---:|".repeat(modes.len()));
+    let median = |v: &[f64]| {
+        let mut v = v.to_vec();
+        v.sort_by(f64::total_cmp);
+        (!v.is_empty()).then(|| crate::matrix::quantile(&v, 0.5))
+    };
+    let benchmarks: BTreeSet<(&str, &str)> = per.keys().map(|k| (k.0, k.1)).collect();
+    for (suite, bench) in benchmarks {
+        let _ = write!(out, "| {} |", md_cell(&format!("{suite}: {bench}")));
+        for mode in &modes {
+            let text = match per.get(&(suite, bench, mode.as_str())) {
+                Some((blocks, kib)) => match (median(blocks), median(kib)) {
+                    (Some(b), Some(k)) => format!("{} / {}", format::count(b), format::value(k)),
+                    _ => "not reported".to_owned(),
+                },
+                None => "no slot".to_owned(),
+            };
+            let _ = write!(out, " {text} |");
+        }
+        out.push('\n');
+    }
+    out.push('\n');
+}
+
 fn stats(out: &mut String, run: &Run) {
     let m = &run.manifest;
     if m.kdbt_stats.is_empty() {
@@ -215,6 +275,15 @@ fn stats(out: &mut String, run: &Run) {
         .collect();
     let counters: BTreeSet<&String> = m.kdbt_stats.values().flat_map(|c| c.keys()).collect();
     let _ = writeln!(out, "## kdbt statistics\n");
+    let what = if run.slot_stats.is_empty() {
+        "Per mode: the counters after the mode's last slot (this run predates per-slot \
+         statistics; some are totals since the module was loaded)."
+    } else {
+        "Per mode: each count summed over the mode's slots, each slot counted from its own \
+         switch-on; gauges (cache and heap bytes, caches) the largest a slot ended with. Per \
+         slot: `kdbt_stats.csv`."
+    };
+    let _ = writeln!(out, "{what}\n");
     let _ = write!(out, "| Counter |");
     for mode in &modes {
         let _ = write!(out, " {} |", md_cell(mode));

@@ -4,7 +4,9 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use kdbt_harness::qemu::{Accel, Clock};
 use kdbt_harness::setup::Stage;
-use kdbt_harness::{bench, cache, fresh, image, kernel, module, qemu, runner, setup, store, vm};
+use kdbt_harness::{
+    bench, cache, fresh, image, kernel, module, plan, qemu, runner, setup, store, vm,
+};
 use std::path::PathBuf;
 use std::process::{Command, ExitCode};
 use std::time::{Duration, Instant};
@@ -77,12 +79,17 @@ struct BenchArgs {
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "native,fast,fast:no-callret,drk"
+        default_value = "native,fast,fast:no-callret,drk",
+        conflicts_with = "plan"
     )]
     modes: Vec<String>,
     /// micro, file, apache or all.
-    #[arg(long, default_value = "all")]
+    #[arg(long, default_value = "all", conflicts_with = "plan")]
     suite: String,
+    /// A named plan (`plans/<name>.toml`: ablation, prof, scaling) or a plan file's path:
+    /// modes, suites, benchmarks and rounds from the file (see plans/README.md).
+    #[arg(long)]
+    plan: Option<String>,
     /// Interleaving rounds per benchmark (each runs every mode once); default 2, as quick
     /// (four modes in 45 minutes under TCG; each round takes several samples per mode).
     #[arg(long)]
@@ -207,7 +214,24 @@ fn run(cli: Cli) -> Result<ExitCode> {
 
 /// `cargo xtask bench`: the matrix, the run, the figures, and the summary table.
 fn bench(args: BenchArgs) -> Result<()> {
+    let started = runner::Started::now();
     // Everything a user can get wrong is refused here, before setup or any build.
+    let catalogue = kdbt_workloads::catalogue()
+        .into_iter()
+        .map(|(suite, name)| {
+            let suite = store::Suite::from_name(suite)
+                .with_context(|| format!("the workloads name an unknown suite {suite:?}"))?;
+            Ok((suite, name))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let plan = match &args.plan {
+        Some(p) => Some(plan::load(
+            &plan::resolve(p, &cache::repo_root())?,
+            &catalogue,
+            |m| bench::canonical_mode(m).map(drop),
+        )?),
+        None => None,
+    };
     let suites = match args.suite.as_str() {
         "all" => vec![
             store::Suite::Micro,
@@ -232,12 +256,21 @@ fn bench(args: BenchArgs) -> Result<()> {
         .into_iter()
         .map(|(suite, name)| format!("{suite}\t{name}\n"))
         .collect();
+    let (modes, suites, reps) = match &plan {
+        Some(p) => (
+            p.modes.clone(),
+            p.suites.clone().unwrap_or(suites),
+            args.reps.or(p.reps),
+        ),
+        None => (args.modes.clone(), suites, args.reps),
+    };
     let matrix = bench::matrix_for(
         &list,
         &suites,
         budget,
-        args.modes.clone(),
-        args.reps.unwrap_or(2),
+        modes,
+        reps.unwrap_or(2),
+        plan.as_ref().and_then(|p| p.benchmarks.as_deref()),
     )?;
     matrix.check_boot_timeout(budget, args.boot_timeout)?;
     if args.cpus == 0 || args.mem < 256 {
@@ -264,6 +297,7 @@ fn bench(args: BenchArgs) -> Result<()> {
             .into_iter()
             .chain(std::env::args().skip(1))
             .collect(),
+        started,
     };
     let dir = timed("bench", || {
         runner::run(&config, &lab.kernel, &lab.rootfs, &lab.files)

@@ -1,0 +1,240 @@
+//! Named benchmark plans: `plans/<name>.toml` in the repository, or any TOML file a user
+//! copies and edits, run with `cargo xtask bench --plan <name or path>`.
+//!
+//! ```toml
+//! modes = ["native", "fast", "fast:no-chaining"]   # native first; any spec kdbt accepts
+//! suites = ["micro", "file"]                       # optional: all suites
+//! benchmarks = ["lat_syscall null", "fileserver"]  # optional: every benchmark of the suites
+//! reps = 2                                         # optional: interleaving rounds
+//! ```
+//!
+//! A plan is checked whole before anything builds: every mode with the mode-spec parser the
+//! module uses, every suite and benchmark against the workload catalogue. Errors name the file
+//! and line.
+
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::store::Suite;
+
+/// The directory of the repository's plans.
+pub const DIR: &str = "plans";
+
+/// A plan as read from its file, checked.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Plan {
+    /// Where it was read from.
+    pub path: PathBuf,
+    /// Mode specs, `native` among them.
+    pub modes: Vec<String>,
+    /// Suites to run; `None`: all.
+    pub suites: Option<Vec<Suite>>,
+    /// Benchmark names to keep; `None`: every benchmark of the suites.
+    pub benchmarks: Option<Vec<String>>,
+    /// Interleaving rounds; `None`: the command's default.
+    pub reps: Option<u32>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PlanFile {
+    modes: Vec<Spanned<String>>,
+    suites: Option<Vec<Spanned<String>>>,
+    benchmarks: Option<Vec<Spanned<String>>>,
+    reps: Option<Spanned<u32>>,
+}
+
+/// The file `name_or_path` names: an existing path as given, else `plans/<name>.toml` under
+/// `repo`. Errors list the repository's plans.
+pub fn resolve(name_or_path: &str, repo: &Path) -> Result<PathBuf> {
+    let given = PathBuf::from(name_or_path);
+    if given.is_file() {
+        return Ok(given);
+    }
+    let named = repo.join(DIR).join(format!("{name_or_path}.toml"));
+    if named.is_file() {
+        return Ok(named);
+    }
+    let mut known: Vec<String> = std::fs::read_dir(repo.join(DIR))
+        .map(|d| {
+            d.filter_map(|e| {
+                let p = e.ok()?.path();
+                (p.extension()? == "toml").then(|| p.file_stem()?.to_str().map(str::to_owned))?
+            })
+            .collect()
+        })
+        .unwrap_or_default();
+    known.sort();
+    bail!(
+        "no plan {name_or_path:?}: not a file, and not one of the repository's plans ({})",
+        known.join(", ")
+    )
+}
+
+/// Reads and checks the plan at `path`. `catalogue` lists the workloads' benchmarks
+/// (`kdbt_workloads::catalogue()`); `check_mode` is the mode-spec check (an error says why).
+pub fn load(
+    path: &Path,
+    catalogue: &[(Suite, String)],
+    check_mode: impl Fn(&str) -> Result<()>,
+) -> Result<Plan> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    parse(&text, path, catalogue, check_mode)
+}
+
+/// [`load`] on the text of the file at `path`.
+pub fn parse(
+    text: &str,
+    path: &Path,
+    catalogue: &[(Suite, String)],
+    check_mode: impl Fn(&str) -> Result<()>,
+) -> Result<Plan> {
+    let at = |span: Range<usize>| format!("{}:{}", path.display(), line_of(text, span.start));
+    let file: PlanFile = toml::from_str(text).map_err(|e| {
+        let line = e.span().map_or(0, |s| line_of(text, s.start));
+        anyhow::anyhow!("{}:{line}: {}", path.display(), e.message())
+    })?;
+    let mut modes = Vec::new();
+    for m in &file.modes {
+        check_mode(m.get_ref())
+            .with_context(|| format!("{}: mode {:?}", at(m.span()), m.get_ref()))?;
+        if modes.contains(m.get_ref()) {
+            bail!("{}: mode {:?} is listed twice", at(m.span()), m.get_ref());
+        }
+        modes.push(m.get_ref().clone());
+    }
+    if !modes.iter().any(|m| m == "native") {
+        bail!(
+            "{}: modes must include native (every figure is relative to it)",
+            path.display()
+        );
+    }
+    let suites = match &file.suites {
+        None => None,
+        Some(list) => {
+            let mut suites = Vec::new();
+            for s in list {
+                let Some(suite) = Suite::from_name(s.get_ref()) else {
+                    bail!(
+                        "{}: unknown suite {:?} (micro, file, apache)",
+                        at(s.span()),
+                        s.get_ref()
+                    );
+                };
+                suites.push(suite);
+            }
+            Some(suites)
+        }
+    };
+    let benchmarks = match &file.benchmarks {
+        None => None,
+        Some(list) => {
+            let mut names = Vec::new();
+            for b in list {
+                let name = b.get_ref();
+                let Some((suite, _)) = catalogue.iter().find(|(_, n)| n == name) else {
+                    bail!(
+                        "{}: unknown benchmark {name:?} (`kdbt-workload list`)",
+                        at(b.span())
+                    );
+                };
+                if suites.as_ref().is_some_and(|s| !s.contains(suite)) {
+                    bail!(
+                        "{}: benchmark {name:?} is in suite {suite}, which the plan does not run",
+                        at(b.span())
+                    );
+                }
+                names.push(name.clone());
+            }
+            Some(names)
+        }
+    };
+    let reps = match &file.reps {
+        Some(r) if *r.get_ref() == 0 => bail!("{}: reps must be at least 1", at(r.span())),
+        r => r.as_ref().map(|r| *r.get_ref()),
+    };
+    Ok(Plan {
+        path: path.to_owned(),
+        modes,
+        suites,
+        benchmarks,
+        reps,
+    })
+}
+
+/// The 1-based line of byte offset `at` in `text`.
+fn line_of(text: &str, at: usize) -> usize {
+    text[..at.min(text.len())].matches('\n').count() + 1
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn catalogue() -> Vec<(Suite, String)> {
+        vec![
+            (Suite::Micro, "lat_syscall null".into()),
+            (Suite::File, "fileserver".into()),
+        ]
+    }
+
+    fn check(m: &str) -> Result<()> {
+        if m == "native" || m == "fast" || m == "fast:no-chaining" {
+            Ok(())
+        } else {
+            bail!("unknown option")
+        }
+    }
+
+    fn parse_text(text: &str) -> Result<Plan> {
+        parse(text, Path::new("plans/x.toml"), &catalogue(), check)
+    }
+
+    #[test]
+    fn a_plan_reads_with_its_defaults() {
+        let p = parse_text("modes = [\"native\", \"fast\"]\n").unwrap();
+        assert_eq!(p.modes, ["native", "fast"]);
+        assert_eq!((p.suites, p.benchmarks, p.reps), (None, None, None));
+        let p = parse_text(
+            "modes = [\"native\", \"fast:no-chaining\"]\nsuites = [\"micro\"]\nbenchmarks = [\"lat_syscall null\"]\nreps = 3\n",
+        )
+        .unwrap();
+        assert_eq!(p.suites, Some(vec![Suite::Micro]));
+        assert_eq!(p.reps, Some(3));
+    }
+
+    #[test]
+    fn errors_name_the_file_and_line() {
+        let e = parse_text("modes = [\n  \"native\",\n  \"fast:turbo\",\n]\n").unwrap_err();
+        let text = format!("{e:#}");
+        assert!(
+            text.starts_with("plans/x.toml:3: mode \"fast:turbo\""),
+            "{text}"
+        );
+        assert!(text.contains("unknown option"), "{text}");
+        let e = parse_text("modes = [\"native\"]\n\nbenchmarks = [\"lat_nothing\"]\n").unwrap_err();
+        assert!(
+            format!("{e:#}").starts_with("plans/x.toml:3: unknown benchmark"),
+            "{e:#}"
+        );
+        let e = parse_text(
+            "modes = [\"native\"]\nsuites = [\"micro\"]\nbenchmarks = [\"fileserver\"]\n",
+        )
+        .unwrap_err();
+        assert!(format!("{e:#}").starts_with("plans/x.toml:3:"), "{e:#}");
+        let e = parse_text("modes = [\"fast\"]\n").unwrap_err();
+        assert!(format!("{e:#}").contains("must include native"), "{e:#}");
+        let e = parse_text("modes = [\"native\"]\nrounds = 2\n").unwrap_err();
+        assert!(format!("{e:#}").starts_with("plans/x.toml:2:"), "{e:#}");
+        let e = parse_text("modes = [\"native\"]\nreps = 0\n").unwrap_err();
+        assert!(
+            format!("{e:#}").starts_with("plans/x.toml:2: reps"),
+            "{e:#}"
+        );
+    }
+}
