@@ -106,6 +106,13 @@ impl Matrix {
             }
             let _ = writeln!(s, "echo \"{MARK} slot {i}\"");
             if slot.mode == NATIVE {
+                if translated {
+                    // A native sample taken translated would be a wrong baseline.
+                    let _ = writeln!(
+                        s,
+                        "grep -q '^state: on' /sys/kernel/debug/kdbt/status 2>/dev/null && echo \"{MARK} native-while-on {i}\""
+                    );
+                }
                 let _ = writeln!(s, "{run}");
             } else {
                 let mode = quote(&slot.mode);
@@ -152,6 +159,8 @@ pub enum GuestLine {
     SwitchOnFailed(usize, String),
     /// `kdbtctl off` failed after slot `i`.
     SwitchOffFailed(usize, String),
+    /// Native slot `i` found kdbt still switched on.
+    NativeWhileOn(usize),
     /// Loading kdbt.ko failed.
     InsmodFailed(String),
     /// kdbt statistics of slot `i` at its end follow, up to [`GuestLine::StatsEnd`].
@@ -192,6 +201,7 @@ pub fn parse_line(line: &str) -> Result<GuestLine> {
         "slot-end" => GuestLine::SlotEnd(index()?),
         "switch-on-failed" => GuestLine::SwitchOnFailed(index()?, text),
         "switch-off-failed" => GuestLine::SwitchOffFailed(index()?, text),
+        "native-while-on" => GuestLine::NativeWhileOn(index()?),
         "stats" => GuestLine::Stats(index()?),
         "stats-before" => GuestLine::StatsBefore(index()?),
         "stats-end" => GuestLine::StatsEnd(index()?),
@@ -293,6 +303,12 @@ impl BootReport {
                 GuestLine::SwitchOffFailed(i, why) => {
                     r.switch_failures
                         .insert(i, format!("switch-off failed: {why}"));
+                }
+                GuestLine::NativeWhileOn(i) => {
+                    r.switch_failures.insert(
+                        i,
+                        "kdbt was still switched on when this native slot started".into(),
+                    );
                 }
                 GuestLine::InsmodFailed(why) => r.insmod_failed = Some(why),
                 GuestLine::Stats(i) => stats = Some((i, Vec::new(), false)),
@@ -957,6 +973,41 @@ apache	ab
             csv.contains(",fast,micro,lat_syscall null,total_syscalls,500\n"),
             "{csv}"
         );
+    }
+
+    #[test]
+    fn a_native_slot_that_found_kdbt_on_fails() {
+        let m = matrix();
+        let plan = m.plan();
+        let native = (0..plan.len()).find(|&i| plan[i].mode == NATIVE).unwrap();
+        assert!(m
+            .script(&plan, &[native, native + 1])
+            .contains(&format!("native-while-on {native}")));
+        let out = output_of(&[
+            &format!("@@kdbt slot {native}"),
+            &format!("@@kdbt native-while-on {native}"),
+            RECORD,
+            &format!("@@kdbt slot-end {native}"),
+        ]);
+        let report = BootReport::read(&out).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let id = store::RunId::new(1_800_000_000, "abcdef1").unwrap();
+        let mut w = RunWriter::create(dir.path(), &id).unwrap();
+        store_boot(
+            &m,
+            &plan,
+            &[native],
+            0,
+            &report,
+            None,
+            None,
+            &mut BTreeMap::new(),
+            &mut BTreeMap::new(),
+            &mut w,
+        )
+        .unwrap();
+        assert_eq!(w.failures().len(), 1);
+        assert!(w.failures()[0].reason.contains("still switched on"));
     }
 
     #[test]

@@ -261,6 +261,37 @@ fn translation(out: &mut String, run: &Run) {
         out.push('\n');
     }
     out.push('\n');
+    // Translated slots that sent new code native: their samples are partly native ones.
+    let native: Vec<String> = run
+        .slot_stats
+        .iter()
+        .filter(|r| {
+            r.value > 0
+                && matches!(
+                    r.counter.as_str(),
+                    "translator_cache_full_native" | "translator_untranslatable_native"
+                )
+        })
+        .map(|r| {
+            format!(
+                "{} in {} (boot {}, round {}): {} {}",
+                r.benchmark, r.mode, r.boot, r.round, r.counter, r.value
+            )
+        })
+        .collect();
+    if native.is_empty() {
+        let _ = writeln!(
+            out,
+            "No translated slot ran code natively for want of cache room or because it could \
+             not be translated.\n"
+        );
+    } else {
+        let _ = writeln!(
+            out,
+            "**Slots that ran new code natively** (their samples are partly native): {}.\n",
+            native.join("; ")
+        );
+    }
 }
 
 fn stats(out: &mut String, run: &Run) {
