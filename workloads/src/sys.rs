@@ -293,18 +293,21 @@ fn sigaction_raw(sig: libc::c_int, handler: usize, flags: libc::c_int) -> io::Re
     let mut sa: libc::sigaction = unsafe { std::mem::zeroed() };
     sa.sa_sigaction = handler;
     sa.sa_flags = flags;
+    // SAFETY: an all-zero sigaction is a valid value.
+    let mut old: libc::sigaction = unsafe { std::mem::zeroed() };
     // SAFETY: sa is fully initialized and handler is SIG_DFL or an extern "C" fn of the
-    // signature `flags` announces; the old action is not requested.
-    cvt(unsafe { libc::sigaction(sig, &sa, std::ptr::null_mut()) }).map(drop)
+    // signature `flags` announces; `old` is writable. The old action is copied out, as
+    // lmbench's `do_install` asks for it.
+    cvt(unsafe { libc::sigaction(sig, &sa, &mut old) }).map(drop)
 }
 
-/// `sigaction(2)` installing `handler` for `sig` (SA_RESTART, as lmbench's `lat_sig`).
+/// `sigaction(2)` installing `handler` for `sig` with no flags, as lmbench's `lat_sig`.
 ///
 /// # Errors
 /// `EINVAL` for an uncatchable signal.
 #[inline]
 pub fn install_handler(sig: libc::c_int, handler: Handler) -> io::Result<()> {
-    sigaction_raw(sig, handler as usize, libc::SA_RESTART)
+    sigaction_raw(sig, handler as usize, 0)
 }
 
 /// `sigaction(2)` installing an SA_SIGINFO `handler` for `sig`.

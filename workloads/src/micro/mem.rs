@@ -16,7 +16,8 @@ const FAULT_FILE: usize = 4 << 20;
 /// File size of `lat_mmap`: 1 MiB.
 const MMAP_FILE: usize = 1 << 20;
 
-/// lmbench's `lat_mmap` touches one byte every 16 KiB of the mapping.
+/// lmbench's `lat_mmap` stores one byte every 16 KiB of the mapping's first tenth
+/// (`domapping` in src/lat_mmap.c, without `-r`).
 const MMAP_STRIDE: usize = 16 << 10;
 
 pub(super) fn specs() -> Vec<Spec> {
@@ -33,7 +34,7 @@ pub(super) fn specs() -> Vec<Spec> {
             Kind::Latency { ops_per_iter: 1 },
             |env| {
                 Ok(Box::new(PageFault {
-                    file: scratch_file(env, "lat_pagefault.file", FAULT_FILE)?,
+                    file: scratch_file(env, "lat_pagefault.file", FAULT_FILE, false)?,
                     faults: 0,
                     faults_per_map: 0.0,
                 }))
@@ -44,23 +45,29 @@ pub(super) fn specs() -> Vec<Spec> {
             params([
                 ("file_bytes", MMAP_FILE.into()),
                 ("stride_bytes", MMAP_STRIDE.into()),
+                ("access", "write, shared mapping, first tenth".into()),
             ]),
             Kind::Latency { ops_per_iter: 1 },
             |env| {
                 Ok(Box::new(Mmap {
-                    file: scratch_file(env, "lat_mmap.file", MMAP_FILE)?,
+                    file: scratch_file(env, "lat_mmap.file", MMAP_FILE, true)?,
                 }))
             },
         ),
     ]
 }
 
-/// A file of `len` non-zero bytes, written through so its pages are in the page cache.
-fn scratch_file(env: &Env, name: &str, len: usize) -> anyhow::Result<OwnedFd> {
+/// A file of `len` non-zero bytes, written through so its pages are in the page cache,
+/// opened read-only or, with `writable`, read-write.
+fn scratch_file(env: &Env, name: &str, len: usize, writable: bool) -> anyhow::Result<OwnedFd> {
     let path = env.dir.join(name);
     std::fs::write(&path, vec![0xa5u8; len])
         .with_context(|| format!("create {}", path.display()))?;
-    Ok(std::fs::File::open(&path)?.into())
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(writable)
+        .open(&path)?;
+    Ok(file.into())
 }
 
 /// Maps the file privately, stores one byte in every page, unmaps; each iteration maps
@@ -110,7 +117,8 @@ impl Bench for PageFault {
     }
 }
 
-/// Maps the file, touches it every 16 KiB, unmaps; one operation is the whole cycle.
+/// As lmbench: maps the file shared and read-write, stores one byte every 16 KiB of its first
+/// tenth, unmaps; one operation is the whole cycle.
 struct Mmap {
     file: OwnedFd,
 }
@@ -119,9 +127,10 @@ impl Bench for Mmap {
     fn run(&mut self, iters: u64) -> anyhow::Result<u64> {
         let fd = self.file.as_fd();
         super::time_loop(iters, || {
-            let m = Mapping::file(fd, MMAP_FILE, libc::PROT_READ)?;
-            for off in (0..MMAP_FILE).step_by(MMAP_STRIDE) {
-                m.touch(off);
+            let m = Mapping::file(fd, MMAP_FILE, libc::PROT_READ | libc::PROT_WRITE)?;
+            for off in (0..MMAP_FILE / 10).step_by(MMAP_STRIDE) {
+                // SAFETY: the mapping is read-write.
+                unsafe { m.poke(off, 1) };
             }
             m.unmap()?;
             Ok(())
