@@ -422,6 +422,20 @@ pub fn store_boot(
                 };
                 for rec in records {
                     writer.append_record(&store_slot, rec)?;
+                    if let (Some(counters), Some(ops)) = (&rec.kdbt_measured, rec.measured_ops) {
+                        let b = &matrix.benchmarks[slot.bench];
+                        writer.append_slot_stats(slot_stats::measured(counters, ops).map(
+                            |(counter, value)| slot_stats::SlotStat {
+                                boot,
+                                round: slot.round,
+                                mode: slot.mode.clone(),
+                                suite: b.suite,
+                                benchmark: b.name.clone(),
+                                counter,
+                                value,
+                            },
+                        ))?;
+                    }
                 }
                 if let Some(s) = counters {
                     let b = &matrix.benchmarks[slot.bench];

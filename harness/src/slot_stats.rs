@@ -29,7 +29,8 @@ pub const GAUGES: &[&str] = &[
     "translator_heap_used_bytes",
 ];
 
-/// One counter of one translated slot.
+/// One counter of one translated slot: over the whole slot, or over its measured samples
+/// ([`MEASURED`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SlotStat {
@@ -47,6 +48,22 @@ pub struct SlotStat {
     pub counter: String,
     /// Its value at the slot's end: a count since the slot's switch-on, or a gauge's level.
     pub value: u64,
+}
+
+/// Prefix of the counters taken over a benchmark's measured samples only (the prof client's
+/// table), as opposed to the whole slot.
+pub const MEASURED: &str = "measured:";
+
+/// The rows of counters over the measured samples: `measured:<name>` for each, and
+/// `measured:ops` for the operations those samples timed.
+pub fn measured(
+    counters: &BTreeMap<String, u64>,
+    ops: u64,
+) -> impl Iterator<Item = (String, u64)> + '_ {
+    counters
+        .iter()
+        .map(|(k, &v)| (format!("{MEASURED}{k}"), v))
+        .chain(std::iter::once((format!("{MEASURED}ops"), ops)))
 }
 
 /// Whether `counter` is a gauge ([`GAUGES`]).

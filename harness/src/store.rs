@@ -457,6 +457,12 @@ pub struct BenchRecord {
     /// Whether the warm-up reached a pass that translated (almost) nothing.
     #[serde(default)]
     pub warmup_settled: Option<bool>,
+    /// kdbt's counters over the measured samples only (micro, translated).
+    #[serde(default)]
+    pub kdbt_measured: Option<BTreeMap<String, u64>>,
+    /// The operations those samples timed together.
+    #[serde(default)]
+    pub measured_ops: Option<u64>,
 }
 
 impl BenchRecord {

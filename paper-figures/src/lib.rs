@@ -4,7 +4,8 @@
 //! Per run: `table.md` (benchmarks × modes, native absolute and the rest as slowdowns, with
 //! geometric means), `slowdown.svg`/`.png` (bars of slowdown versus native) and
 //! `apache.svg`/`.png` (requests/s against concurrency); for a run with an ablation
-//! (`plans/ablation.toml`) `ablation.md` and `ablation-<design>.svg`/`.png`. For two runs also
+//! (`plans/ablation.toml`) `ablation.md` and `ablation-<design>.svg`/`.png`; for a run whose
+//! micro slots recorded kdbt's counters over their samples, `prof.md` (`plans/prof.toml`). For two runs also
 //! `compare.md` (before → after). Ratios are only ever taken within one run.
 
 pub mod ablation;
@@ -14,6 +15,7 @@ pub mod compare;
 pub mod format;
 pub mod load;
 pub mod matrix;
+pub mod prof;
 pub mod slowdown;
 pub mod table;
 
@@ -67,6 +69,9 @@ pub fn render(runs: &[PathBuf], out: Option<&Path>) -> Result<Vec<PathBuf>> {
         written.push(write(&dir.join("table.md"), &table::markdown(run, m))?);
         if let Some(text) = ablation::markdown(m, &ablation::find(m)) {
             written.push(write(&dir.join("ablation.md"), &text)?);
+        }
+        if let Some(text) = prof::markdown(run) {
+            written.push(write(&dir.join("prof.md"), &text)?);
         }
     }
     if let Some(text) = comparison {

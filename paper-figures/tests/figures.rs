@@ -699,3 +699,43 @@ fn table_shows_headline_rows_labelled_by_the_parameters_that_vary() {
         "only the personality's total throughput, labelled without its fixed nfiles: {md}"
     );
 }
+
+/// The before run with a hand-written `kdbt_stats.csv`: per-slot counts and counters over
+/// the measured samples, for fast (inscount,indirect in its spec: no, so "client off") and
+/// for drk.
+#[test]
+fn per_slot_statistics_give_the_cold_start_table_and_the_prof_table() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = copy_run(BEFORE, root.path());
+    let mut csv = String::from("boot,round,mode,suite,benchmark,counter,value\n");
+    for (round, blocks) in [(0, 7000), (1, 7200)] {
+        csv.push_str(&format!(
+            "0,{round},fast,micro,lat_syscall null,translator_blocks_translated,{blocks}\n\
+             0,{round},fast,micro,lat_syscall null,translator_native_bytes_translated,{}\n\
+             0,{round},fast,micro,lat_syscall null,measured:dispatcher_entries,50\n\
+             0,{round},fast,micro,lat_syscall null,measured:insns_executed,0\n\
+             0,{round},fast,micro,lat_syscall null,measured:ops,100000\n",
+            blocks * 100
+        ));
+    }
+    csv.push_str("1,0,drk,micro,lat_syscall null,translator_cache_full_native,3\n");
+    fs::write(dir.join("kdbt_stats.csv"), csv).unwrap();
+    let out = root.path().join("out");
+    paper_figures::render(std::slice::from_ref(&dir), Some(&out)).unwrap();
+    let figures = out.join(BEFORE);
+    let table = fs::read_to_string(figures.join("table.md")).unwrap();
+    // Median of 7000 and 7200 blocks; of 700,000 and 720,000 bytes = 693 KiB.
+    assert!(
+        table.contains("| micro: lat_syscall null | 7100 / 693 |"),
+        "{table}"
+    );
+    assert!(
+        table.contains("**Slots that ran new code natively**"),
+        "{table}"
+    );
+    assert!(table.contains("translator_cache_full_native 3"), "{table}");
+    let prof = fs::read_to_string(figures.join("prof.md")).unwrap();
+    // 50 dispatcher entries over 100,000 operations; fast's spec has no inscount client.
+    assert!(prof.contains("| lat_syscall null | 0.000500 |"), "{prof}");
+    assert!(prof.contains("client off"), "{prof}");
+}

@@ -7,6 +7,7 @@ pub mod apache;
 pub mod file;
 pub mod micro;
 pub mod output;
+pub mod prof;
 pub mod record;
 pub mod size;
 pub mod stats;

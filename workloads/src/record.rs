@@ -207,6 +207,13 @@ pub struct Record {
     /// Whether the warm-up reached a pass that translated (almost) nothing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub warmup_settled: Option<bool>,
+    /// kdbt's counters over the measured samples only ([`crate::prof`]); `None` natively.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kdbt_measured: Option<std::collections::BTreeMap<String, u64>>,
+    /// The operations the measured samples timed together, which `kdbt_measured` divides
+    /// into per-operation counts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub measured_ops: Option<u64>,
 }
 
 impl Record {
@@ -253,6 +260,8 @@ impl Record {
             warmup_passes: None,
             warmup_blocks: None,
             warmup_settled: None,
+            kdbt_measured: None,
+            measured_ops: None,
         }
     }
 
@@ -283,6 +292,8 @@ impl Record {
             warmup_passes: None,
             warmup_blocks: None,
             warmup_settled: None,
+            kdbt_measured: None,
+            measured_ops: None,
         }
     }
 

@@ -37,13 +37,18 @@ pub fn blocks_translated(path: &Path) -> Option<u64> {
     blocks_in(&text)
 }
 
-/// Sum of every `blocks_translated N` in a statistics text (one per translator scope).
 fn blocks_in(text: &str) -> Option<u64> {
+    counter_in(text, "blocks_translated")
+}
+
+/// Sum of every `<name> N` in a statistics text (one per translator scope); None when the
+/// text names no such counter or a value is not a number.
+pub fn counter_in(text: &str, name: &str) -> Option<u64> {
     let mut sum = None;
     for line in text.lines() {
         let mut words = line.split_whitespace();
         while let Some(w) = words.next() {
-            if w == "blocks_translated" {
+            if w == name {
                 let n: u64 = words.next()?.parse().ok()?;
                 *sum.get_or_insert(0) += n;
             }

@@ -120,6 +120,15 @@ impl Spec {
         }
     }
 
+    /// The operations `iters` iterations perform: latency operations, or for a bandwidth
+    /// benchmark its chunks (one per iteration).
+    fn ops(&self, iters: u64) -> u64 {
+        match self.kind {
+            Kind::Latency { ops_per_iter } => iters * ops_per_iter,
+            Kind::Bandwidth { .. } => iters,
+        }
+    }
+
     /// Converts `ns` spent on `iters` iterations to this benchmark's unit.
     fn value(&self, ns: u64, iters: u64) -> f64 {
         match self.kind {
@@ -239,15 +248,24 @@ fn measure(spec: &Spec, env: &Env, samples: usize, target_ns: u64) -> Record {
         Err(e) => return fail("calibration", e),
     };
     let mut values = Vec::with_capacity(samples);
+    let counters_before = crate::prof::read();
+    let mut ops_measured = 0;
     for _ in 0..samples {
         match bench.run(iters) {
             Ok(ns) => values.push(match bench.measured_ops() {
-                Some(ops) => stats::us_per_op(ns, ops),
-                None => spec.value(ns, iters),
+                Some(ops) => {
+                    ops_measured += ops;
+                    stats::us_per_op(ns, ops)
+                }
+                None => {
+                    ops_measured += spec.ops(iters);
+                    spec.value(ns, iters)
+                }
             }),
             Err(e) => return fail("sample", e),
         }
     }
+    let kdbt_measured = crate::prof::delta(counters_before, crate::prof::read());
     let params = spec.params.clone();
     if let Some(note) = bench.diagnostics() {
         eprintln!("{}: {note}", spec.name);
@@ -263,5 +281,9 @@ fn measure(spec: &Spec, env: &Env, samples: usize, target_ns: u64) -> Record {
     record.warmup_passes = Some(warm.passes);
     record.warmup_blocks = Some(warm.blocks);
     record.warmup_settled = Some(warm.settled);
+    if kdbt_measured.is_some() {
+        record.kdbt_measured = kdbt_measured;
+        record.measured_ops = Some(ops_measured);
+    }
     record
 }
