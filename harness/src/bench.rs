@@ -57,6 +57,49 @@ pub struct PlannedSlot {
 }
 
 impl Matrix {
+    /// The slice `shard` of this matrix (see [`store::Shard`]). Errors when it holds no
+    /// benchmark.
+    pub fn shard(&self, shard: store::Shard) -> Result<Matrix> {
+        let benchmarks: Vec<Benchmark> = self
+            .benchmarks
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i as u32 % shard.count == shard.index)
+            .map(|(_, b)| b.clone())
+            .collect();
+        if benchmarks.is_empty() {
+            bail!(
+                "shard {}/{} holds no benchmark: the plan has only {}",
+                shard.index,
+                shard.count,
+                self.benchmarks.len()
+            );
+        }
+        Ok(Matrix {
+            modes: self.modes.clone(),
+            benchmarks,
+            reps: self.reps,
+        })
+    }
+
+    /// A digest of the whole matrix (modes, rounds, benchmarks with their arguments): equal
+    /// for the shards of one plan.
+    pub fn digest(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        for m in &self.modes {
+            h.update(format!("mode {m}\n"));
+        }
+        h.update(format!("reps {}\n", self.reps));
+        for b in &self.benchmarks {
+            h.update(format!("bench {} {} {:?}\n", b.suite, b.name, b.args));
+        }
+        h.finalize()[..8]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+
     /// The slots in run order: benchmark-major, then round, then mode rotated by round.
     pub fn plan(&self) -> Vec<PlannedSlot> {
         let mut slots = Vec::new();
@@ -987,6 +1030,31 @@ apache	ab
             csv.contains(",fast,micro,lat_syscall null,total_syscalls,500\n"),
             "{csv}"
         );
+    }
+
+    #[test]
+    fn shards_split_by_benchmark_and_share_the_whole_matrix_digest() {
+        let m = matrix();
+        let shards: Vec<Matrix> = (0..2)
+            .map(|index| m.shard(store::Shard { index, count: 2 }).unwrap())
+            .collect();
+        let names = |m: &Matrix| {
+            m.benchmarks
+                .iter()
+                .map(|b| b.name.clone())
+                .collect::<Vec<_>>()
+        };
+        let mut all = names(&shards[0]);
+        all.extend(names(&shards[1]));
+        all.sort();
+        let mut whole = names(&m);
+        whole.sort();
+        assert_eq!(all, whole);
+        assert!(names(&shards[0])
+            .iter()
+            .all(|n| !names(&shards[1]).contains(n)));
+        assert_ne!(shards[0].digest(), m.digest());
+        assert!(m.shard(store::Shard { index: 5, count: 6 }).is_err());
     }
 
     #[test]

@@ -10,6 +10,7 @@ pub mod fresh;
 pub mod image;
 pub mod kconfig;
 pub mod kernel;
+pub mod merge;
 pub mod module;
 pub mod plan;
 pub mod process;

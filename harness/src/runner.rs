@@ -35,6 +35,11 @@ pub struct BenchConfig {
     /// When the command started, before setup and builds: the manifest's `created_utc` and
     /// `total_s` count from here.
     pub started: Started,
+    /// The whole matrix's digest ([`crate::bench::Matrix::digest`]), and which slice of it
+    /// `matrix` is, if only a slice.
+    pub matrix_digest: String,
+    /// See [`crate::store::Shard`].
+    pub shard: Option<store::Shard>,
 }
 
 /// A command's start, as a clock reading and as UTC.
@@ -193,6 +198,8 @@ pub fn run(
         kdbt_stats: stats,
         failures: Vec::new(),
         command_line: config.command_line.clone(),
+        matrix_digest: config.matrix_digest.clone(),
+        shard: config.shard,
     };
     let run = writer.finish(manifest)?;
     Ok(run.dir)

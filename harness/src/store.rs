@@ -675,6 +675,47 @@ pub struct Manifest {
     pub failures: Vec<Failure>,
     /// The command line that started the run, one argument per element.
     pub command_line: Vec<String>,
+    /// What the whole matrix was (modes, rounds, every benchmark with its arguments), as a
+    /// digest: shards of one matrix share it (`cargo xtask merge` checks). Empty in runs made
+    /// before sharding.
+    #[serde(default)]
+    pub matrix_digest: String,
+    /// Which slice of the matrix this run measured (`--shard I/N`); `None` for the whole.
+    #[serde(default)]
+    pub shard: Option<Shard>,
+}
+
+/// A deterministic slice of a matrix: the benchmarks whose index is `index` modulo `count`,
+/// each with all its modes and rounds, so a benchmark's native and translated samples share
+/// their boots.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Shard {
+    /// From 0.
+    pub index: u32,
+    /// Shards in all, at least 1.
+    pub count: u32,
+}
+
+impl Shard {
+    /// Parses `I/N` (e.g. `0/2`). Errors: not two numbers, `N == 0` or `I >= N`.
+    pub fn parse(text: &str) -> Result<Shard> {
+        let (i, n) = text
+            .split_once('/')
+            .with_context(|| format!("shard {text:?} is not I/N (e.g. 0/2)"))?;
+        let index: u32 = i
+            .trim()
+            .parse()
+            .with_context(|| format!("shard index {i:?}"))?;
+        let count: u32 = n
+            .trim()
+            .parse()
+            .with_context(|| format!("shard count {n:?}"))?;
+        if count == 0 || index >= count {
+            bail!("shard {text:?}: the index must be below the count (0/2 and 1/2 make a whole)");
+        }
+        Ok(Shard { index, count })
+    }
 }
 
 /// Source revision of a run.

@@ -109,6 +109,8 @@ fn manifest(run_id: &RunId, modes: &[&str]) -> Manifest {
         )]),
         failures: vec![],
         command_line: vec!["cargo".into(), "xtask".into(), "bench".into()],
+        matrix_digest: String::new(),
+        shard: None,
     }
 }
 
@@ -616,4 +618,64 @@ fn manifest_failure_of_an_unknown_mode_is_rejected() {
         err.contains("failures[0]: mode \"fast:no-callret\" is not in modes"),
         "{err}"
     );
+}
+
+/// A shard `index`/2 of one matrix: one boot of native and fast samples.
+fn shard_run(root: &Path, index: u32, second: u64) -> PathBuf {
+    let modes = ["native", "fast"];
+    let id = RunId::new(1_800_000_000 + second, "abc1234").unwrap();
+    let mut writer = RunWriter::create(root, &id).unwrap();
+    for mode in modes {
+        let slot = Slot {
+            mode: mode.into(),
+            boot: 0,
+            round: 0,
+        };
+        writer.append_record(&slot, &guest_records()[0]).unwrap();
+    }
+    let mut m = manifest(&id, &modes);
+    m.matrix_digest = "0123456789abcdef".into();
+    m.shard = Some(kdbt_harness::store::Shard { index, count: 2 });
+    writer.finish(m).unwrap().dir
+}
+
+#[test]
+fn the_shards_of_one_matrix_merge_into_one_run_and_others_are_refused() {
+    let root = tempfile::tempdir().unwrap();
+    let a = shard_run(root.path(), 0, 0);
+    let b = shard_run(root.path(), 1, 1);
+    let out = root.path().join("merged");
+    let merged = kdbt_harness::merge::merge(&[b.clone(), a.clone()], &out, vec![]).unwrap();
+    let run = Run::load(&merged).unwrap();
+    assert_eq!(run.manifest.boots, 2);
+    assert_eq!(run.manifest.shard, None);
+    let shard_rows = Run::load(&a).unwrap().samples.len();
+    assert_eq!(run.samples.len(), 2 * shard_rows);
+    // Shard 0's boot stays 0; shard 1's becomes 1.
+    assert!(run.samples[..shard_rows].iter().all(|r| r.boot == 0));
+    assert!(run.samples[shard_rows..].iter().all(|r| r.boot == 1));
+    assert_eq!(run.manifest.durations.total_s, 21.0);
+
+    let err = |dirs: &[PathBuf]| {
+        format!(
+            "{:#}",
+            kdbt_harness::merge::merge(dirs, &out, vec![]).unwrap_err()
+        )
+    };
+    assert!(err(&[a.clone()]).contains("shard 1/2 is missing"));
+    assert!(err(&[a.clone(), a.clone()]).contains("given twice"));
+    edit(&b.join("manifest.json"), |t| {
+        t.replace("0123456789abcdef", "fedcba9876543210")
+    });
+    assert!(err(&[a.clone(), b.clone()]).contains("plan"));
+    assert!(err(&[merged]).contains("not a shard"));
+}
+
+#[test]
+fn a_shard_is_i_of_n() {
+    use kdbt_harness::store::Shard;
+    assert_eq!(Shard::parse("1/2").unwrap(), Shard { index: 1, count: 2 });
+    for bad in ["2/2", "0/0", "1", "a/2"] {
+        assert!(Shard::parse(bad).is_err(), "{bad}");
+    }
 }

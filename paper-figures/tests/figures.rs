@@ -558,6 +558,8 @@ fn manifest(id: &RunId, modes: &[&str]) -> Manifest {
         kdbt_stats: BTreeMap::new(),
         failures: vec![],
         command_line: vec![],
+        matrix_digest: String::new(),
+        shard: None,
     }
 }
 

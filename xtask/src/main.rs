@@ -42,6 +42,16 @@ enum Cmd {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Join the result sets of the N shards of one plan (`bench --shard I/N`) into one result
+    /// set, and draw its tables and figures.
+    Merge {
+        /// The shards' result directories.
+        #[arg(required = true)]
+        runs: Vec<PathBuf>,
+        /// Directory the merged result set is created in.
+        #[arg(long, default_value = "results")]
+        out: PathBuf,
+    },
     /// The whole test suite: fmt, clippy, the lab's builds, host tests and VM tests.
     Test,
     /// The README's two commands on a fresh Debian bookworm root (mmdebstrap + chroot) with only
@@ -86,7 +96,11 @@ struct BenchArgs {
     /// micro, file, apache or all.
     #[arg(long, default_value = "all", conflicts_with = "plan")]
     suite: String,
-    /// A named plan (`plans/<name>.toml`: ablation, prof, scaling) or a plan file's path:
+    /// Run one deterministic slice of the plan, `I/N` (benchmarks whose index is I modulo N,
+    /// each with all its modes and rounds); `cargo xtask merge` joins the N result sets.
+    #[arg(long)]
+    shard: Option<String>,
+    /// A named plan (`plans/<name>.toml`: ablation, prof) or a plan file's path:
     /// modes, suites, benchmarks and rounds from the file (see plans/README.md).
     #[arg(long)]
     plan: Option<String>,
@@ -182,6 +196,20 @@ fn run(cli: Cli) -> Result<ExitCode> {
             return Ok(ExitCode::from(out.exit_status.clamp(0, 255) as u8));
         }
         Cmd::Bench(args) => bench(args)?,
+        Cmd::Merge { runs, out } => {
+            check_distinct_runs(&runs)?;
+            let command_line = ["cargo".to_string(), "xtask".to_string()]
+                .into_iter()
+                .chain(std::env::args().skip(1))
+                .collect();
+            let dir =
+                kdbt_harness::merge::merge(&runs, &cache::repo_root().join(out), command_line)?;
+            println!("results: {}", dir.display());
+            setup::ensure(&[Stage::Figures])?;
+            for file in paper_figures::render(std::slice::from_ref(&dir), None)? {
+                println!("{}", file.display());
+            }
+        }
         Cmd::Figures { runs, out } => {
             check_distinct_runs(&runs)?;
             setup::ensure(&[Stage::Figures])?;
@@ -272,6 +300,12 @@ fn bench(args: BenchArgs) -> Result<()> {
         reps.unwrap_or(2),
         plan.as_ref().and_then(|p| p.benchmarks.as_deref()),
     )?;
+    let matrix_digest = matrix.digest();
+    let shard = args.shard.as_deref().map(store::Shard::parse).transpose()?;
+    let matrix = match shard {
+        Some(sh) => matrix.shard(sh)?,
+        None => matrix,
+    };
     matrix.check_boot_timeout(budget, args.boot_timeout)?;
     if args.cpus == 0 || args.mem < 256 {
         bail!("--cpus must be at least 1 and --mem at least 256 (MiB)");
@@ -298,6 +332,8 @@ fn bench(args: BenchArgs) -> Result<()> {
             .chain(std::env::args().skip(1))
             .collect(),
         started,
+        matrix_digest,
+        shard,
     };
     let dir = timed("bench", || {
         runner::run(&config, &lab.kernel, &lab.rootfs, &lab.files)
