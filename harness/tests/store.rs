@@ -662,13 +662,13 @@ fn the_shards_of_one_matrix_merge_into_one_run_and_others_are_refused() {
             kdbt_harness::merge::merge(dirs, &out, vec![]).unwrap_err()
         )
     };
-    assert!(err(&[a.clone()]).contains("shard 1/2 is missing"));
+    assert!(err(std::slice::from_ref(&a)).contains("shard 1/2 is missing"));
     assert!(err(&[a.clone(), a.clone()]).contains("given twice"));
     edit(&b.join("manifest.json"), |t| {
         t.replace("0123456789abcdef", "fedcba9876543210")
     });
     assert!(err(&[a.clone(), b.clone()]).contains("plan"));
-    assert!(err(&[merged]).contains("not a shard"));
+    assert!(err(std::slice::from_ref(&merged)).contains("not a shard"));
 }
 
 #[test]
