@@ -17,8 +17,14 @@ use crate::slot_stats::{self, SlotStat};
 use crate::store::{self, Manifest, Run, RunId, RunWriter};
 
 /// Merges the shard result sets in `dirs` into a new result set under `results_root`;
-/// returns its directory. `command_line` goes into its manifest.
-pub fn merge(dirs: &[PathBuf], results_root: &Path, command_line: Vec<String>) -> Result<PathBuf> {
+/// returns its directory. `command_line` goes into its manifest, and its `total_s` is
+/// `wall_s` when given (shards run at once by one command), else the shards' times added.
+pub fn merge(
+    dirs: &[PathBuf],
+    results_root: &Path,
+    command_line: Vec<String>,
+    wall_s: Option<f64>,
+) -> Result<PathBuf> {
     let mut runs: Vec<Run> = dirs.iter().map(|d| Run::load(d)).collect::<Result<_>>()?;
     check(&runs)?;
     runs.sort_by_key(|r| r.manifest.shard.map(|s| s.index));
@@ -72,7 +78,7 @@ pub fn merge(dirs: &[PathBuf], results_root: &Path, command_line: Vec<String>) -
         suites,
         boots: offset,
         durations: store::Durations {
-            total_s,
+            total_s: wall_s.unwrap_or(total_s),
             per_mode_s,
         },
         kdbt_stats: stats,

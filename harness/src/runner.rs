@@ -205,6 +205,53 @@ pub fn run(
     Ok(run.dir)
 }
 
+/// Runs `config.matrix` (whole) as `jobs` shards at once, each in its own guest boots, then
+/// merges them into one result set under `config.results_root` ([`crate::merge`]), whose
+/// `total_s` is the wall time since the command started. Returns its directory.
+///
+/// Errors: a plan with fewer benchmarks than jobs, any job's error, or the merge's.
+pub fn run_jobs(
+    config: &BenchConfig,
+    jobs: u32,
+    kernel: &Kernel,
+    rootfs: &Path,
+    files: &[PathBuf],
+) -> Result<PathBuf> {
+    let tmp = config
+        .results_root
+        .join(format!(".jobs-{}", config.started.unix_secs));
+    let configs = (0..jobs)
+        .map(|index| {
+            let shard = store::Shard { index, count: jobs };
+            Ok(BenchConfig {
+                matrix: config.matrix.shard(shard)?,
+                shard: Some(shard),
+                results_root: tmp.join(format!("job{index}")),
+                ..config.clone()
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let dirs = std::thread::scope(|s| {
+        let handles: Vec<_> = configs
+            .iter()
+            .map(|c| s.spawn(move || run(c, kernel, rootfs, files)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().map_err(|_| anyhow::anyhow!("a job panicked"))?)
+            .collect::<Result<Vec<PathBuf>>>()
+    })?;
+    let wall = config.started.at.elapsed().as_secs_f64();
+    let dir = crate::merge::merge(
+        &dirs,
+        &config.results_root,
+        config.command_line.clone(),
+        Some(wall),
+    )?;
+    let _ = std::fs::remove_dir_all(&tmp);
+    Ok(dir)
+}
+
 fn suites_of(matrix: &Matrix) -> Vec<store::Suite> {
     let mut suites: Vec<store::Suite> = matrix.benchmarks.iter().map(|b| b.suite).collect();
     suites.sort();

@@ -645,7 +645,7 @@ fn the_shards_of_one_matrix_merge_into_one_run_and_others_are_refused() {
     let a = shard_run(root.path(), 0, 0);
     let b = shard_run(root.path(), 1, 1);
     let out = root.path().join("merged");
-    let merged = kdbt_harness::merge::merge(&[b.clone(), a.clone()], &out, vec![]).unwrap();
+    let merged = kdbt_harness::merge::merge(&[b.clone(), a.clone()], &out, vec![], None).unwrap();
     let run = Run::load(&merged).unwrap();
     assert_eq!(run.manifest.boots, 2);
     assert_eq!(run.manifest.shard, None);
@@ -659,7 +659,7 @@ fn the_shards_of_one_matrix_merge_into_one_run_and_others_are_refused() {
     let err = |dirs: &[PathBuf]| {
         format!(
             "{:#}",
-            kdbt_harness::merge::merge(dirs, &out, vec![]).unwrap_err()
+            kdbt_harness::merge::merge(dirs, &out, vec![], None).unwrap_err()
         )
     };
     assert!(err(std::slice::from_ref(&a)).contains("shard 1/2 is missing"));

@@ -98,8 +98,13 @@ struct BenchArgs {
     suite: String,
     /// Run one deterministic slice of the plan, `I/N` (benchmarks whose index is I modulo N,
     /// each with all its modes and rounds); `cargo xtask merge` joins the N result sets.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "jobs")]
     shard: Option<String>,
+    /// Guest boots at once on this host: the plan's N shards run in parallel and are merged
+    /// into one result set. Under icount the figures do not depend on host load; at most 2 on
+    /// 2 cores.
+    #[arg(long, default_value_t = 1)]
+    jobs: u32,
     /// A named plan (`plans/<name>.toml`: ablation, prof) or a plan file's path:
     /// modes, suites, benchmarks and rounds from the file (see plans/README.md).
     #[arg(long)]
@@ -202,8 +207,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 .into_iter()
                 .chain(std::env::args().skip(1))
                 .collect();
-            let dir =
-                kdbt_harness::merge::merge(&runs, &cache::repo_root().join(out), command_line)?;
+            let dir = kdbt_harness::merge::merge(
+                &runs,
+                &cache::repo_root().join(out),
+                command_line,
+                None,
+            )?;
             println!("results: {}", dir.display());
             setup::ensure(&[Stage::Figures])?;
             for file in paper_figures::render(std::slice::from_ref(&dir), None)? {
@@ -300,6 +309,13 @@ fn bench(args: BenchArgs) -> Result<()> {
         reps.unwrap_or(2),
         plan.as_ref().and_then(|p| p.benchmarks.as_deref()),
     )?;
+    if args.jobs == 0 || args.jobs as usize > matrix.benchmarks.len() {
+        bail!(
+            "--jobs {}: give 1 to {} (the plan's benchmarks)",
+            args.jobs,
+            matrix.benchmarks.len()
+        );
+    }
     let matrix_digest = matrix.digest();
     let shard = args.shard.as_deref().map(store::Shard::parse).transpose()?;
     let matrix = match shard {
@@ -335,8 +351,9 @@ fn bench(args: BenchArgs) -> Result<()> {
         matrix_digest,
         shard,
     };
-    let dir = timed("bench", || {
-        runner::run(&config, &lab.kernel, &lab.rootfs, &lab.files)
+    let dir = timed("bench", || match args.jobs {
+        1 => runner::run(&config, &lab.kernel, &lab.rootfs, &lab.files),
+        jobs => runner::run_jobs(&config, jobs, &lab.kernel, &lab.rootfs, &lab.files),
     })?;
     println!("results: {}", dir.display());
     for file in paper_figures::render(std::slice::from_ref(&dir), None)? {
