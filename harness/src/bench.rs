@@ -463,37 +463,25 @@ pub fn store_boot(
                     boot,
                     round: slot.round,
                 };
+                let b = &matrix.benchmarks[slot.bench];
+                let row = |(counter, value): (String, u64)| slot_stats::SlotStat {
+                    boot,
+                    round: slot.round,
+                    mode: slot.mode.clone(),
+                    suite: b.suite,
+                    benchmark: b.name.clone(),
+                    counter,
+                    value,
+                };
                 for rec in records {
                     writer.append_record(&store_slot, rec)?;
                     if let (Some(counters), Some(ops)) = (&rec.kdbt_measured, rec.measured_ops) {
-                        let b = &matrix.benchmarks[slot.bench];
-                        writer.append_slot_stats(slot_stats::measured(counters, ops).map(
-                            |(counter, value)| slot_stats::SlotStat {
-                                boot,
-                                round: slot.round,
-                                mode: slot.mode.clone(),
-                                suite: b.suite,
-                                benchmark: b.name.clone(),
-                                counter,
-                                value,
-                            },
-                        ))?;
+                        writer.append_slot_stats(slot_stats::measured(counters, ops).map(row))?;
                     }
                 }
                 if let Some(s) = counters {
-                    let b = &matrix.benchmarks[slot.bench];
                     slot_stats::accumulate(stats.entry(slot.mode.clone()).or_default(), &s);
-                    writer.append_slot_stats(s.iter().map(|(counter, &value)| {
-                        slot_stats::SlotStat {
-                            boot,
-                            round: slot.round,
-                            mode: slot.mode.clone(),
-                            suite: b.suite,
-                            benchmark: b.name.clone(),
-                            counter: counter.clone(),
-                            value,
-                        }
-                    }))?;
+                    writer.append_slot_stats(s.into_iter().map(row))?;
                 }
             }
         } else if report.interrupted() == Some(i) {

@@ -270,15 +270,11 @@ fn bench(args: BenchArgs) -> Result<()> {
         None => None,
     };
     let suites = match args.suite.as_str() {
-        "all" => vec![
-            store::Suite::Micro,
-            store::Suite::File,
-            store::Suite::Apache,
-        ],
-        "micro" => vec![store::Suite::Micro],
-        "file" => vec![store::Suite::File],
-        "apache" => vec![store::Suite::Apache],
-        other => bail!("unknown suite {other:?} (micro, file, apache, all)"),
+        "all" => store::Suite::ALL.to_vec(),
+        name => match store::Suite::from_name(name) {
+            Some(suite) => vec![suite],
+            None => bail!("unknown suite {name:?} (micro, file, apache, all)"),
+        },
     };
     let accel = qemu::resolve(args.accel);
     let clock = args.clock.unwrap_or(match accel {
