@@ -62,6 +62,12 @@ mod tests {
     }
 
     #[test]
+    fn the_detectors_reports_are_trouble() {
+        let log = "[   30.1] watchdog: BUG: soft lockup - CPU#1 stuck for 22s! [sh:90]\n[   31.0] INFO: task sh:85 blocked for more than 120 seconds.\n[   32.0] BUG: workqueue lockup - pool cpus=0 node=0 flags=0x0 nice=0 stuck for 31s!\n[   33.0] rcu: INFO: rcu_preempt detected stalls on CPUs/tasks:\n";
+        assert_eq!(trouble(log).len(), 4, "{:?}", trouble(log));
+    }
+
+    #[test]
     fn a_user_programs_fault_is_not_kernel_trouble() {
         let log = "[   12.345678] traps: sigreturn_64[140] general protection fault ip:401a2b sp:7ffd1c error:0 in sigreturn_64[401000+9a000]\n[   13.0] traps: fsgsbase_64[77] general protection fault ip:4017f0 sp:7ffe error:38 in fsgsbase_64[401000+98000]\n";
         assert!(trouble(log).is_empty(), "{:?}", trouble(log));

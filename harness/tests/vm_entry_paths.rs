@@ -87,7 +87,7 @@ fn user_programs_see_the_same_kernel_translated_as_native() {
         .iter()
         .map(|b| b.file_name().unwrap().to_string_lossy().into_owned())
         .collect();
-    let out = run_script_with(&script(&names), Duration::from_secs(2400), None, binaries);
+    let out = run_script_with(&script(&names), Duration::from_secs(2400), &[], binaries);
     let o = &out.output;
     assert!(o.contains("ENTRY-PATHS-DONE"), "{o}");
     assert_eq!(out.exit_status, 0, "{o}");

@@ -9,7 +9,7 @@
 mod support;
 
 use std::time::Duration;
-use support::{cases, run_script, run_script_expecting, PRELUDE};
+use support::{cases, run_script, run_script_expecting, run_script_icount, PRELUDE};
 
 /// `key: value` of a status/stats line starting with `key: `.
 fn field<'a>(text: &'a str, key: &str) -> Option<&'a str> {
@@ -662,7 +662,7 @@ case_ rmmod unload
     // LKDTM's WARNING is built into core kernel text, so the write runs it translated: the
     // copied ud2 traps at a code-cache address, the die notifier resumes at the native ud2,
     // and the kernel reports the WARN from its bug table and goes on.
-    let out = run_script_expecting(&script, Duration::from_secs(300), Some("lkdtm"));
+    let out = run_script_expecting(&script, Duration::from_secs(300), &["lkdtm"]);
     let o = &out.output;
     assert_eq!(out.exit_status, 0, "{o}");
     let rc = cases(o);
@@ -679,4 +679,54 @@ case_ rmmod unload
         "reported at its native address: {warning}"
     );
     assert!(!console.contains("invalid opcode"), "{console}");
+}
+
+/// `calls`, `with_syscall_ns`, `without_ns` and `insns_executed` (`None`: `-`) of the
+/// `kdbt-workload null-insns` line after `label`.
+fn null_insns(o: &str, label: &str) -> (u64, u64, u64, Option<u64>) {
+    let line = o
+        .split(label)
+        .nth(1)
+        .and_then(|rest| rest.lines().find(|l| l.starts_with("calls ")))
+        .unwrap_or_else(|| panic!("no null-insns line after {label}:\n{o}"));
+    let counted = line.rsplit(' ').next().unwrap();
+    (
+        number_after(line, "calls "),
+        number_after(line, "with_syscall_ns "),
+        number_after(line, "without_ns "),
+        counted.parse().ok(),
+    )
+}
+
+/// The prof client counts what the kernel executes: in one boot under the icount clock, the
+/// null system call's kernel instructions per call by `fast:inscount`'s `insns_executed` lie
+/// within ±10% of what the clock measures natively (a `syscall` loop minus the same loop
+/// with a `nop`: the user side). Both counts are of instructions, not time.
+#[test]
+#[ignore = "needs the guest lab: run through `cargo xtask test`"]
+fn the_prof_clients_count_agrees_with_the_icount_clock() {
+    let script = format!(
+        "{PRELUDE}insmod kdbt.ko || exit 1
+echo '== native'; kdbt-workload null-insns --calls 1000000 || exit 1
+kdbt_on fast:inscount || exit 1
+echo '== counted'; kdbt-workload null-insns --calls 1000000 || exit 1
+kdbtctl off && unload
+"
+    );
+    let out = run_script_icount(&script, Duration::from_secs(900));
+    let o = &out.output;
+    assert_eq!(out.exit_status, 0, "{o}");
+    let (calls, with, without, none) = null_insns(o, "== native");
+    assert_eq!(none, None, "kdbt was off: no counter\n{o}");
+    let by_clock = (with - without) as f64 / calls as f64;
+    let (calls, _, _, counted) = null_insns(o, "== counted");
+    let counted = counted.unwrap_or_else(|| panic!("no insns_executed under inscount:\n{o}"));
+    let by_client = counted as f64 / calls as f64;
+    eprintln!(
+        "null syscall: {by_clock:.1} kernel instructions by the clock, {by_client:.1} by inscount"
+    );
+    assert!(
+        (by_client / by_clock - 1.0).abs() <= 0.10,
+        "inscount {by_client:.1} vs icount {by_clock:.1} instructions per call:\n{o}"
+    );
 }

@@ -52,3 +52,42 @@ fn failing_guest_command_returns_its_exit_status() {
     assert_eq!(out.exit_status, 7);
     assert_eq!(out.output.trim(), "before");
 }
+
+/// The guest kernel's soft-lockup and hung-task detectors are on, and the console check
+/// reads their reports as trouble. LKDTM (built in) provokes both, with the thresholds
+/// lowered to seconds: a task spinning with preemption off on one vCPU, and a task asleep
+/// uninterruptibly for ever. The script waits until the kernel log has both reports, so
+/// the verdict does not depend on how fast the guest runs.
+#[test]
+#[ignore = "needs the guest lab: run through `cargo xtask test`"]
+fn the_console_check_sees_soft_lockups_and_hung_tasks() {
+    const SOFT_LOCKUP: &str = "soft lockup";
+    const HUNG_TASK: &str = "blocked for more than";
+    let script = format!(
+        "echo 1 > /proc/sys/kernel/watchdog_thresh && \
+         echo 1 > /proc/sys/kernel/hung_task_timeout_secs && \
+         {{ echo HUNG_TASK > /sys/kernel/debug/provoke-crash/DIRECT & }} && \
+         {{ echo SOFTLOCKUP > /sys/kernel/debug/provoke-crash/DIRECT & }} && \
+         until dmesg | grep -q '{SOFT_LOCKUP}' && dmesg | grep -q '{HUNG_TASK}'; do sleep 1; done; \
+         echo reported"
+    );
+    let ko = module::cached().expect("kdbt.ko (cargo xtask module)");
+    let out = vm::run_on_cached_lab_expecting(
+        vec![ko],
+        vec!["sh".into(), "-c".into(), script],
+        Duration::from_secs(600),
+        &[SOFT_LOCKUP, HUNG_TASK],
+        kdbt_harness::qemu::Clock::Wall,
+    )
+    .expect("guest run (console log named in the error)");
+    assert_eq!(out.exit_status, 0, "{}", out.output);
+    assert_eq!(out.output.trim(), "reported");
+    let console = std::fs::read_to_string(&out.console_log).unwrap();
+    let trouble = kdbt_harness::console::trouble(&console);
+    for marker in [SOFT_LOCKUP, HUNG_TASK] {
+        assert!(
+            trouble.iter().any(|l| l.contains(marker)),
+            "the console check did not read {marker:?} as trouble: {trouble:?}\n{console}"
+        );
+    }
+}

@@ -6,6 +6,7 @@ pub mod ab;
 pub mod apache;
 pub mod file;
 pub mod micro;
+pub mod null_insns;
 pub mod output;
 pub mod prof;
 pub mod record;

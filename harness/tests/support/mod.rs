@@ -2,6 +2,7 @@
 //! readers of what a script printed. Each test binary uses part of it.
 #![allow(dead_code)]
 
+use kdbt_harness::qemu::Clock;
 use kdbt_harness::{cache, module, vm};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -47,15 +48,11 @@ pub fn guest_tools() -> PathBuf {
 /// with `sh -c`.
 /// Panics if the guest hangs past `timeout` or its kernel reports trouble.
 pub fn run_script(script: &str, timeout: Duration) -> vm::Outcome {
-    run_script_expecting(script, timeout, None)
+    run_script_expecting(script, timeout, &[])
 }
 
-/// [`run_script`] for a script that provokes trouble lines containing `expected`.
-pub fn run_script_expecting(
-    script: &str,
-    timeout: Duration,
-    expected: Option<&str>,
-) -> vm::Outcome {
+/// [`run_script`] for a script that provokes trouble lines containing any of `expected`.
+pub fn run_script_expecting(script: &str, timeout: Duration, expected: &[&str]) -> vm::Outcome {
     run_script_with(script, timeout, expected, Vec::new())
 }
 
@@ -63,8 +60,23 @@ pub fn run_script_expecting(
 pub fn run_script_with(
     script: &str,
     timeout: Duration,
-    expected: Option<&str>,
+    expected: &[&str],
     extra: Vec<PathBuf>,
+) -> vm::Outcome {
+    run_script_clocked(script, timeout, expected, extra, Clock::Wall)
+}
+
+/// [`run_script`] with the icount clock: the guest's CLOCK_MONOTONIC counts its instructions.
+pub fn run_script_icount(script: &str, timeout: Duration) -> vm::Outcome {
+    run_script_clocked(script, timeout, &[], Vec::new(), Clock::Icount)
+}
+
+fn run_script_clocked(
+    script: &str,
+    timeout: Duration,
+    expected: &[&str],
+    extra: Vec<PathBuf>,
+    clock: Clock,
 ) -> vm::Outcome {
     // One guest at a time: 2 host cores are enough for one TCG guest, and these tests time
     // 200 switch cycles under load.
@@ -84,6 +96,7 @@ pub fn run_script_with(
         vec!["sh".into(), "-c".into(), script.into()],
         timeout,
         expected,
+        clock,
     )
     .expect("guest run (console log named in the error)")
 }

@@ -63,6 +63,13 @@ enum Cmd {
         #[arg(long, value_parser = parse_size)]
         append_size: Option<u64>,
     },
+    /// The null system call's kernel instructions, by the icount clock (a `syscall` loop
+    /// minus a `nop` loop) and by kdbt's `insns_executed` counter: one line of `key value`s.
+    NullInsns {
+        /// System calls per loop.
+        #[arg(long, default_value_t = 1_000_000)]
+        calls: u64,
+    },
     /// apache2 on loopback driven by ab (default budget 3000 ms, 3 ab runs per point).
     Apache {
         #[command(flatten)]
@@ -170,6 +177,9 @@ fn list(suite: Option<SuiteArg>) {
 fn run(cmd: Cmd, sink: &mut RecordSink<std::io::Stdout>) -> anyhow::Result<()> {
     match cmd {
         Cmd::List { suite } => list(suite),
+        Cmd::NullInsns { calls } => {
+            println!("{}", kdbt_workloads::null_insns::measure(calls).line());
+        }
         Cmd::Micro { common, dir } => {
             let specs = micro::specs();
             let selected = select(&specs, |s| s.name, &common.only)?;
