@@ -28,6 +28,7 @@ use crate::control_abi::SPEC_MAX;
 use crate::cpu::{self, ModulePin};
 use crate::dispatcher_stack::{self, DispatcherStacks};
 use crate::entry_stub::{self, DrkEvent, InCache, STUB_BYTES, TAG_ERROR_CODE};
+use crate::flush;
 use crate::hooks::{self, InjectedFailure};
 use crate::idt::{self, Gate, Idtr, GATES};
 use crate::stats::{Stats, FIRST_INTERRUPT};
@@ -106,6 +107,27 @@ pub(crate) struct Drain {
     pub(crate) completed: u64,
 }
 
+/// Why [`Interposer::write_stubs`] runs.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Stubs {
+    /// At switch-on: stubs and private gates, all translated or refused.
+    Switching,
+    /// After a flush, every CPU stopped: the stubs only, whatever can be translated.
+    AfterFlush,
+}
+
+/// Flushes of full code caches since load ([`Interposer::flush_step`]).
+#[derive(Clone, Copy, Default)]
+pub(crate) struct Flushes {
+    /// Stops that emptied the caches.
+    pub(crate) done: u64,
+    /// Stops that left them: a stack held a code-cache address with no native equivalent
+    /// (a frame stopped inside an expansion), retried shortly.
+    pub(crate) refused: u64,
+    /// Code-cache addresses on stacks replaced by native ones.
+    pub(crate) words_rewritten: u64,
+}
+
 /// Entries of every CPU, the code they lead to, and their counters. One instance, behind the
 /// control mutex.
 pub(crate) struct Interposer {
@@ -134,6 +156,11 @@ pub(crate) struct Interposer {
     untranslated_gates: [bool; GATES],
     /// Draining after switch-off.
     drain: Drain,
+    /// The native IDT's gates and syscall entry, as last read (switch-on).
+    native_idt: KVec<Gate>,
+    native_lstar: u64,
+    /// Flushes of full caches.
+    flushes: Flushes,
 }
 
 /// Why a switch-on was refused.
@@ -170,6 +197,9 @@ impl Interposer {
             native_gates: [false; GATES],
             untranslated_gates: [false; GATES],
             drain: Drain::default(),
+            native_idt: KVec::from_elem(Gate::default(), GATES, GFP_KERNEL)?,
+            native_lstar: 0,
+            flushes: Flushes::default(),
         })
     }
 
@@ -460,30 +490,43 @@ impl Interposer {
     /// translating each handler in the CPU's translator. Errors: `EIO` (unreadable IDT,
     /// untranslatable syscall entry), `ERANGE`.
     fn build(&mut self, native_idtr: Idtr, native_lstar: u64) -> Result {
-        let Some(live) = &self.live else {
+        if self.live.is_none() {
             return Err(EIO);
-        };
-        let n = self.cpus.len();
-        let drk = live.per_cpu() || live.translators[0].spec().starts_with("drk");
-        let (first, _) = self.idts.split_at_mut(GATES);
-        if !idt::read_into(native_idtr, first) {
+        }
+        if !idt::read_into(native_idtr, &mut self.native_idt) {
             pr_err!("native IDT limit {:#x} is not 256 gates\n", {
                 native_idtr.limit
             });
             return Err(EIO);
         }
         for v in 0..GATES {
-            self.native_gates[v] = !self.idts[v].interposable();
+            self.native_gates[v] = !self.native_idt[v].interposable();
             self.untranslated_gates[v] = false;
         }
+        self.native_lstar = native_lstar;
+        self.write_stubs(Stubs::Switching)
+    }
+
+    /// Writes every possible CPU's entry stubs for the native gates in `native_idt` and the
+    /// native syscall entry `native_lstar`, each leading to its handler's translation in the CPU's
+    /// translator (to the native handler where it has none). When switching, also fills the
+    /// private IDTs with gates to the stubs, and an untranslatable syscall entry is an error
+    /// (`EIO`); after a flush the gates stay as they are and the syscall stub then leads to
+    /// the native entry. Errors: `EIO`, `ERANGE`.
+    fn write_stubs(&mut self, why: Stubs) -> Result {
+        let Some(live) = &self.live else {
+            return Err(EIO);
+        };
+        let native_lstar = self.native_lstar;
+        let n = self.cpus.len();
+        let drk = live.per_cpu() || live.translators[0].spec().starts_with("drk");
         let mut targets = [0u64; GATES];
-        // CPU 0's table holds the native gates until its own turn: last.
         for cpu in (0..n).rev() {
             let index = live.index_of(cpu);
             let translator = &live.translators[index];
             if cpu == n - 1 || live.per_cpu() {
                 for v in 0..GATES {
-                    let gate = self.idts[v];
+                    let gate = self.native_idt[v];
                     if gate.interposable() {
                         targets[v] = translator.translate(gate.target()).unwrap_or_else(|| {
                             self.untranslated_gates[v] = true;
@@ -492,50 +535,58 @@ impl Interposer {
                     }
                 }
             }
-            let Some(syscall_tx) = translator.translate(native_lstar) else {
-                pr_err!(
-                    "entry_SYSCALL_64 at {:#x} cannot be translated\n",
-                    native_lstar
-                );
-                return Err(EIO);
+            let syscall_tx = match translator.translate(native_lstar) {
+                Some(tx) => tx,
+                None if why == Stubs::AfterFlush => native_lstar,
+                None => {
+                    pr_err!(
+                        "entry_SYSCALL_64 at {:#x} cannot be translated\n",
+                        native_lstar
+                    );
+                    return Err(EIO);
+                }
             };
             let drk_entry = self.trampoline(index) + TRAMPOLINE_BYTES as u64;
             let counters = self.stats.cpu(cpu);
             for v in 0..GATES {
-                let gate = self.idts[v];
-                let entry = if gate.interposable() {
-                    let at = self.stub(cpu, v);
-                    let counter = &counters.vectors[v] as *const _ as u64;
-                    let error_code = ERROR_CODE_VECTORS.contains(&v);
-                    let watch = |counter: Option<&AtomicU64>| InCache {
-                        rip_at: if error_code { 8 } else { 0 },
-                        start: self.region.exec(),
-                        len: self.region.len() as u64,
-                        counter: counter.map_or(0, |c| c as *const _ as u64),
-                    };
-                    let in_cache = match v {
-                        PAGE_FAULT => Some(&counters.page_faults_in_cache),
-                        v if v >= FIRST_INTERRUPT => Some(&counters.interrupts_in_cache),
-                        _ => None,
-                    };
-                    let code = if drk {
-                        let event = DrkEvent {
-                            tag: v as u32 | if error_code { TAG_ERROR_CODE } else { 0 },
-                            entry: drk_entry,
-                        };
-                        entry_stub::drk_stub(at, counter, targets[v], &watch(in_cache), &event)?
-                    } else {
-                        let watch = in_cache.map(|c| watch(Some(c)));
-                        entry_stub::counting_stub(at, counter, targets[v], watch.as_ref())?
-                    };
-                    // SAFETY: no CPU is switched on (checked by the caller), so none runs a
-                    // stub; writes are serialized by the control mutex (&mut self).
-                    unsafe { self.region.write(at, &code) };
-                    gate.with_target(at)
-                } else {
-                    gate
+                let gate = self.native_idt[v];
+                if !gate.interposable() {
+                    if why == Stubs::Switching {
+                        self.idts[cpu * GATES + v] = gate;
+                    }
+                    continue;
+                }
+                let at = self.stub(cpu, v);
+                let counter = &counters.vectors[v] as *const _ as u64;
+                let error_code = ERROR_CODE_VECTORS.contains(&v);
+                let watch = |counter: Option<&AtomicU64>| InCache {
+                    rip_at: if error_code { 8 } else { 0 },
+                    start: self.region.exec(),
+                    len: self.region.len() as u64,
+                    counter: counter.map_or(0, |c| c as *const _ as u64),
                 };
-                self.idts[cpu * GATES + v] = entry;
+                let in_cache = match v {
+                    PAGE_FAULT => Some(&counters.page_faults_in_cache),
+                    v if v >= FIRST_INTERRUPT => Some(&counters.interrupts_in_cache),
+                    _ => None,
+                };
+                let code = if drk {
+                    let event = DrkEvent {
+                        tag: v as u32 | if error_code { TAG_ERROR_CODE } else { 0 },
+                        entry: drk_entry,
+                    };
+                    entry_stub::drk_stub(at, counter, targets[v], &watch(in_cache), &event)?
+                } else {
+                    let watch = in_cache.map(|c| watch(Some(c)));
+                    entry_stub::counting_stub(at, counter, targets[v], watch.as_ref())?
+                };
+                // SAFETY: no CPU runs a stub: none is switched on yet (switching), or every
+                // CPU is stopped (after a flush); writes are serialized by the control mutex
+                // (&mut self).
+                unsafe { self.region.write(at, &code) };
+                if why == Stubs::Switching {
+                    self.idts[cpu * GATES + v] = gate.with_target(at);
+                }
             }
             let at = self.stub(cpu, GATES);
             let counter = &counters.syscalls as *const _ as u64;
@@ -544,6 +595,61 @@ impl Interposer {
             unsafe { self.region.write(at, &code) };
         }
         Ok(())
+    }
+
+    /// One step of the flush work while switched on: when a translator asked for a flush,
+    /// stops every CPU, rewrites the code-cache addresses on every stack to native ones, and,
+    /// if none is left that has no native equivalent, empties the caches and rewrites the
+    /// entry stubs (module/flush.rs). Returns whether to try again later.
+    pub(crate) fn flush_step(&mut self) -> bool {
+        let Some(live) = self.live.as_ref().filter(|_| self.on.is_some()) else {
+            return false;
+        };
+        if !live.translators[0].flush_wanted() {
+            return false;
+        }
+        let lo = self.region.exec() + self.head as u64;
+        let hi = self.region.exec() + self.region.len() as u64;
+        // SAFETY: `self` is borrowed mutably for the whole stop; only the stopped CPUs'
+        // callbacks use it meanwhile (module/flush.rs).
+        match unsafe { flush::rewrite_and_flush(lo, hi, self) } {
+            Ok(outcome) => {
+                self.flushes.words_rewritten += outcome.rewritten;
+                if outcome.flushed {
+                    self.flushes.done += 1;
+                    false
+                } else {
+                    self.flushes.refused += 1;
+                    true
+                }
+            }
+            Err(e) => {
+                pr_warn!("flush: stop_machine failed ({:?}); retrying\n", e);
+                true
+            }
+        }
+    }
+
+    /// Inside the flush's stop, every stack rewritten: empties the translators' caches and
+    /// points the entry stubs at fresh translations. Returns whether it flushed.
+    pub(crate) fn flush_now(&mut self) -> bool {
+        let Some(live) = &self.live else {
+            return false;
+        };
+        if !live.translators[0].flush() {
+            return false;
+        }
+        // Cannot fail after a flush but for a stub's encoding (ERANGE), which worked at
+        // switch-on with the same addresses.
+        if self.write_stubs(Stubs::AfterFlush).is_err() {
+            pr_err!("flush: rewriting the entry stubs failed\n");
+        }
+        true
+    }
+
+    /// Flushes of full caches while switched on.
+    pub(crate) fn flushes(&self) -> Flushes {
+        self.flushes
     }
 
     /// Switches back every CPU that switched.

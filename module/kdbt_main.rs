@@ -23,6 +23,7 @@ mod cpu;
 mod debugfs;
 mod dispatcher_stack;
 mod entry_stub;
+mod flush;
 mod hooks;
 mod idt;
 mod interposer;
@@ -61,6 +62,7 @@ pub(crate) struct Shared {
 struct Kdbt {
     _control: control::ControlDevice,
     _debugfs: debugfs::DebugFiles,
+    _flush: flush::Work,
     shared: Pin<KBox<Shared>>,
     _hooks: hooks::Hooks,
     _arena: translator::Arena,
@@ -93,12 +95,15 @@ impl kernel::Module for Kdbt {
             }),
             GFP_KERNEL,
         )?;
+        // SAFETY: `shared` outlives the work: the fields drop in order.
+        let flush = unsafe { flush::Work::start(&shared) };
         let debugfs = debugfs::DebugFiles::create(&shared)?;
         let control = control::ControlDevice::register(&shared)?;
         pr_info!("control device {} ready\n", control_abi::DEVICE_PATH);
         Ok(Kdbt {
             _control: control,
             _debugfs: debugfs,
+            _flush: flush,
             shared,
             _hooks: hooks,
             _arena: arena,
@@ -238,6 +243,12 @@ fn render_stats(shared: &Shared, w: &mut debugfs::TextWriter<'_>) -> Result {
         w,
         "hooks: text_pokes {pokes} text_pokes_invalidating {invalidating} traps_redirected \
          {redirected}"
+    );
+    let f = interposer.flushes();
+    let _ = writeln!(
+        w,
+        "flush: cache_flushes {} flush_refusals {} stack_words_rewritten {}",
+        f.done, f.refused, f.words_rewritten
     );
     if let Some(t) = interposer.translator() {
         let n = t.render_stats(w.rest())?;

@@ -88,6 +88,21 @@ void kdbt_drain_cancel(void);
 bool kdbt_drain_tick(void *ctx);
 bool kdbt_core_kernel_text(u64 addr);
 /*
+ * Flushing a full code cache (module/flush_stop.c, module/flush.rs). kdbt_flush_request is
+ * the engine's call (any context); the work runs kdbt_flush_tick(ctx) between start and stop,
+ * again after KDBT_FLUSH_RETRY_MS while it answers true. kdbt_flush_stacks stops every CPU,
+ * rewrites stacks in lo..hi with kdbt_flush_native_of and flushes with kdbt_flush_now: 1
+ * flushed, 0 left, or a negative errno.
+ */
+#define KDBT_FLUSH_RETRY_MS 5
+void kdbt_flush_request(void);
+void kdbt_flush_start(void *ctx);
+void kdbt_flush_stop(void);
+bool kdbt_flush_tick(void *ctx);
+long kdbt_flush_stacks(u64 lo, u64 hi, void *ctx, u64 *rewritten);
+u64 kdbt_flush_native_of(void *ctx, u64 tx);
+bool kdbt_flush_now(void *ctx);
+/*
  * Reads len bytes of the kernel image's mapping at addr without faulting (a compiler's jump
  * table, referenced from core kernel text). Returns 0 or -EFAULT.
  */

@@ -113,6 +113,9 @@ extern "C" {
     ) -> isize;
     fn kdbt_engine_link(instance: *const RawInstance, next: *mut RawInstance);
     fn kdbt_engine_translate(instance: *const RawInstance, pc: u64) -> u64;
+    fn kdbt_engine_flush_wanted(instance: *const RawInstance) -> bool;
+    fn kdbt_engine_native_at_boundary(instance: *const RawInstance, tx: u64) -> u64;
+    fn kdbt_engine_flush(instance: *const RawInstance) -> bool;
     fn kdbt_engine_reset_stats(instance: *const RawInstance);
     fn kdbt_engine_stats(instance: *const RawInstance, out: *mut u8, out_len: usize) -> isize;
 }
@@ -281,6 +284,28 @@ impl Translator {
     }
 
     /// Zeroes its statistics and those of the translators chained after it.
+    /// Whether a translator of the chain asked for a flush (its cache passed the watermark).
+    pub(crate) fn flush_wanted(&self) -> bool {
+        // SAFETY: `self.raw` is live for `self`'s life.
+        unsafe { kdbt_engine_flush_wanted(self.raw) }
+    }
+
+    /// The native address that may replace code-cache address `tx` on a stack (a return
+    /// address or interrupted RIP at a clean instruction boundary), if any.
+    pub(crate) fn native_at_boundary(&self, tx: u64) -> Option<u64> {
+        // SAFETY: as above.
+        let native = unsafe { kdbt_engine_native_at_boundary(self.raw, tx) };
+        (native != 0).then_some(native)
+    }
+
+    /// Empties every cache of the chain; false (nothing flushed) while a drk interrupt waits
+    /// at a patched boundary. Only with every CPU stopped and no stack referencing the caches
+    /// (module/flush.rs).
+    pub(crate) fn flush(&self) -> bool {
+        // SAFETY: as above; the caller stops every CPU.
+        unsafe { kdbt_engine_flush(self.raw) }
+    }
+
     pub(crate) fn reset_stats(&self) {
         // SAFETY: a live instance.
         unsafe { kdbt_engine_reset_stats(self.raw) }

@@ -8,10 +8,11 @@
 
 mod support;
 
+use kdbt_harness::mix::PRELUDE;
 use kdbt_harness::{kernel, selftests};
 use std::collections::BTreeMap;
 use std::time::Duration;
-use support::{run_script_with, PRELUDE};
+use support::run_script_with;
 
 /// The modes compared with native.
 const MODES: &[&str] = &["fast", "fast:no-callret", "drk"];

@@ -182,6 +182,16 @@ impl CodeCache {
         self.mem.tx_base() + self.mem.len() as u64 - self.next
     }
 
+    /// Whether less than a quarter of the code memory, or of the reserved block or exit
+    /// records, is left: time to flush, before a translation finds the cache full.
+    pub fn past_flush_watermark(&self) -> bool {
+        let quarter_left = |used: usize, limit: usize| (limit - used.min(limit)) * 4 < limit;
+        let records = self.limits.is_some_and(|(b, e)| {
+            quarter_left(self.blocks.len(), b) || quarter_left(self.exits.len(), e)
+        });
+        records || (self.free() * 4) < (self.mem.len() - PERSISTENT_SIZE as usize) as u64
+    }
+
     /// The translated blocks, in address order.
     pub fn blocks(&self) -> &[Block] {
         &self.blocks

@@ -18,6 +18,11 @@
 //! | `inscount` | off | off | count native instructions executed |
 //! | `indirect` | off | off | count indirect branches executed and jumptable hits |
 //!
+//! One option takes a value: `cache=<size>` (`cache=1M`, `cache=512K`; 256K to 1024M) caps each
+//! translator's code memory, so tests and ablations can force flushes of a full cache. Without
+//! it the module gives each translator all the code memory it has. Printed last, in M when the
+//! size is whole megabytes, else in K.
+//!
 //! Errors, never silent fixes: an unknown design or option, an option given twice (in either
 //! polarity), `callret` named in a drk spec (drk always pushes native return addresses),
 //! and `landings` named together with `no-jumptable`.
@@ -136,7 +141,13 @@ pub struct ModeSpec {
     pub design: Design,
     /// Its mechanisms and clients.
     pub options: Options,
+    /// Code memory per translator, KiB (`cache=`); `None`: all the environment gives.
+    pub cache_kib: Option<u32>,
 }
+
+/// Bounds of `cache=`, KiB: room for the persistent entries and a working set; and a size
+/// that still fits the module area's ±2 GiB reach.
+pub const CACHE_KIB: core::ops::RangeInclusive<u32> = 256..=1024 * 1024;
 
 /// Why a mode spec was refused.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -155,6 +166,8 @@ pub enum SpecError {
     LandingsWithoutJumptable,
     /// `design:` with nothing after the colon, or an empty item between commas.
     EmptyOption,
+    /// `cache=` with a size that is not `<n>K` or `<n>M` within [`CACHE_KIB`].
+    CacheSize(alloc::string::String),
 }
 
 impl fmt::Display for SpecError {
@@ -168,6 +181,12 @@ impl fmt::Display for SpecError {
                 write!(f, "option `{o}` does not exist in {}", d.name())
             }
             SpecError::EmptyOption => write!(f, "empty option in mode spec"),
+            SpecError::CacheSize(v) => write!(
+                f,
+                "cache size `{v}`: give <n>K or <n>M, from {}K to {}M",
+                CACHE_KIB.start(),
+                CACHE_KIB.end() / 1024
+            ),
             SpecError::LandingsWithoutJumptable => write!(
                 f,
                 "option `landings` needs the jumptable (landings are a form of its inline lookup)"
@@ -182,6 +201,7 @@ impl ModeSpec {
         ModeSpec {
             design,
             options: Options::defaults(design),
+            cache_kib: None,
         }
     }
 
@@ -218,6 +238,13 @@ impl ModeSpec {
                 let item = item.trim();
                 if item.is_empty() {
                     return Err(SpecError::EmptyOption);
+                }
+                if let Some(size) = item.strip_prefix("cache=") {
+                    if spec.cache_kib.is_some() {
+                        return Err(SpecError::Repeated("cache"));
+                    }
+                    spec.cache_kib = Some(parse_cache_kib(size)?);
+                    continue;
                 }
                 let (name, on) = match item.strip_prefix("no-") {
                     Some(name) => (name, false),
@@ -262,8 +289,28 @@ impl fmt::Display for ModeSpec {
                 sep = ',';
             }
         }
-        Ok(())
+        match self.cache_kib {
+            Some(kib) if kib % 1024 == 0 => write!(f, "{sep}cache={}M", kib / 1024),
+            Some(kib) => write!(f, "{sep}cache={kib}K"),
+            None => Ok(()),
+        }
     }
+}
+
+/// `<n>K` or `<n>M` as KiB within [`CACHE_KIB`].
+fn parse_cache_kib(text: &str) -> Result<u32, SpecError> {
+    let bad = || SpecError::CacheSize(text.into());
+    let (digits, scale) = match text.as_bytes().last() {
+        Some(b'K') => (&text[..text.len() - 1], 1),
+        Some(b'M') => (&text[..text.len() - 1], 1024),
+        _ => return Err(bad()),
+    };
+    let n: u32 = digits.parse().map_err(|_| bad())?;
+    let kib = n.checked_mul(scale).ok_or_else(bad)?;
+    if !CACHE_KIB.contains(&kib) {
+        return Err(bad());
+    }
+    Ok(kib)
 }
 
 impl FromStr for ModeSpec {
@@ -289,6 +336,29 @@ mod tests {
         ] {
             assert_eq!(ModeSpec::parse(text).unwrap().to_string(), text);
         }
+    }
+
+    #[test]
+    fn a_cache_size_parses_prints_canonically_and_is_bounded() {
+        let spec = ModeSpec::parse("drk:cache=1024K,inscount").unwrap();
+        assert_eq!(spec.cache_kib, Some(1024));
+        assert_eq!(spec.to_string(), "drk:inscount,cache=1M");
+        assert_eq!(
+            ModeSpec::parse("fast:cache=768K").unwrap().to_string(),
+            "fast:cache=768K"
+        );
+        assert_eq!(ModeSpec::parse("fast").unwrap().cache_kib, None);
+        for bad in ["1", "128K", "2048M", "xM", "1G", "-1M", ""] {
+            assert_eq!(
+                ModeSpec::parse(&alloc::format!("fast:cache={bad}")),
+                Err(SpecError::CacheSize(bad.into())),
+                "{bad}"
+            );
+        }
+        assert_eq!(
+            ModeSpec::parse("fast:cache=1M,cache=2M"),
+            Err(SpecError::Repeated("cache"))
+        );
     }
 
     #[test]

@@ -319,6 +319,20 @@ impl<E: Env> Translator<E> {
         self.cache.tx_info(tx)
     }
 
+    /// The native address that code-cache address `tx` may be replaced with in a saved
+    /// return address or interrupted frame: `tx` starts the translation of a native
+    /// instruction (or an exit stub to it) and the machine state there is the native state.
+    /// `None` anywhere else (inside an expansion, a lookup, a persistent entry).
+    ///
+    /// A flush rewrites every such word on the kernel's stacks (identity call/ret leaves
+    /// code-cache return addresses there, BTKernel §3.3) before it empties the cache.
+    pub fn native_at_boundary(&self, tx: u64) -> Option<u64> {
+        let info = self.cache.tx_info(tx)?;
+        let at_start = info.native_pc != 0 && info.offset == 0 && info.recipe.is_clean();
+        (at_start && info.recipe.pc == crate::rollback::PcSource::Static(info.native_pc))
+            .then_some(info.native_pc)
+    }
+
     /// Rewrites `state` (taken at code-cache address `state.rip`) into the native state at the
     /// start of the native instruction being executed. `read` reads a qword of memory.
     pub fn rollback(

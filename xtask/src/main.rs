@@ -5,7 +5,7 @@ use clap::{Args, Parser, Subcommand};
 use kdbt_harness::qemu::{Accel, Clock};
 use kdbt_harness::setup::Stage;
 use kdbt_harness::{
-    bench, cache, fresh, image, kernel, module, plan, qemu, runner, setup, store, vm,
+    bench, cache, fresh, image, kernel, module, plan, qemu, runner, setup, soak, store, vm,
 };
 use std::path::PathBuf;
 use std::process::{Command, ExitCode};
@@ -51,6 +51,20 @@ enum Cmd {
         /// Directory the merged result set is created in.
         #[arg(long, default_value = "results")]
         out: PathBuf,
+    },
+    /// Keep the kernel translated in one mode for N minutes under the VM mix's work, then
+    /// switch off and on under load, then unload; stores `results/soak/<run-id>-<mode>/`
+    /// (summary.md, output, console log). Exits 1 when the soak failed. Not part of CI.
+    Soak {
+        /// The mode spec to soak (not native).
+        #[arg(long)]
+        mode: String,
+        /// Minutes of rounds (guest wall clock).
+        #[arg(long, default_value_t = 30)]
+        minutes: u32,
+        /// Switch-off/on cycles after the rounds.
+        #[arg(long, default_value_t = 1000)]
+        cycles: u32,
     },
     /// The whole test suite: fmt, clippy, the lab's builds, host tests and VM tests.
     Test,
@@ -235,6 +249,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 println!("{}", file.display());
             }
         }
+        Cmd::Soak {
+            mode,
+            minutes,
+            cycles,
+        } => return soak(&mode, minutes, cycles),
         Cmd::Test => return test(),
         Cmd::FreshCheck { keep } => {
             for step in fresh::check(keep)? {
@@ -359,6 +378,70 @@ fn bench(args: BenchArgs) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// `cargo xtask soak`: checks the arguments before any build, runs the soak in one guest
+/// boot and stores its result set; exit status 1 when it failed.
+fn soak(mode: &str, minutes: u32, cycles: u32) -> Result<ExitCode> {
+    let started = runner::Started::now();
+    let mode = bench::canonical_mode(mode)?;
+    if mode == "native" {
+        bail!("--mode: a soak translates; give a mode spec such as fast or drk");
+    }
+    if minutes == 0 {
+        bail!("--minutes must be at least 1");
+    }
+    let spec = soak::SoakSpec {
+        mode,
+        minutes,
+        cycles,
+    };
+    setup::ensure(setup::ALL_STAGES)?;
+    let lab = build_lab()?;
+    let (rev, _) = runner::git_state()?;
+    let run_id = store::RunId::new(started.unix_secs, &rev)?;
+    let opts = VmOpts {
+        accel: Accel::Auto,
+        clock: Clock::Wall,
+        cpus: 2,
+        mem: 1024,
+        timeout: spec.timeout_s(),
+    };
+    let command = vec!["sh".into(), "-c".into(), soak::script(&spec)];
+    eprintln!(
+        "kdbt soak: {} for {} min, then {} switch cycles",
+        spec.mode, spec.minutes, spec.cycles
+    );
+    let boot = vm::boot(
+        &lab.kernel.bzimage,
+        &lab.rootfs,
+        &lab.spec(&opts, command),
+        &mut |line| eprintln!("{line}"),
+    )?;
+    // Kernel trouble, and a guest that timed out or died, fail the soak; its files are kept.
+    let mut trouble = boot.trouble.clone();
+    if boot.timed_out || boot.exit_status.is_none() {
+        trouble.extend(boot.failure_summary());
+    }
+    let dir = cache::repo_root()
+        .join("results/soak")
+        .join(soak::dir_name(run_id.as_str(), &spec.mode));
+    let problems = soak::store(
+        &dir,
+        &spec,
+        &boot.output,
+        &boot.console_log,
+        &trouble,
+        boot.wall.as_secs_f64(),
+        run_id.short_rev(),
+    )?;
+    println!("results: {}", dir.display());
+    println!("{}", std::fs::read_to_string(dir.join("summary.md"))?);
+    Ok(if problems.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 /// Refuses a `figures` call that names one result set twice (in any spelling of its path).

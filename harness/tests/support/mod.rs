@@ -112,24 +112,3 @@ pub fn cases(output: &str) -> BTreeMap<String, i32> {
         })
         .collect()
 }
-
-/// Shell helpers for the scripts: `case NAME CMD...` runs CMD and prints `CASE NAME rc=N`;
-/// `ioctl REQUEST [BUFFER_PERL_EXPR]` issues a raw ioctl on /dev/kdbt from perl and exits with
-/// its errno (0 on success); `unload` retries `rmmod` for up to 30 s (after switch-off, kdbt.ko
-/// stays pinned until no task stack holds a code-cache address); `kdbt_on SPEC` retries
-/// likewise (another mode's cache must drain first). Between tries `nudge` wakes the two tasks
-/// that otherwise sleep on in a syscall entered translated: the guest agent, blocked in a read
-/// until output comes, and init, which re-enters wait4 translated when an orphan (an apache2
-/// worker) exits while on, until another orphan exits.
-/// `total NAME` prints a counter of the `total:` statistics line.
-pub const PRELUDE: &str = r#"
-set -u
-export PATH=/kdbt:$PATH
-case_() { name=$1; shift; "$@"; echo "CASE $name rc=$?"; }
-ioctl() { perl -e 'open(F, "<", "/dev/kdbt") or exit($!+0); my $b = eval($ARGV[1] // "0"); exit(ioctl(F, hex($ARGV[0]), $b) ? 0 : $!+0)' "$@"; }
-status() { cat /sys/kernel/debug/kdbt/status; }
-nudge() { echo "waiting for the code cache to drain"; ( sleep 0 & ); sleep 0.2; }
-kdbt_on() { tries=0; until kdbtctl on "$1"; do tries=$((tries+1)); [ $tries -ge 150 ] && return 1; nudge; done; }
-unload() { tries=0; until rmmod kdbt 2>/dev/null; do tries=$((tries+1)); [ $tries -ge 150 ] && { rmmod kdbt; return $?; }; nudge; done; }
-total() { kdbtctl stats | awk -v k="$1" '$1=="total:" { for (i=2;i<NF;i++) if ($i==k) print $(i+1) }'; }
-"#;

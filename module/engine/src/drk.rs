@@ -122,6 +122,14 @@ pub(crate) struct State {
     pub(crate) stats: Stats,
 }
 
+impl State {
+    /// Whether an interrupt waits at a patched boundary in the cache (a flush would erase
+    /// its patch).
+    pub(crate) fn pending(&self) -> bool {
+        self.pending.is_some()
+    }
+}
+
 /// Where the entry routine continues: `ret` to `target` with the saved area at `regs`
 /// (returned in rax:rdx).
 #[repr(C)]

@@ -12,7 +12,7 @@
 
 use core::cell::UnsafeCell;
 use core::fmt::Write;
-use core::sync::atomic::{AtomicPtr, AtomicU64, Ordering::Relaxed};
+use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, Ordering::Relaxed};
 
 use kdbt_modes::dispatch::{emit_trampoline, DispatcherStacks, TrampolineConfig};
 use kdbt_modes::env::{CodeMemory, CounterHome, DataMemory, Env};
@@ -26,6 +26,7 @@ extern "C" {
     fn kdbt_core_kernel_text(addr: u64) -> bool;
     fn kdbt_kept_native(addr: u64) -> bool;
     fn kdbt_read_kernel_image(dst: *mut core::ffi::c_void, addr: u64, len: usize) -> isize;
+    fn kdbt_flush_request();
 }
 
 /// Page size, bytes.
@@ -101,7 +102,9 @@ impl Env for KernelEnv {
         true
     }
 
-    /// Never: with callret, stacks hold code-cache return addresses at all times.
+    /// Never from the dispatcher: with callret, stacks hold code-cache return addresses at
+    /// all times. The module flushes with every CPU stopped instead, after rewriting them
+    /// ([`kdbt_engine_native_at_boundary`], [`kdbt_engine_flush`]).
     fn flush_is_safe(&self) -> bool {
         false
     }
@@ -137,6 +140,8 @@ pub struct Instance {
     /// `%gs` the same way.
     gs_table: AtomicU64,
     gs_selector: AtomicU64,
+    /// A flush was asked of the module (the cache passed its watermark); cleared by the flush.
+    flush_requested: AtomicBool,
     /// The next instance of the chain (null: last).
     next: AtomicPtr<Instance>,
     code_start: u64,
@@ -212,7 +217,7 @@ const ERANGE: i32 = 34;
 /// blocks and `max_exits` exits.
 ///
 /// Returns the instance, or null with `*err` a negative errno: `-EINVAL` (bad spec),
-/// `-ERANGE` (memory out of reach or too small), `-ENOMEM` (the engine's arena cannot hold
+/// `-ERANGE` (memory out of reach or too small, or smaller than the spec's `cache=`), `-ENOMEM` (the engine's arena cannot hold
 /// the records).
 ///
 /// # Safety
@@ -247,6 +252,12 @@ pub unsafe extern "C" fn kdbt_engine_create(
     else {
         return fail(EINVAL);
     };
+    // `cache=` caps the code memory; more than the module gives is refused.
+    let code_len = match spec.cache_kib {
+        Some(kib) if kib as usize * 1024 > code_len => return fail(ERANGE),
+        Some(kib) => kib as usize * 1024,
+        None => code_len,
+    };
     let env = KernelEnv {
         syscall_entry,
         dispatcher: trampoline,
@@ -279,6 +290,7 @@ pub unsafe extern "C" fn kdbt_engine_create(
         tx_rip_delivered: AtomicU64::new(0),
         gs_table: AtomicU64::new(0),
         gs_selector: AtomicU64::new(0),
+        flush_requested: AtomicBool::new(false),
         next: AtomicPtr::new(core::ptr::null_mut()),
         code_start: code_tx,
         code_end: code_tx + code_len as u64,
@@ -408,6 +420,68 @@ pub unsafe extern "C" fn kdbt_engine_dispatch(
     let mut g = inst.lock_forever();
     // SAFETY: `slot` is the live trampoline frame's target slot (caller's contract).
     unsafe { g.translator().dispatch_raw(exit_id, slot) };
+    if g.translator().cache().past_flush_watermark() && !inst.flush_requested.swap(true, Relaxed) {
+        // SAFETY: queues the module's flush work; callable with interrupts off.
+        unsafe { kdbt_flush_request() };
+    }
+}
+
+/// Whether an instance of the chain asked for a flush and has not been flushed since.
+///
+/// # Safety
+/// `instance` is live.
+#[no_mangle]
+pub unsafe extern "C" fn kdbt_engine_flush_wanted(instance: *const Instance) -> bool {
+    // SAFETY: the caller's contract.
+    let first = unsafe { &*instance };
+    first.chain().any(|i| i.flush_requested.load(Relaxed))
+}
+
+/// The native address that may replace code-cache address `tx` in a saved return address or
+/// an interrupted frame (see `Translator::native_at_boundary`), or 0: `tx` is in no code
+/// memory of the chain, is not at a clean instruction boundary, or the lock stays busy.
+///
+/// # Safety
+/// `instance` is live.
+#[no_mangle]
+pub unsafe extern "C" fn kdbt_engine_native_at_boundary(instance: *const Instance, tx: u64) -> u64 {
+    // SAFETY: the caller's contract.
+    let first = unsafe { &*instance };
+    let Some(inst) = first.chain().find(|i| i.contains(tx)) else {
+        return 0;
+    };
+    let Some(mut g) = inst.lock(1 << 24) else {
+        return 0;
+    };
+    g.translator().native_at_boundary(tx).unwrap_or(0)
+}
+
+/// Empties every code cache of the chain (the persistent entries stay) and clears the flush
+/// requests. Refused (false, nothing flushed) while a drk interrupt waits at a patched
+/// boundary in a cache.
+///
+/// # Safety
+/// `instance` is live; no CPU executes in the chain's code memories and no stack or frame
+/// holds an address in them (every CPU stopped, stacks rewritten); the module rewrites the
+/// entry stubs before any CPU runs again.
+#[no_mangle]
+pub unsafe extern "C" fn kdbt_engine_flush(instance: *const Instance) -> bool {
+    // SAFETY: the caller's contract.
+    let first = unsafe { &*instance };
+    // Nothing can change between the passes: every CPU is stopped.
+    for inst in first.chain() {
+        let Some(mut g) = inst.lock(1 << 24) else {
+            return false;
+        };
+        if g.parts().1.pending() {
+            return false;
+        }
+    }
+    for inst in first.chain() {
+        inst.lock_forever().translator().flush();
+        inst.flush_requested.store(false, Relaxed);
+    }
+    true
 }
 
 /// The tx address of native `pc`, translating it if needed; 0 when it cannot be translated.

@@ -1,0 +1,104 @@
+// SPDX-License-Identifier: GPL-2.0
+
+//! Flushing a full code cache while switched on (module/flush_stop.c has the mechanism).
+//!
+//! Before, a full cache was never flushed in the kernel: with identity call/ret, stacks hold
+//! code-cache return addresses at all times, so no moment is free of references, and new code
+//! ran natively for the translator's whole life. Now the dispatcher asks for a flush once a
+//! cache is seven-eighths full (`CodeCache::past_flush_watermark`); the flush stops every
+//! CPU, replaces each code-cache address on a stack with the native address it stands for,
+//! empties the caches and points the entry stubs at fresh translations. The spec option
+//! `cache=SIZE` makes caches small enough to force flushes.
+
+use kernel::prelude::*;
+
+use crate::interposer::Interposer;
+
+extern "C" {
+    fn kdbt_flush_stacks(lo: u64, hi: u64, ctx: *mut core::ffi::c_void, rewritten: *mut u64)
+        -> isize;
+    fn kdbt_flush_start(ctx: *const core::ffi::c_void);
+    fn kdbt_flush_stop();
+}
+
+/// What one flush attempt did.
+pub(crate) struct Outcome {
+    /// The caches were emptied.
+    pub(crate) flushed: bool,
+    /// Code-cache addresses on stacks replaced by native ones.
+    pub(crate) rewritten: u64,
+}
+
+/// Stops every CPU, rewrites the stacks' addresses in `lo..hi` (the translators' code
+/// memories) and, if none is left, flushes through [`Interposer::flush_now`]. Errors: the
+/// errno of `stop_machine`.
+///
+/// # Safety
+/// Process context; `interposer` is exclusively borrowed for the call and used only by the
+/// stopped CPU that walks the stacks.
+pub(crate) unsafe fn rewrite_and_flush(
+    lo: u64,
+    hi: u64,
+    interposer: &mut Interposer,
+) -> Result<Outcome> {
+    let mut rewritten = 0;
+    let ctx = interposer as *mut Interposer as *mut core::ffi::c_void;
+    // SAFETY: the callbacks below get `ctx` back only during the call.
+    let rc = unsafe { kdbt_flush_stacks(lo, hi, ctx, &mut rewritten) };
+    if rc < 0 {
+        return Err(Error::from_errno(rc as i32));
+    }
+    Ok(Outcome {
+        flushed: rc == 1,
+        rewritten,
+    })
+}
+
+/// The native address that may replace code-cache address `tx` on a stack, or 0.
+#[no_mangle]
+extern "C" fn kdbt_flush_native_of(ctx: *mut core::ffi::c_void, tx: u64) -> u64 {
+    // SAFETY: `rewrite_and_flush` passes its exclusive borrow; only one CPU calls back.
+    let interposer = unsafe { &*(ctx as *const Interposer) };
+    interposer
+        .translator()
+        .and_then(|t| t.native_at_boundary(tx))
+        .unwrap_or(0)
+}
+
+/// Empties the caches and rewrites the stubs; whether it flushed.
+#[no_mangle]
+extern "C" fn kdbt_flush_now(ctx: *mut core::ffi::c_void) -> bool {
+    // SAFETY: as for `kdbt_flush_native_of`.
+    let interposer = unsafe { &mut *(ctx as *mut Interposer) };
+    interposer.flush_now()
+}
+
+/// The flush work's step: whether to run again shortly.
+#[no_mangle]
+extern "C" fn kdbt_flush_tick(ctx: *const core::ffi::c_void) -> bool {
+    // SAFETY: `Work::start`'s contract keeps the shared state valid until `Work` drops.
+    let shared = unsafe { &*(ctx as *const crate::Shared) };
+    shared.interposer.lock().flush_step()
+}
+
+/// The flush work, accepting requests from its start until dropped.
+pub(crate) struct Work(());
+
+impl Work {
+    /// Lets the engine's requests run flush steps on `shared`.
+    ///
+    /// # Safety
+    /// `shared` stays valid until the returned value is dropped.
+    pub(crate) unsafe fn start(shared: &crate::Shared) -> Work {
+        // SAFETY: the caller's contract.
+        unsafe { kdbt_flush_start(shared as *const crate::Shared as *const _) };
+        Work(())
+    }
+}
+
+impl Drop for Work {
+    fn drop(&mut self) {
+        // SAFETY: waits for a queued request and a running step to finish.
+        unsafe { kdbt_flush_stop() };
+    }
+}
