@@ -262,7 +262,7 @@ fn suites_of(matrix: &Matrix) -> Vec<store::Suite> {
 /// The repository's HEAD revision and whether the work tree has uncommitted changes. Result
 /// sets not yet committed (untracked under `results/`) do not count: they are outputs, not the
 /// code that made this run.
-fn git_state() -> Result<(String, bool)> {
+pub(crate) fn git_state() -> Result<(String, bool)> {
     let repo = crate::cache::repo_root();
     let rev = crate::process::output(
         Command::new("git")
