@@ -82,6 +82,29 @@ impl Matrix {
         })
     }
 
+    /// This matrix with every Apache benchmark driven at the `ab` concurrency `levels` (a
+    /// plan's `apache_concurrency`) instead of its budget's levels; other benchmarks as they
+    /// are.
+    pub fn with_apache_concurrency(mut self, levels: &[u32]) -> Matrix {
+        let list = levels
+            .iter()
+            .map(u32::to_string)
+            .collect::<Vec<_>>()
+            .join(",");
+        for b in self
+            .benchmarks
+            .iter_mut()
+            .filter(|b| b.suite == Suite::Apache)
+        {
+            // The workload's --concurrency adds to repeated values, so the budget's is replaced.
+            match b.args.iter().position(|a| a == "--concurrency") {
+                Some(i) if i + 1 < b.args.len() => b.args[i + 1] = list.clone(),
+                _ => b.args.extend(["--concurrency".to_string(), list.clone()]),
+            }
+        }
+        self
+    }
+
     /// A digest of the whole matrix (modes, rounds, benchmarks with their arguments): equal
     /// for the shards of one plan.
     pub fn digest(&self) -> String {
@@ -802,6 +825,29 @@ mod tests {
         let full = matrix_for(&list, &[Suite::Micro], Budget::Full, modes(), 3, None).unwrap();
         assert_eq!(full.benchmarks.len(), QUICK_MICRO.len() + 1);
         assert!(full.benchmarks[0].args.contains(&"--budget-ms".to_string()));
+    }
+
+    #[test]
+    fn a_plans_apache_concurrency_replaces_the_budgets_levels() {
+        let list = "micro\tlat_pipe\napache\tab\n";
+        for budget in [Budget::Quick, Budget::Full] {
+            let only = ["lat_pipe".to_string(), "ab".to_string()];
+            let m = matrix_for(
+                list,
+                &[Suite::Micro, Suite::Apache],
+                budget,
+                modes(),
+                1,
+                Some(&only),
+            )
+            .unwrap()
+            .with_apache_concurrency(&[16, 32]);
+            let ab = &m.benchmarks[1].args;
+            let at = ab.iter().position(|a| a == "--concurrency").unwrap();
+            assert_eq!(ab[at + 1], "16,32", "{budget:?}: {ab:?}");
+            assert_eq!(ab.iter().filter(|a| *a == "--concurrency").count(), 1);
+            assert!(!m.benchmarks[0].args.contains(&"--concurrency".to_string()));
+        }
     }
 
     #[test]

@@ -17,6 +17,7 @@ pub mod plan;
 pub mod process;
 pub mod qemu;
 pub mod runner;
+pub mod scaling;
 pub mod selftests;
 pub mod setup;
 pub mod slot_stats;

@@ -6,6 +6,8 @@
 //! suites = ["micro", "file"]                       # optional: all suites
 //! benchmarks = ["lat_syscall null", "fileserver"]  # optional: every benchmark of the suites
 //! reps = 2                                         # optional: interleaving rounds
+//! vcpus = [1, 2, 4]                                # optional: the matrix once per count
+//! apache_concurrency = [32]                        # optional: `ab -c` levels to run
 //! ```
 //!
 //! A plan is checked whole before anything builds: every mode with the mode-spec parser the
@@ -37,6 +39,12 @@ pub struct Plan {
     pub benchmarks: Option<Vec<String>>,
     /// Interleaving rounds; `None`: the command's default.
     pub reps: Option<u32>,
+    /// Guest vCPU counts, ascending: the whole matrix runs once per count (a scaling run,
+    /// `crate::scaling`); `None`: one run at the command's `--cpus`.
+    pub vcpus: Option<Vec<u32>>,
+    /// `ab` concurrency levels for the Apache benchmark, replacing the budget's own
+    /// (`crate::bench::Matrix::with_apache_concurrency`); `None`: the budget's.
+    pub apache_concurrency: Option<Vec<u32>>,
 }
 
 #[derive(Deserialize)]
@@ -46,6 +54,8 @@ struct PlanFile {
     suites: Option<Vec<Spanned<String>>>,
     benchmarks: Option<Vec<Spanned<String>>>,
     reps: Option<Spanned<u32>>,
+    vcpus: Option<Spanned<Vec<Spanned<u32>>>>,
+    apache_concurrency: Option<Spanned<Vec<Spanned<u32>>>>,
 }
 
 /// The file `name_or_path` names: an existing path as given, else `plans/<name>.toml` under
@@ -158,13 +168,76 @@ pub fn parse(
         Some(r) if *r.get_ref() == 0 => bail!("{}: reps must be at least 1", at(r.span())),
         r => r.as_ref().map(|r| *r.get_ref()),
     };
+    let vcpus = match &file.vcpus {
+        None => None,
+        Some(list) => {
+            let counts = positive_list(list, "vcpus", &at)?;
+            if let Some(w) = list
+                .get_ref()
+                .windows(2)
+                .find(|w| w[1].get_ref() < w[0].get_ref())
+            {
+                bail!(
+                    "{}: vcpus must be in ascending order ({} after {})",
+                    at(w[1].span()),
+                    w[1].get_ref(),
+                    w[0].get_ref()
+                );
+            }
+            Some(counts)
+        }
+    };
+    let apache_concurrency = match &file.apache_concurrency {
+        None => None,
+        Some(list) => {
+            let runs_apache = suites.as_ref().is_none_or(|s| s.contains(&Suite::Apache))
+                && benchmarks.as_ref().is_none_or(|names| {
+                    names
+                        .iter()
+                        .any(|n| catalogue.contains(&(Suite::Apache, n.clone())))
+                });
+            if !runs_apache {
+                bail!(
+                    "{}: apache_concurrency is given, but the plan runs no Apache benchmark",
+                    at(list.span())
+                );
+            }
+            Some(positive_list(list, "apache_concurrency", &at)?)
+        }
+    };
     Ok(Plan {
         path: path.to_owned(),
         modes,
         suites,
         benchmarks,
         reps,
+        vcpus,
+        apache_concurrency,
     })
+}
+
+/// The numbers of `list`, the plan's key `key`: not empty, each at least 1, none twice.
+/// Errors name the line with `at`.
+fn positive_list(
+    list: &Spanned<Vec<Spanned<u32>>>,
+    key: &str,
+    at: &impl Fn(Range<usize>) -> String,
+) -> Result<Vec<u32>> {
+    if list.get_ref().is_empty() {
+        bail!("{}: {key} is empty", at(list.span()));
+    }
+    let mut numbers = Vec::new();
+    for n in list.get_ref() {
+        let value = *n.get_ref();
+        if value == 0 {
+            bail!("{}: {key} must be at least 1", at(n.span()));
+        }
+        if numbers.contains(&value) {
+            bail!("{}: {key}: {value} is listed twice", at(n.span()));
+        }
+        numbers.push(value);
+    }
+    Ok(numbers)
 }
 
 /// The 1-based line of byte offset `at` in `text`.
@@ -180,6 +253,7 @@ mod tests {
         vec![
             (Suite::Micro, "lat_syscall null".into()),
             (Suite::File, "fileserver".into()),
+            (Suite::Apache, "ab".into()),
         ]
     }
 
@@ -200,6 +274,7 @@ mod tests {
         let p = parse_text("modes = [\"native\", \"fast\"]\n").unwrap();
         assert_eq!(p.modes, ["native", "fast"]);
         assert_eq!((p.suites, p.benchmarks, p.reps), (None, None, None));
+        assert_eq!((p.vcpus, p.apache_concurrency), (None, None));
         let p = parse_text(
             "modes = [\"native\", \"fast:no-chaining\"]\nsuites = [\"micro\"]\nbenchmarks = [\"lat_syscall null\"]\nreps = 3\n",
         )
@@ -236,5 +311,63 @@ mod tests {
             format!("{e:#}").starts_with("plans/x.toml:2: reps"),
             "{e:#}"
         );
+    }
+
+    #[test]
+    fn vcpus_read_as_an_ascending_list_of_distinct_counts() {
+        let p = parse_text("modes = [\"native\", \"fast\"]\nvcpus = [1, 2, 4]\n").unwrap();
+        assert_eq!(p.vcpus, Some(vec![1, 2, 4]));
+        let p = parse_text("modes = [\"native\", \"fast\"]\nvcpus = [3]\n").unwrap();
+        assert_eq!(p.vcpus, Some(vec![3]));
+    }
+
+    #[test]
+    fn bad_vcpus_are_refused_with_file_and_line() {
+        for (vcpus, why) in [
+            ("[1, 0, 4]", "plans/x.toml:3: vcpus must be at least 1"),
+            ("[1, 2, 2]", "plans/x.toml:3: vcpus: 2 is listed twice"),
+            (
+                "[4, 2]",
+                "plans/x.toml:3: vcpus must be in ascending order (2 after 4)",
+            ),
+            ("[]", "plans/x.toml:3: vcpus is empty"),
+            ("[-1]", "plans/x.toml:3:"),
+            ("2", "plans/x.toml:3:"),
+        ] {
+            let text = format!("modes = [\"native\"]\nreps = 1\nvcpus = {vcpus}\n");
+            let e = format!("{:#}", parse_text(&text).unwrap_err());
+            assert!(e.starts_with(why), "vcpus = {vcpus}: {e}");
+        }
+    }
+
+    #[test]
+    fn apache_concurrency_needs_the_plan_to_run_apache() {
+        let p = parse_text("modes = [\"native\"]\napache_concurrency = [32]\n").unwrap();
+        assert_eq!(p.apache_concurrency, Some(vec![32]));
+        let p = parse_text(
+            "modes = [\"native\"]\nbenchmarks = [\"lat_syscall null\", \"ab\"]\napache_concurrency = [8, 32]\n",
+        )
+        .unwrap();
+        assert_eq!(p.apache_concurrency, Some(vec![8, 32]));
+        for (plan, why) in [
+            (
+                "suites = [\"micro\"]\napache_concurrency = [32]\n",
+                "plans/x.toml:3: apache_concurrency is given, but the plan runs no Apache",
+            ),
+            (
+                "benchmarks = [\"fileserver\"]\napache_concurrency = [32]\n",
+                "plans/x.toml:3: apache_concurrency is given, but the plan runs no Apache",
+            ),
+            (
+                "apache_concurrency = [0]\n",
+                "plans/x.toml:2: apache_concurrency must be at least 1",
+            ),
+        ] {
+            let e = format!(
+                "{:#}",
+                parse_text(&format!("modes = [\"native\"]\n{plan}")).unwrap_err()
+            );
+            assert!(e.starts_with(why), "{plan}: {e}");
+        }
     }
 }

@@ -20,6 +20,21 @@ pub fn count(x: f64) -> String {
     }
 }
 
+/// A rate (operations or requests per second) with three significant digits and an SI
+/// prefix from a thousand on: `912`, `12.3k`, `3.83M`.
+pub fn rate(x: f64) -> String {
+    let a = x.abs();
+    if a >= 1e9 {
+        format!("{}G", value(x / 1e9))
+    } else if a >= 1e6 {
+        format!("{}M", value(x / 1e6))
+    } else if a >= 1e3 {
+        format!("{}k", value(x / 1e3))
+    } else {
+        value(x)
+    }
+}
+
 /// A slowdown factor with two decimals: `1.42×`.
 pub fn factor(x: f64) -> String {
     format!("{x:.2}×")
@@ -84,6 +99,15 @@ mod tests {
         assert_eq!(value(123.4), "123");
         assert_eq!(value(5040.2), "5040");
         assert_eq!(value(0.001234), "0.00123");
+    }
+
+    #[test]
+    fn rates_take_an_si_prefix_from_a_thousand() {
+        assert_eq!(rate(912.4), "912");
+        assert_eq!(rate(1000.0), "1.00k");
+        assert_eq!(rate(12_345.0), "12.3k");
+        assert_eq!(rate(3_826_001.0), "3.83M");
+        assert_eq!(rate(2.5e9), "2.50G");
     }
 
     #[test]

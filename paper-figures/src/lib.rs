@@ -6,7 +6,9 @@
 //! `apache.svg`/`.png` (requests/s against concurrency); for a run with an ablation
 //! (`plans/ablation.toml`) `ablation.md` and `ablation-<design>.svg`/`.png`; for a run whose
 //! micro slots recorded kdbt's counters over their samples, `prof.md` (`plans/prof.toml`). For two runs also
-//! `compare.md` (before → after). Ratios are only ever taken within one run.
+//! `compare.md` (before → after). For a scaling run (`plans/scaling.toml`: one result set per
+//! vCPU count), each set's figures and `scaling.md`, `scaling.svg`/`.png`. Ratios are only
+//! ever taken within one run.
 
 pub mod ablation;
 pub mod apache;
@@ -16,6 +18,7 @@ pub mod format;
 pub mod load;
 pub mod matrix;
 pub mod prof;
+pub mod scaling;
 pub mod slowdown;
 pub mod table;
 
@@ -23,6 +26,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
+use kdbt_harness::store::Run;
 
 pub use chart::{font_path, DEFAULT_FONT, FONT_ENV};
 
@@ -38,20 +42,75 @@ pub const FIGURES_DIR: &str = "figures";
 /// parameter. With exactly two runs, the first taken as before and the second as after,
 /// also `compare.md`, into the second run's figures directory or into `<out>/`.
 ///
+/// A scaling run's directory (`kdbt_harness::scaling`), given alone, renders each of its
+/// result sets as above and then `scaling.md`, `scaling.svg` and `scaling.png` into its own
+/// `figures/`, or into `<out>/<its name>/`.
+///
 /// Errors, before writing anything, if no run is given, if a run fails to load (naming the
-/// file and line at fault), if a run has no native mode, or if two runs to compare differ
-/// in accelerator or clock. Charts need a TrueType font (see [`font_path`]); without it the
-/// tables are written and the error says which package to install.
+/// file and line at fault), if a run has no native mode, if two runs to compare differ in
+/// accelerator or clock, if a scaling run is given with others, or if a scaling run's sets
+/// do not go together ([`scaling::Scaling::new`]). Charts need a TrueType font (see
+/// [`font_path`]); without it the tables are written and the error says which package to
+/// install.
 pub fn render(runs: &[PathBuf], out: Option<&Path>) -> Result<Vec<PathBuf>> {
     if runs.is_empty() {
         bail!("no run directory given");
     }
-    let loaded = load::load_runs(runs)?;
+    for dir in runs {
+        if let Some(sets) = kdbt_harness::scaling::sets(dir)? {
+            if runs.len() > 1 {
+                bail!(
+                    "{} is a scaling run: draw it alone, or give its result sets ({}/vcpus-<n>)",
+                    dir.display(),
+                    dir.display()
+                );
+            }
+            return render_scaling(dir, &sets, out);
+        }
+    }
+    render_loaded(&load::load_runs(runs)?, out)
+}
+
+/// [`render`] of a scaling run in `parent` whose result sets are `sets`.
+fn render_scaling(
+    parent: &Path,
+    sets: &[(u32, PathBuf)],
+    out: Option<&Path>,
+) -> Result<Vec<PathBuf>> {
+    let (vcpus, dirs): (Vec<u32>, Vec<PathBuf>) = sets.iter().cloned().unzip();
+    let runs = load::load_runs(&dirs)?;
+    let name = parent
+        .canonicalize()
+        .with_context(|| format!("scaling run {}", parent.display()))?
+        .file_name()
+        .map_or_else(
+            || "scaling".to_owned(),
+            |n| n.to_string_lossy().into_owned(),
+        );
+    let scaling = scaling::Scaling::new(&name, &vcpus, &runs)?;
+    let mut written = Vec::new();
+    for run in &runs {
+        written.extend(render_loaded(std::slice::from_ref(run), out)?);
+    }
+    let dir = out.map_or_else(|| parent.join(FIGURES_DIR), |out| out.join(&name));
+    fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    written.push(write(
+        &dir.join("scaling.md"),
+        &scaling::markdown(&scaling, &runs),
+    )?);
+    if let Some(fig) = scaling::ScalingChart::new(&scaling) {
+        written.extend(draw(&fig, &dir, "scaling")?);
+    }
+    Ok(written)
+}
+
+/// [`render`] of runs already loaded.
+fn render_loaded(loaded: &[Run], out: Option<&Path>) -> Result<Vec<PathBuf>> {
     let matrices = loaded
         .iter()
         .map(matrix::Matrix::from_run)
         .collect::<Result<Vec<_>>>()?;
-    let comparison = match (&loaded[..], &matrices[..]) {
+    let comparison = match (loaded, &matrices[..]) {
         ([before, after], [b, a]) => Some(compare::markdown(before, b, after, a)?),
         _ => None,
     };

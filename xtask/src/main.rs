@@ -5,7 +5,7 @@ use clap::{Args, Parser, Subcommand};
 use kdbt_harness::qemu::{Accel, Clock};
 use kdbt_harness::setup::Stage;
 use kdbt_harness::{
-    bench, cache, fresh, image, kernel, module, plan, qemu, runner, setup, soak, store, vm,
+    bench, cache, fresh, image, kernel, module, plan, qemu, runner, scaling, setup, soak, store, vm,
 };
 use std::path::PathBuf;
 use std::process::{Command, ExitCode};
@@ -36,7 +36,9 @@ enum Cmd {
     Bench(BenchArgs),
     /// Draw the paper's tables and figures for result sets (default: the newest in results/).
     Figures {
-        /// Result directories (`results/<run-id>`); two draw a before/after comparison too.
+        /// Result directories (`results/<run-id>`); two draw a before/after comparison too. A
+        /// scaling run's directory (`vcpus-<n>/` inside), given alone, draws each of its sets
+        /// and the scaling figure.
         runs: Vec<PathBuf>,
         /// Write into `<out>/<run-id>/` instead of each run's `figures/`.
         #[arg(long)]
@@ -119,8 +121,9 @@ struct BenchArgs {
     /// 2 cores.
     #[arg(long, default_value_t = 1)]
     jobs: u32,
-    /// A named plan (`plans/<name>.toml`: ablation, prof) or a plan file's path:
-    /// modes, suites, benchmarks and rounds from the file (see plans/README.md).
+    /// A named plan (`plans/<name>.toml`: ablation, prof, scaling) or a plan file's path:
+    /// modes, suites, benchmarks, rounds, vCPU counts and `ab` concurrency from the file
+    /// (see README.md, "How to run an ablation").
     #[arg(long)]
     plan: Option<String>,
     /// Interleaving rounds per benchmark (each runs every mode once); default 2, as quick
@@ -136,9 +139,9 @@ struct BenchArgs {
     /// wall or icount; default icount under TCG (instructions per operation), wall on KVM.
     #[arg(long)]
     clock: Option<Clock>,
-    /// Guest vCPUs.
-    #[arg(long, default_value_t = 2)]
-    cpus: u32,
+    /// Guest vCPUs (default 2); refused with a plan that sets `vcpus`.
+    #[arg(long)]
+    cpus: Option<u32>,
     /// Guest memory, MiB.
     #[arg(long, default_value_t = 1024)]
     mem: u32,
@@ -324,6 +327,24 @@ fn bench(args: BenchArgs) -> Result<()> {
         reps.unwrap_or(2),
         plan.as_ref().and_then(|p| p.benchmarks.as_deref()),
     )?;
+    let matrix = match plan.as_ref().and_then(|p| p.apache_concurrency.as_deref()) {
+        Some(levels) => matrix.with_apache_concurrency(levels),
+        None => matrix,
+    };
+    // A plan's vCPU counts make a scaling run: the matrix once per count.
+    let scaling_vcpus = plan.as_ref().and_then(|p| p.vcpus.clone());
+    let vcpus = match (&scaling_vcpus, args.cpus) {
+        (Some(counts), Some(cpus)) => bail!(
+            "--cpus {cpus}: the plan sets the vCPU counts itself (vcpus = {counts:?}); drop --cpus, or edit a copy of the plan"
+        ),
+        (Some(counts), None) => counts.clone(),
+        (None, cpus) => vec![cpus.unwrap_or(2)],
+    };
+    if scaling_vcpus.is_some() && args.shard.is_some() {
+        bail!(
+            "--shard with a plan that sets vcpus: a scaling run is not sliced (its sets would need merging per vCPU count); run it whole, with --jobs 2 to use two guests at once"
+        );
+    }
     if args.jobs == 0 || args.jobs as usize > matrix.benchmarks.len() {
         bail!(
             "--jobs {}: give 1 to {} (the plan's benchmarks)",
@@ -338,22 +359,27 @@ fn bench(args: BenchArgs) -> Result<()> {
         None => matrix,
     };
     matrix.check_boot_timeout(budget, args.boot_timeout)?;
-    if args.cpus == 0 || args.mem < 256 {
+    if vcpus.contains(&0) || args.mem < 256 {
         bail!("--cpus must be at least 1 and --mem at least 256 (MiB)");
     }
     setup::ensure(setup::ALL_STAGES)?;
     let lab = build_lab()?;
     eprintln!(
-        "kdbt bench: {} benchmarks x {} modes x {} rounds on {accel} with the {clock} clock",
+        "kdbt bench: {} benchmarks x {} modes x {} rounds on {accel} with the {clock} clock, {} vCPU(s)",
         matrix.benchmarks.len(),
         matrix.modes.len(),
-        matrix.reps
+        matrix.reps,
+        vcpus
+            .iter()
+            .map(u32::to_string)
+            .collect::<Vec<_>>()
+            .join(", then ")
     );
     let config = runner::BenchConfig {
         matrix,
         accel,
         clock,
-        cpus: args.cpus,
+        cpus: vcpus[0],
         mem_mib: args.mem,
         boot_timeout: Duration::from_secs(args.boot_timeout),
         results_root: cache::repo_root().join(&args.out),
@@ -366,14 +392,22 @@ fn bench(args: BenchArgs) -> Result<()> {
         matrix_digest,
         shard,
     };
-    let dir = timed("bench", || match args.jobs {
-        1 => runner::run(&config, &lab.kernel, &lab.rootfs, &lab.files),
-        jobs => runner::run_jobs(&config, jobs, &lab.kernel, &lab.rootfs, &lab.files),
+    let dir = timed("bench", || match (&scaling_vcpus, args.jobs) {
+        (Some(counts), jobs) => {
+            scaling::run(&config, counts, jobs, &lab.kernel, &lab.rootfs, &lab.files)
+        }
+        (None, 1) => runner::run(&config, &lab.kernel, &lab.rootfs, &lab.files),
+        (None, jobs) => runner::run_jobs(&config, jobs, &lab.kernel, &lab.rootfs, &lab.files),
     })?;
     println!("results: {}", dir.display());
+    // A scaling run prints its table across vCPU counts, not each count's table.
+    let summary = match scaling_vcpus {
+        Some(_) => "scaling.md",
+        None => "table.md",
+    };
     for file in paper_figures::render(std::slice::from_ref(&dir), None)? {
         println!("{}", file.display());
-        if file.file_name().is_some_and(|n| n == "table.md") {
+        if file.file_name().is_some_and(|n| n == summary) {
             println!("{}", std::fs::read_to_string(&file)?);
         }
     }

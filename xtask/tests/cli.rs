@@ -109,3 +109,26 @@ fn vm_refuses_a_missing_or_unreadable_put_before_booting() {
     );
     assert!(Path::new(env!("CARGO_BIN_EXE_xtask")).exists());
 }
+
+#[test]
+fn bench_refuses_cpus_with_a_plan_that_sets_vcpus() {
+    refused(
+        &["bench", "--plan", "scaling", "--cpus", "2"],
+        "the plan sets the vCPU counts itself",
+    );
+    refused(
+        &["bench", "--plan", "scaling", "--shard", "0/2"],
+        "--shard with a plan that sets vcpus",
+    );
+}
+
+#[test]
+fn bench_refuses_a_plan_with_bad_vcpus_naming_its_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let plan = dir.path().join("p.toml");
+    std::fs::write(&plan, "modes = [\"native\", \"fast\"]\nvcpus = [2, 1]\n").unwrap();
+    refused(
+        &["bench", "--plan", plan.to_str().unwrap()],
+        &format!("{}:2: vcpus must be in ascending order", plan.display()),
+    );
+}
