@@ -73,6 +73,37 @@ extern "C" fn kdbt_flush_now(ctx: *mut core::ffi::c_void) -> bool {
     interposer.flush_now()
 }
 
+/// Logs the first stack word that held a flush back (`comm` a NUL-padded task name).
+#[no_mangle]
+extern "C" fn kdbt_flush_report(
+    ctx: *mut core::ffi::c_void,
+    comm: *const u8,
+    pid: i32,
+    word: u64,
+    depth: u64,
+    words: u64,
+) {
+    // SAFETY: called by `kdbt_flush_stacks` after the stop, during `rewrite_and_flush`'s
+    // exclusive borrow.
+    let interposer = unsafe { &*(ctx as *const Interposer) };
+    // SAFETY: `comm` points to the task name copied into the flush's record (16 bytes).
+    let comm = unsafe { core::slice::from_raw_parts(comm, 16) };
+    let comm = &comm[..comm.iter().position(|&b| b == 0).unwrap_or(16)];
+    let mut text = [0u8; 256];
+    let n = interposer
+        .translator()
+        .map_or(0, |t| t.describe_tx(word, &mut text));
+    pr_info!(
+        "cache flush held back by {} words; first: {}[{}] at {} bytes below its stack top holds {:#x}: {}\n",
+        words,
+        core::str::from_utf8(comm).unwrap_or("?"),
+        pid,
+        depth,
+        word,
+        core::str::from_utf8(&text[..n]).unwrap_or("?")
+    );
+}
+
 /// The flush work's step: whether to run again shortly.
 #[no_mangle]
 extern "C" fn kdbt_flush_tick(ctx: *const core::ffi::c_void) -> bool {

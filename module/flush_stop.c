@@ -5,8 +5,8 @@
  * The dispatcher asks for a flush when a cache passes its watermark; it runs with interrupts
  * off, possibly inside any kernel lock, so it only queues an irq_work, whose handler queues
  * the flush work. The work stops every CPU and, on one of them, walks every sleeping task's
- * live stack: each word that holds a code-cache address is replaced by the native address it
- * stands for (identity call/ret leaves code-cache return addresses there; an interrupted frame
+ * frames: each return address or interrupted RIP in the cache is replaced by the native
+ * address it stands for (identity call/ret leaves code-cache return addresses there; an interrupted frame
  * may hold a code-cache RIP). When every such word had one, the caches are emptied and the
  * entry stubs rewritten before any CPU runs on; otherwise (a frame stopped inside an
  * expansion) the caches stay and the work retries shortly. Rewriting is safe either way: at a
@@ -15,13 +15,18 @@
  * Idle tasks are not on the task list and are not walked: none holds a code-cache address
  * while switched out (docs/ARCHITECTURE.md, "Flushing a full cache").
  */
+#define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
+
 #include <linux/atomic.h>
 #include <linux/irq_work.h>
+#include <linux/printk.h>
 #include <linux/rcupdate.h>
 #include <linux/sched/signal.h>
 #include <linux/sched/task_stack.h>
 #include <linux/stop_machine.h>
+#include <linux/string.h>
 #include <linux/workqueue.h>
+#include <asm/unwind.h>
 
 #include "shim.h"
 
@@ -35,6 +40,10 @@ struct kdbt_flush {
 	/* 0 while walking; 1 flushed, -1 left. */
 	int outcome;
 	unsigned long rewritten, unmovable;
+	/* The first word held back, for the log. */
+	pid_t held_pid;
+	char held_comm[TASK_COMM_LEN];
+	unsigned long held_word, held_depth;
 };
 
 static bool kdbt_in_cache(const struct kdbt_flush *f, unsigned long w)
@@ -42,13 +51,63 @@ static bool kdbt_in_cache(const struct kdbt_flush *f, unsigned long w)
 	return w - f->lo < f->hi - f->lo;
 }
 
-/* Rewrites task t's live stack from sp (see the top of this file). */
+static void kdbt_hold(struct kdbt_flush *f, struct task_struct *t, unsigned long *at,
+		      unsigned long word)
+{
+	if (f->unmovable++)
+		return;
+	f->held_pid = t->pid;
+	memcpy(f->held_comm, t->comm, TASK_COMM_LEN);
+	f->held_word = word;
+	f->held_depth = (unsigned long)task_stack_page(t) + THREAD_SIZE - (unsigned long)at;
+}
+
+/*
+ * Where the unwinder read state->ip from: an interrupt frame's saved RIP, or else the word
+ * below the caller's stack pointer, where `call` pushed it (ORC unwinder state; the kernel's
+ * own accessor for this is not exported).
+ */
+static unsigned long *kdbt_ip_slot(struct unwind_state *state)
+{
+	if (unwind_done(state))
+		return NULL;
+	if (state->regs)
+		return &state->regs->ip;
+	return state->sp ? (unsigned long *)state->sp - 1 : NULL;
+}
+
+/*
+ * Rewrites task t's frames: the ORC unwinder walks them, and where a frame's return address
+ * (or an interrupt frame's RIP) is in the cache, its slot and the unwinder's own copy become
+ * the native address, so the walk goes on through the native ORC data (a translated frame at
+ * a clean boundary has the native layout). Only when the walk fails elsewhere does every
+ * word of the live stack from sp count (conservative: a stale word no frame uses may then
+ * hold the flush back).
+ */
 static void kdbt_rewrite_stack(struct kdbt_flush *f, struct task_struct *t, unsigned long *sp)
 {
+	struct unwind_state state;
 	unsigned long *base = task_stack_page(t);
 	unsigned long *top = (unsigned long *)((char *)base + THREAD_SIZE);
+	unsigned long *slot;
 	u64 native;
 
+	for (unwind_start(&state, t, NULL, NULL); !unwind_done(&state);
+	     unwind_next_frame(&state)) {
+		if (!kdbt_in_cache(f, state.ip))
+			continue;
+		slot = kdbt_ip_slot(&state);
+		native = kdbt_flush_native_of(f->ctx, state.ip);
+		if (!slot || *slot != state.ip || !native) {
+			kdbt_hold(f, t, slot ? slot : sp, state.ip);
+			return;
+		}
+		*slot = native;
+		state.ip = native;
+		f->rewritten++;
+	}
+	if (!unwind_error(&state))
+		return;
 	if (sp < base || sp >= top)
 		sp = base;
 	for (; sp < top; sp++) {
@@ -59,24 +118,41 @@ static void kdbt_rewrite_stack(struct kdbt_flush *f, struct task_struct *t, unsi
 			*sp = native;
 			f->rewritten++;
 		} else {
-			f->unmovable++;
+			kdbt_hold(f, t, sp, *sp);
 		}
 	}
+}
+
+/*
+ * Whether this CPU's own stack (its stopper's, running module code) has a frame in the
+ * cache: unwound like the others, word by word only when the unwinder fails.
+ */
+static bool kdbt_own_frames_in_cache(struct kdbt_flush *f)
+{
+	struct unwind_state state;
+	unsigned long *sp = (unsigned long *)current_stack_pointer;
+	unsigned long *top = (unsigned long *)((char *)task_stack_page(current) + THREAD_SIZE);
+
+	for (unwind_start(&state, current, NULL, NULL); !unwind_done(&state);
+	     unwind_next_frame(&state))
+		if (kdbt_in_cache(f, state.ip))
+			return true;
+	if (!unwind_error(&state))
+		return false;
+	for (; sp < top; sp++)
+		if (kdbt_in_cache(f, *sp))
+			return true;
+	return false;
 }
 
 static int kdbt_flush_fn(void *arg)
 {
 	struct kdbt_flush *f = arg;
-	unsigned long *sp = (unsigned long *)current_stack_pointer;
-	unsigned long *top = (unsigned long *)((char *)task_stack_page(current) + THREAD_SIZE);
 	struct task_struct *g, *t;
 	int outcome;
 
-	for (; sp < top; sp++)
-		if (kdbt_in_cache(f, *sp)) {
-			atomic_inc(&f->own);
-			break;
-		}
+	if (kdbt_own_frames_in_cache(f))
+		atomic_inc(&f->own);
 	atomic_inc(&f->arrived);
 	if (atomic_xchg(&f->claimed, 1)) {
 		/* No CPU may run on before the stubs lead to the new cache. */
@@ -101,12 +177,22 @@ static int kdbt_flush_fn(void *arg)
 
 long kdbt_flush_stacks(u64 lo, u64 hi, void *ctx, u64 *rewritten)
 {
+	static unsigned long refusals;
 	struct kdbt_flush f = { .lo = lo, .hi = hi, .ctx = ctx };
 	int rc = stop_machine(kdbt_flush_fn, &f, cpu_online_mask);
 
 	*rewritten = f.rewritten;
 	if (rc)
 		return rc;
+	/* Say what holds a flush back, now and then (every 200th refusal). */
+	if (f.outcome < 0 && refusals++ % 200 == 0) {
+		if (f.unmovable)
+			kdbt_flush_report(ctx, f.held_comm, f.held_pid, f.held_word, f.held_depth,
+					  f.unmovable);
+		else
+			pr_info("cache flush held back: %d stopper stacks, or a drk interrupt pending\n",
+				atomic_read(&f.own));
+	}
 	return f.outcome > 0;
 }
 

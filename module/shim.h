@@ -102,6 +102,8 @@ bool kdbt_flush_tick(void *ctx);
 long kdbt_flush_stacks(u64 lo, u64 hi, void *ctx, u64 *rewritten);
 u64 kdbt_flush_native_of(void *ctx, u64 tx);
 bool kdbt_flush_now(void *ctx);
+/* Logs the first word that held a flush back: its task, value and depth below the top. */
+void kdbt_flush_report(void *ctx, const char *comm, int pid, u64 word, u64 depth, u64 words);
 /*
  * Reads len bytes of the kernel image's mapping at addr without faulting (a compiler's jump
  * table, referenced from core kernel text). Returns 0 or -EFAULT.

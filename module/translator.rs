@@ -116,6 +116,12 @@ extern "C" {
     fn kdbt_engine_flush_wanted(instance: *const RawInstance) -> bool;
     fn kdbt_engine_native_at_boundary(instance: *const RawInstance, tx: u64) -> u64;
     fn kdbt_engine_flush(instance: *const RawInstance) -> bool;
+    fn kdbt_engine_describe_tx(
+        instance: *const RawInstance,
+        tx: u64,
+        out: *mut u8,
+        out_len: usize,
+    ) -> usize;
     fn kdbt_engine_reset_stats(instance: *const RawInstance);
     fn kdbt_engine_stats(instance: *const RawInstance, out: *mut u8, out_len: usize) -> isize;
 }
@@ -304,6 +310,13 @@ impl Translator {
     pub(crate) fn flush(&self) -> bool {
         // SAFETY: as above; the caller stops every CPU.
         unsafe { kdbt_engine_flush(self.raw) }
+    }
+
+    /// What the translators know about code-cache address `tx`, as text in `out`; returns
+    /// the bytes written (for the log).
+    pub(crate) fn describe_tx(&self, tx: u64, out: &mut [u8]) -> usize {
+        // SAFETY: `self.raw` is live; `out` is a live slice of the given length.
+        unsafe { kdbt_engine_describe_tx(self.raw, tx, out.as_mut_ptr(), out.len()) }
     }
 
     pub(crate) fn reset_stats(&self) {

@@ -28,9 +28,9 @@ use serde::{Deserialize, Serialize};
 use time::macros::format_description;
 
 /// Version of the manifest and CSV layout; bumped on any incompatible change.
-pub const SCHEMA_VERSION: u32 = 2;
-/// The oldest schema this build still reads: version 1 lacks the warm-up columns, which
-/// then read as empty.
+pub const SCHEMA_VERSION: u32 = 3;
+/// The oldest schema this build still reads: version 1 lacks the warm-up columns and version
+/// 2 the all-idle share, which then read as empty.
 pub const OLDEST_SCHEMA_VERSION: u32 = 1;
 /// File name of the run manifest inside a run directory.
 pub const MANIFEST_FILE: &str = "manifest.json";
@@ -39,7 +39,7 @@ pub const SAMPLES_FILE: &str = "samples.csv";
 /// The mode that every other mode is compared against.
 pub const NATIVE_MODE: &str = "native";
 /// Columns of `samples.csv`, in order. Field meanings are documented on [`SampleRow`].
-pub const SAMPLE_COLUMNS: [&str; 16] = [
+pub const SAMPLE_COLUMNS: [&str; 17] = [
     "boot",
     "round",
     "mode",
@@ -56,9 +56,12 @@ pub const SAMPLE_COLUMNS: [&str; 16] = [
     "reason",
     "warmup_blocks",
     "warmup_settled",
+    "all_idle_share",
 ];
-/// Columns of a schema-1 `samples.csv`: all but the warm-up ones.
+/// Columns of a schema-1 `samples.csv`: all but the warm-up ones and the all-idle share.
 const SAMPLE_COLUMNS_V1: usize = 14;
+/// Columns of a schema-2 `samples.csv`: all but the all-idle share.
+const SAMPLE_COLUMNS_V2: usize = 16;
 
 /// Workload family a benchmark belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -463,6 +466,9 @@ pub struct BenchRecord {
     /// The operations those samples timed together.
     #[serde(default)]
     pub measured_ops: Option<u64>,
+    /// Lower bound of the share of the samples' time with every CPU idle (micro).
+    #[serde(default)]
+    pub all_idle_share: Option<f64>,
 }
 
 impl BenchRecord {
@@ -531,6 +537,11 @@ pub struct SampleRow {
     /// Whether that warm-up settled (a pass translated almost nothing); empty as above.
     #[serde(default)]
     pub warmup_settled: Option<bool>,
+    /// Lower bound of the share (0 to 1) of the slot's measured time during which every CPU
+    /// was idle: under the icount clock that time is timer ticks, not instructions
+    /// (`kdbt_workloads::idle`); empty where not measured (file, apache).
+    #[serde(default)]
+    pub all_idle_share: Option<f64>,
 }
 
 impl SampleRow {
@@ -560,6 +571,7 @@ impl SampleRow {
             reason: None,
             warmup_blocks: record.warmup_blocks,
             warmup_settled: record.warmup_settled,
+            all_idle_share: record.all_idle_share,
         };
         let rows = match record.status {
             Status::Ok => {
@@ -1006,6 +1018,7 @@ impl RunWriter {
             reason: Some(failure.reason.clone()),
             warmup_blocks: None,
             warmup_settled: None,
+            all_idle_share: None,
         })?;
         self.failures.push(failure);
         Ok(())
@@ -1153,6 +1166,7 @@ fn load_samples(path: &Path, manifest: &Manifest) -> Result<Vec<SampleRow>> {
         .clone();
     let columns = match manifest.schema_version {
         1 => &SAMPLE_COLUMNS[..SAMPLE_COLUMNS_V1],
+        2 => &SAMPLE_COLUMNS[..SAMPLE_COLUMNS_V2],
         _ => &SAMPLE_COLUMNS[..],
     };
     if headers.iter().ne(columns.iter().copied()) {

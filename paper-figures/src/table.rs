@@ -58,6 +58,7 @@ pub fn markdown(run: &Run, matrix: &Matrix) -> String {
     }
 
     translation(&mut out, run);
+    idle(&mut out, run);
     stats(&mut out, run);
     let rendered = notes.render();
     if !rendered.is_empty() {
@@ -290,6 +291,54 @@ fn translation(out: &mut String, run: &Run) {
             out,
             "**Slots that ran new code natively** (their samples are partly native): {}.\n",
             native.join("; ")
+        );
+    }
+}
+
+/// Share of a slot's measured time with every CPU idle from which a row is listed.
+pub const IDLE_LISTED: f64 = 0.05;
+
+/// Rows whose measured time had every CPU idle: under the icount clock, time that jumped to
+/// the next timer deadline (ticks, not instructions). One entry per benchmark and mode, with
+/// the largest share any of its slots had.
+fn idle(out: &mut String, run: &Run) {
+    let mut worst: BTreeMap<(String, &str), f64> = BTreeMap::new();
+    let mut measured = false;
+    for row in &run.samples {
+        let Some(share) = row.all_idle_share else {
+            continue;
+        };
+        measured = true;
+        let key = (format!("{} {}", row.benchmark, row.params), row.mode.as_str());
+        let w = worst.entry(key).or_insert(0.0);
+        *w = w.max(share);
+    }
+    if !measured {
+        return;
+    }
+    let listed: Vec<String> = worst
+        .iter()
+        .filter(|(_, &share)| share >= IDLE_LISTED)
+        .map(|((bench, mode), share)| {
+            format!("{} in {mode} ({:.0}%)", bench.trim(), share * 100.0)
+        })
+        .collect();
+    let _ = writeln!(out, "## Time with every CPU idle
+");
+    if listed.is_empty() {
+        let _ = writeln!(
+            out,
+            "No micro row spent {:.0}% or more of a slot's measured time with every CPU idle \
+             (a lower bound from /proc/stat).\n",
+            IDLE_LISTED * 100.0
+        );
+    } else {
+        let _ = writeln!(
+            out,
+            "Under the icount clock, time with every CPU idle jumps to the next timer deadline: \
+             these rows measure timer ticks as well as instructions. Largest share of a slot's \
+             measured time with every CPU idle (a lower bound from /proc/stat): {}.\n",
+            listed.join("; ")
         );
     }
 }

@@ -214,6 +214,11 @@ pub struct Record {
     /// into per-operation counts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub measured_ops: Option<u64>,
+    /// Lower bound of the share (0 to 1) of the measured samples' time during which every CPU
+    /// was idle ([`crate::idle`]): under the icount clock such time is timer ticks, not
+    /// instructions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub all_idle_share: Option<f64>,
 }
 
 impl Record {
@@ -262,6 +267,7 @@ impl Record {
             warmup_settled: None,
             kdbt_measured: None,
             measured_ops: None,
+            all_idle_share: None,
         }
     }
 
@@ -294,6 +300,7 @@ impl Record {
             warmup_settled: None,
             kdbt_measured: None,
             measured_ops: None,
+            all_idle_share: None,
         }
     }
 

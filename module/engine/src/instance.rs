@@ -456,6 +456,37 @@ pub unsafe extern "C" fn kdbt_engine_native_at_boundary(instance: *const Instanc
     g.translator().native_at_boundary(tx).unwrap_or(0)
 }
 
+/// Writes what the chain knows about code-cache address `tx` (its `TxInfo`, or that it has
+/// none) into `out` (`out_len` bytes, truncated); returns the bytes written. For the log of a
+/// flush that a stack word held back.
+///
+/// # Safety
+/// `instance` is live; `out` is writable for `out_len` bytes.
+#[no_mangle]
+pub unsafe extern "C" fn kdbt_engine_describe_tx(
+    instance: *const Instance,
+    tx: u64,
+    out: *mut u8,
+    out_len: usize,
+) -> usize {
+    // SAFETY: the caller's contract.
+    let first = unsafe { &*instance };
+    // SAFETY: the caller's contract.
+    let out = unsafe { core::slice::from_raw_parts_mut(out, out_len) };
+    let mut w = Truncating { buf: out, len: 0 };
+    let info = first
+        .chain()
+        .find(|i| i.contains(tx))
+        .and_then(|i| i.lock(1 << 24))
+        .map(|mut g| g.translator().tx_info(tx));
+    let _ = match info {
+        Some(Some(info)) => write!(w, "{info:?}"),
+        Some(None) => write!(w, "no translation there"),
+        None => write!(w, "outside every code memory, or the lock stayed busy"),
+    };
+    w.len
+}
+
 /// Empties every code cache of the chain (the persistent entries stay) and clears the flush
 /// requests. Refused (false, nothing flushed) while a drk interrupt waits at a patched
 /// boundary in a cache.

@@ -67,5 +67,6 @@ pub fn sample(mode: &str, benchmark: &str, value: f64) -> SampleRow {
         reason: None,
         warmup_blocks: None,
         warmup_settled: None,
+        all_idle_share: None,
     }
 }

@@ -249,6 +249,7 @@ fn measure(spec: &Spec, env: &Env, samples: usize, target_ns: u64) -> Record {
     };
     let mut values = Vec::with_capacity(samples);
     let counters_before = crate::prof::read();
+    let cpu_before = crate::idle::CpuTimes::now();
     let mut ops_measured = 0;
     for _ in 0..samples {
         match bench.run(iters) {
@@ -265,6 +266,7 @@ fn measure(spec: &Spec, env: &Env, samples: usize, target_ns: u64) -> Record {
             Err(e) => return fail("sample", e),
         }
     }
+    let all_idle_share = crate::idle::all_idle_share(cpu_before, crate::idle::CpuTimes::now());
     let kdbt_measured = crate::prof::delta(counters_before, crate::prof::read());
     let params = spec.params.clone();
     if let Some(note) = bench.diagnostics() {
@@ -281,6 +283,7 @@ fn measure(spec: &Spec, env: &Env, samples: usize, target_ns: u64) -> Record {
     record.warmup_passes = Some(warm.passes);
     record.warmup_blocks = Some(warm.blocks);
     record.warmup_settled = Some(warm.settled);
+    record.all_idle_share = all_idle_share;
     if kdbt_measured.is_some() {
         record.kdbt_measured = kdbt_measured;
         record.measured_ops = Some(ops_measured);
