@@ -3,38 +3,10 @@
 //! `qsort` with a comparator, `sha2`, the `regex` matcher, `miniz_oxide` deflate).
 
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use kdbt_modes::user::{ExecConfig, Executor};
-use kdbt_modes::{ModeSpec, TranslateError};
+use kdbt_modes::user::{libc_text, ExecConfig, Executor};
+use kdbt_modes::ModeSpec;
 
 const DESIGNS: &[&str] = &["fast", "fast:no-callret", "drk"];
-
-fn libc_text() -> (u64, u64) {
-    extern "C" fn each(
-        info: *mut libc::dl_phdr_info,
-        _: usize,
-        data: *mut libc::c_void,
-    ) -> libc::c_int {
-        // SAFETY: dl_iterate_phdr passes a valid info and our output slot.
-        let (info, out) = unsafe { (&*info, &mut *(data as *mut (u64, u64))) };
-        // SAFETY: a NUL-terminated name from the loader, when present.
-        let name = (!info.dlpi_name.is_null())
-            .then(|| unsafe { std::ffi::CStr::from_ptr(info.dlpi_name) });
-        if name.is_some_and(|n| n.to_string_lossy().contains("libc.so")) {
-            for k in 0..info.dlpi_phnum as usize {
-                // SAFETY: dlpi_phdr has dlpi_phnum entries.
-                let ph = unsafe { &*info.dlpi_phdr.add(k) };
-                if ph.p_type == libc::PT_LOAD && ph.p_flags & libc::PF_X != 0 {
-                    *out = (info.dlpi_addr + ph.p_vaddr, ph.p_memsz);
-                }
-            }
-        }
-        0
-    }
-    let mut out = (0, 0);
-    // SAFETY: the callback only reads the info and writes `out`.
-    unsafe { libc::dl_iterate_phdr(Some(each), &mut out as *mut _ as *mut libc::c_void) };
-    out
-}
 
 /// Translates the linear sweep of `len` bytes of libc text from its start into a fresh
 /// executor. Returns (native instructions, native bytes, bytes emitted).
@@ -45,25 +17,7 @@ fn sweep(mode: &str, start: u64, len: u64) -> (u64, u64, u64) {
         ..ExecConfig::default()
     };
     let mut ex = Executor::with_config(ModeSpec::parse(mode).unwrap(), cfg);
-    let mut pc = start;
-    while pc < start + len {
-        let t = ex.translator_mut();
-        match t.translate(pc) {
-            Ok(tx) => {
-                let b = t
-                    .cache()
-                    .blocks()
-                    .iter()
-                    .rev()
-                    .find(|b| b.tx_start == tx)
-                    .unwrap();
-                let last = b.insns.last().unwrap();
-                pc = last.native_pc + last.native_len as u64;
-            }
-            Err(TranslateError::Untranslatable { .. }) => pc += 1,
-            Err(TranslateError::CacheFull) => unreachable!(),
-        }
-    }
+    ex.translate_sweep(start, len);
     let s = ex.stats();
     (s.native_insns, s.native_bytes, s.bytes_emitted)
 }

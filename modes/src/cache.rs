@@ -6,9 +6,9 @@
 //! but the persistent entries and bumps [`CodeCache::generation`]; exit ids carry the low 7
 //! bits of the generation, so a stale id is recognised.
 
-use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
 
+use crate::block_map::BlockMap;
 use crate::env::CodeMemory;
 use crate::link::{self, Entries, PERSISTENT_SIZE};
 use crate::rollback::{PcSource, Recipe};
@@ -116,7 +116,7 @@ pub struct CodeCache {
     persistent_recipes: Vec<(u64, Recipe)>,
     next: u64,
     blocks: Vec<Block>,
-    by_native: BTreeMap<u64, usize>,
+    by_native: BlockMap,
     exits: Vec<Exit>,
     generation: u32,
     /// Record limits set by [`CodeCache::reserve`] (blocks, exits).
@@ -160,7 +160,7 @@ impl CodeCache {
             landings: Vec::new(),
             next,
             blocks: Vec::new(),
-            by_native: BTreeMap::new(),
+            by_native: BlockMap::new(),
             exits: Vec::new(),
             generation: 0,
             limits: None,
@@ -225,7 +225,7 @@ impl CodeCache {
 
     /// tx address of the block starting at native `pc`.
     pub fn lookup(&self, pc: u64) -> Option<u64> {
-        self.by_native.get(&pc).map(|&b| self.blocks[b].tx_start)
+        self.by_native.get(pc).map(|b| self.blocks[b].tx_start)
     }
 
     /// Whether `tx` is inside the code cache (persistent entries included).
@@ -244,8 +244,7 @@ impl CodeCache {
         // Keep blocks 16-byte aligned, like compiled functions.
         self.next = (block.tx_end + 15) & !15;
         self.by_native
-            .entry(block.native_start)
-            .or_insert(self.blocks.len());
+            .insert_new(block.native_start, self.blocks.len());
         self.blocks.push(block);
         self.exits.extend_from_slice(exits);
     }
@@ -306,6 +305,7 @@ impl CodeCache {
             .try_reserve_exact(blocks.saturating_sub(self.blocks.len()))?;
         self.exits
             .try_reserve_exact(exits.saturating_sub(self.exits.len()))?;
+        self.by_native.reserve(blocks)?;
         self.limits = Some((blocks, exits));
         Ok(())
     }
@@ -331,8 +331,8 @@ impl CodeCache {
                 continue;
             }
             block.stale = true;
-            if self.by_native.get(&block.native_start) == Some(&b) {
-                self.by_native.remove(&block.native_start);
+            if self.by_native.get(block.native_start) == Some(b) {
+                self.by_native.remove(block.native_start);
             }
             marked.push(b);
         }

@@ -44,7 +44,7 @@ pub const MAX_BLOCK_INSNS: usize = 256;
 pub struct NativeInsn {
     /// iced's view of it (its `ip()` is the native address).
     pub insn: Instruction,
-    /// Its bytes, as read from native memory.
+    /// Its bytes, as read from native memory (followed by whatever came after them, up to 15).
     pub bytes: [u8; 15],
 }
 
@@ -97,23 +97,25 @@ pub fn decode_one(env: &mut dyn crate::env::Env, pc: u64) -> Result<NativeInsn, 
 /// Bytes of native code read at once by [`decode_line`].
 const WINDOW: usize = 512;
 
-/// Decodes the straight line at `pc` while `goes_on` accepts each instruction (the last one
-/// decoded is the first it refuses), up to `max` instructions, with one read and one decoder
-/// per [`WINDOW`] bytes rather than per instruction. The stop, if decoding ended early: the
-/// same errors as [`decode_one`] at the address where it failed.
+/// Decodes the straight line at `pc` into `insns` (emptied first) while `goes_on` accepts each
+/// instruction (the last one decoded is the first it refuses), up to `max` instructions, with
+/// one read and one decoder per [`WINDOW`] bytes rather than per instruction. Returns the stop,
+/// if decoding ended early: the same errors as [`decode_one`] at the address where it failed.
 pub fn decode_line(
     env: &mut dyn crate::env::Env,
     pc: u64,
     max: usize,
+    insns: &mut alloc::vec::Vec<NativeInsn>,
     mut goes_on: impl FnMut(&Instruction) -> bool,
-) -> (alloc::vec::Vec<NativeInsn>, Option<DecodeStop>) {
-    let mut insns = alloc::vec::Vec::with_capacity(32);
+) -> Option<DecodeStop> {
+    insns.clear();
     let mut buf = [0u8; WINDOW];
     let mut at = pc;
+    let mut insn = Instruction::default();
     loop {
         let got = env.read_native(at, &mut buf);
         if got == 0 {
-            return (insns, Some(DecodeStop::Unreadable { pc: at }));
+            return Some(DecodeStop::Unreadable { pc: at });
         }
         let mut decoder = Decoder::with_ip(64, &buf[..got], at, DecoderOptions::NONE);
         let base = at;
@@ -123,7 +125,7 @@ pub fn decode_line(
             if got == WINDOW && got - off < 15 {
                 break;
             }
-            let insn = decoder.decode();
+            decoder.decode_out(&mut insn);
             if insn.is_invalid() {
                 let short =
                     got - off < 15 && decoder.last_error() == iced_x86::DecoderError::NoMoreBytes;
@@ -134,15 +136,21 @@ pub fn decode_line(
                 } else {
                     DecodeStop::Invalid { pc: at }
                 };
-                return (insns, Some(stop));
+                return Some(stop);
             }
+            // A fixed-size copy where the window allows (the bytes after the instruction's
+            // come along, as in `decode_one`), not a `memcpy` call per instruction.
             let mut bytes = [0u8; 15];
-            bytes[..insn.len()].copy_from_slice(&buf[off..off + insn.len()]);
+            if off + 15 <= WINDOW {
+                bytes.copy_from_slice(&buf[off..off + 15]);
+            } else {
+                bytes[..insn.len()].copy_from_slice(&buf[off..off + insn.len()]);
+            }
             at = insn.next_ip();
             let more = goes_on(&insn);
             insns.push(NativeInsn { insn, bytes });
             if !more || insns.len() >= max {
-                return (insns, None);
+                return None;
             }
         }
     }

@@ -50,7 +50,10 @@ impl From<iced_x86::IcedError> for EncodeFailed {
 
 pub(crate) struct Emitter {
     base: u64,
-    pub(crate) buf: Vec<u8>,
+    /// The code: `buf[..len]`. The rest is room to copy into without checking capacity per
+    /// byte (see [`Emitter::put`]); it only grows.
+    buf: Vec<u8>,
+    len: usize,
     asm: CodeAssembler,
     enc: Encoder,
     labels: Vec<Option<u32>>,
@@ -60,8 +63,9 @@ pub(crate) struct Emitter {
     /// The recipe that holds at the current end of the buffer.
     pub(crate) cur: Recipe,
     /// The native instruction being translated ([`Emitter::begin_native`]): its clean state
-    /// is implied by the block's instruction map, so it is not recorded as a recipe.
-    implied: Option<Recipe>,
+    /// (`Recipe::clean` of this PC) is implied by the block's instruction map, so it is not
+    /// recorded as a recipe.
+    implied: Option<u64>,
     /// Offset where that instruction's translation starts (its instruction-map `tx_off`).
     insn_start: u32,
 }
@@ -70,7 +74,8 @@ impl Emitter {
     pub(crate) fn new(base: u64) -> Emitter {
         Emitter {
             base,
-            buf: Vec::with_capacity(512),
+            buf: alloc::vec![0; 512],
+            len: 0,
             asm: CodeAssembler::new(64).expect("64-bit assembler"),
             enc: Encoder::new(64),
             labels: Vec::new(),
@@ -85,7 +90,7 @@ impl Emitter {
     /// Starts over at `base` for the next block, keeping the buffers' capacity.
     pub(crate) fn reset(&mut self, base: u64) {
         self.base = base;
-        self.buf.clear();
+        self.len = 0;
         self.labels.clear();
         self.fixups.clear();
         self.recipes.clear();
@@ -108,25 +113,61 @@ impl Emitter {
     }
 
     pub(crate) fn here(&self) -> u64 {
-        self.base + self.buf.len() as u64
+        self.base + self.len as u64
     }
 
     pub(crate) fn offset(&self) -> u32 {
-        self.buf.len() as u32
+        self.len as u32
+    }
+
+    /// The code emitted so far.
+    pub(crate) fn code(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+
+    /// Appends `bytes` to the code. Most instructions are under 8 bytes: they are copied as
+    /// two overlapping fixed-size moves, since a `memcpy` call cost as much as the rest of
+    /// emitting one.
+    fn put(&mut self, bytes: &[u8]) {
+        let (at, n) = (self.len, bytes.len());
+        if at + n + 16 > self.buf.len() {
+            let grown = (2 * self.buf.len()).max(at + n + 16);
+            self.buf.resize(grown, 0);
+        }
+        let dst = &mut self.buf[at..at + n];
+        match n {
+            0 => {}
+            1..=3 => {
+                dst[0] = bytes[0];
+                dst[n / 2] = bytes[n / 2];
+                dst[n - 1] = bytes[n - 1];
+            }
+            4..=7 => {
+                dst[..4].copy_from_slice(&chunk::<4>(bytes, 0));
+                dst[n - 4..].copy_from_slice(&chunk::<4>(bytes, n - 4));
+            }
+            8..=16 => {
+                dst[..8].copy_from_slice(&chunk::<8>(bytes, 0));
+                dst[n - 8..].copy_from_slice(&chunk::<8>(bytes, n - 8));
+            }
+            _ => dst.copy_from_slice(bytes),
+        }
+        self.len = at + n;
     }
 
     fn note_recipe(&mut self) {
         let off = self.offset();
+        let last = self.recipes.last_mut();
         // Implied only while nothing was recorded since the instruction's start: the cache
-        // reads "no recipe since tx_off" as the clean start state.
-        let nothing_since = self
-            .recipes
-            .last()
-            .map_or(true, |(o, _)| *o < self.insn_start);
-        if self.implied == Some(self.cur) && nothing_since {
-            return;
+        // reads "no recipe since tx_off" as the clean start state. (Compared in place: this
+        // runs for every emitted instruction.)
+        if let Some(pc) = self.implied {
+            let nothing_since = last.as_ref().map_or(true, |(o, _)| *o < self.insn_start);
+            if nothing_since && self.cur.is_clean() && self.cur.pc == PcSource::Static(pc) {
+                return;
+            }
         }
-        match self.recipes.last_mut() {
+        match last {
             Some((o, r)) if *o == off => *r = self.cur,
             Some((_, r)) if *r == self.cur => {}
             _ => self.recipes.push((off, self.cur)),
@@ -136,13 +177,12 @@ impl Emitter {
     /// Starts the translation of a native instruction (or a stub for one): a clean state at
     /// `pc`. Every rule ends with the stack and registers native again, or with a transfer.
     pub(crate) fn begin_native(&mut self, pc: u64) {
-        let clean = Recipe::clean(pc);
         // Called again for the same instruction after inserted code (an inscount bump).
-        if self.implied != Some(clean) {
+        if self.implied != Some(pc) {
             self.insn_start = self.offset();
         }
-        self.cur = clean;
-        self.implied = Some(clean);
+        self.cur = Recipe::clean(pc);
+        self.implied = Some(pc);
     }
 
     /// Ends the body: from here (stubs, tails) every recipe is recorded.
@@ -152,7 +192,7 @@ impl Emitter {
 
     pub(crate) fn checkpoint(&self) -> Checkpoint {
         Checkpoint {
-            buf: self.buf.len(),
+            buf: self.len,
             recipes: self.recipes.len(),
             fixups: self.fixups.len(),
             cur: self.cur,
@@ -161,7 +201,7 @@ impl Emitter {
 
     /// Drops everything emitted since `cp` (a rule that turned out unsupported).
     pub(crate) fn restore(&mut self, cp: Checkpoint) {
-        self.buf.truncate(cp.buf);
+        self.len = cp.buf;
         self.recipes.truncate(cp.recipes);
         self.fixups.truncate(cp.fixups);
         self.cur = cp.cur;
@@ -181,7 +221,57 @@ impl Emitter {
     /// Appends bytes that run as one instruction, with the current recipe.
     pub(crate) fn raw(&mut self, bytes: &[u8]) {
         self.note_recipe();
-        self.buf.extend_from_slice(bytes);
+        self.put(bytes);
+    }
+
+    /// Appends the instructions of `t` with one copy, each recorded with its recipe as
+    /// [`Emitter::raw`] would.
+    pub(crate) fn template(&mut self, t: &Template) {
+        // The whole array in one fixed-size move; the bytes past `t.len` are room.
+        let start = self.len;
+        if start + t.bytes.len() > self.buf.len() {
+            self.buf
+                .resize(2 * self.buf.len().max(start + t.bytes.len()), 0);
+        }
+        self.buf[start..start + t.bytes.len()].copy_from_slice(&t.bytes);
+        let mut noted = false;
+        for &(len, pushed) in &t.steps[..t.n] {
+            if noted {
+                // The last recipe is the previous instruction's, which only `pushed` set apart:
+                // what `note_recipe` would decide, without comparing recipes.
+                self.recipes.push((self.offset(), self.cur));
+            } else {
+                self.note_recipe();
+                noted = self.recipes.last().is_some_and(|(_, r)| *r == self.cur);
+            }
+            self.len += len as usize;
+            self.cur.rsp_adjust += pushed;
+            noted &= pushed != 0;
+        }
+    }
+
+    /// Appends a native instruction (`bytes[..len]`) at the start of its translation, where the
+    /// state is the implied clean one ([`Emitter::begin_native`]): what [`Emitter::raw`] does
+    /// there, with no recipe to record or compare. All 15 bytes are copied (one fixed-size
+    /// move); those past `len` are room the next instruction overwrites.
+    #[inline]
+    pub(crate) fn copy_native(&mut self, bytes: &[u8; 15], len: usize) {
+        debug_assert!(
+            self.implied.is_some()
+                && self.cur.is_clean()
+                && self.offset() == self.insn_start
+                && self
+                    .recipes
+                    .last()
+                    .map_or(true, |(o, _)| *o < self.insn_start),
+            "not at the clean start of a native instruction"
+        );
+        let at = self.len;
+        if at + 16 > self.buf.len() {
+            self.buf.resize(2 * self.buf.len().max(at + 16), 0);
+        }
+        self.buf[at..at + 15].copy_from_slice(bytes);
+        self.len = at + len;
     }
 
     /// Encodes `insn` at the current address. Returns the encoder's constant offsets.
@@ -281,6 +371,55 @@ impl Emitter {
     /// `mov dword [rsp+off+4], hi32(value)`: completes a sign-extended low half.
     pub(crate) fn store_hi32(&mut self, off: i32, value: u64) -> Result<(), EncodeFailed> {
         self.mov_rsp_dword(off + 4, (value >> 32) as u32);
+        Ok(())
+    }
+
+    /// `op` with a ModRM naming `[rsp+disp]` (and `reg` in its reg field) appended: the
+    /// bytes iced encodes for `MemoryOperand::with_base_displ(RSP, disp)`, or for
+    /// `MemoryOperand::with_base(RSP)` when `disp` is 0 (no displacement byte).
+    fn rsp_operand(&mut self, op: &[u8], reg: u8, disp: i32) {
+        let mut bytes = [0u8; 12];
+        bytes[..op.len()].copy_from_slice(op);
+        let at = op.len();
+        let d = disp.to_le_bytes();
+        let len = match i8::try_from(disp) {
+            Ok(0) => {
+                bytes[at..at + 2].copy_from_slice(&[reg << 3 | 4, 0x24]);
+                at + 2
+            }
+            Ok(d8) => {
+                bytes[at..at + 3].copy_from_slice(&[0x40 | reg << 3 | 4, 0x24, d8 as u8]);
+                at + 3
+            }
+            Err(_) => {
+                bytes[at..at + 6].copy_from_slice(&[
+                    0x80 | reg << 3 | 4,
+                    0x24,
+                    d[0],
+                    d[1],
+                    d[2],
+                    d[3],
+                ]);
+                at + 6
+            }
+        };
+        self.raw(&bytes[..len]);
+    }
+
+    /// `mov reg, [rsp+disp]` (a 64-bit GPR), encoded by hand.
+    pub(crate) fn load_rsp(&mut self, reg: Register, disp: i32) -> Result<(), EncodeFailed> {
+        if !reg.is_gpr64() {
+            return Err(EncodeFailed);
+        }
+        let n = reg.number() as u8;
+        self.rsp_operand(&[0x48 | (n >> 3) << 2, 0x8b], n & 7, disp);
+        Ok(())
+    }
+
+    /// `push qword [rsp+disp]`, encoded by hand (FF /6).
+    pub(crate) fn push_rsp_qword(&mut self, disp: i32) -> Result<(), EncodeFailed> {
+        self.rsp_operand(&[0xff], 6, disp);
+        self.cur.rsp_adjust += 8;
         Ok(())
     }
 
@@ -396,10 +535,12 @@ impl Emitter {
             // The common forms by hand: iced's encoder costs more than the rest of a stub.
             let end = self.here() + op.len() as u64 + 4;
             let rel = i32::try_from(target.wrapping_sub(end) as i64).map_err(|_| EncodeFailed)?;
-            let mut bytes = [0u8; 6];
-            bytes[..op.len()].copy_from_slice(op);
-            bytes[op.len()..op.len() + 4].copy_from_slice(&rel.to_le_bytes());
-            self.raw(&bytes[..op.len() + 4]);
+            let r = rel.to_le_bytes();
+            match *op {
+                [op] => self.raw(&[op, r[0], r[1], r[2], r[3]]),
+                [esc, cc] => self.raw(&[esc, cc, r[0], r[1], r[2], r[3]]),
+                _ => unreachable!("rel32 opcodes are 1 or 2 bytes"),
+            }
             return Ok(end - 4);
         }
         let start = self.offset();
@@ -410,7 +551,9 @@ impl Emitter {
     /// Resolves all label fixups. Panics on an unbound label or an out-of-range rel8: both are
     /// bugs in a rule, never input-dependent.
     pub(crate) fn finish(&mut self) {
-        for f in core::mem::take(&mut self.fixups) {
+        // Drained rather than taken: the buffer's capacity serves the next block.
+        for k in 0..self.fixups.len() {
+            let f = self.fixups[k];
             let to = self.labels[f.label.0 as usize].expect("unbound label") as i64;
             let rel = to - f.from as i64;
             let at = f.field as usize;
@@ -421,7 +564,49 @@ impl Emitter {
                 self.buf[at..at + 4].copy_from_slice(&(rel as i32).to_le_bytes());
             }
         }
+        self.fixups.clear();
     }
+}
+
+/// A fixed-shape sequence of instructions built from byte templates (an exit stub), whose
+/// only effect on the recipe is moving rsp down by pushing: appended by [`Emitter::template`].
+pub(crate) struct Template {
+    bytes: [u8; 48],
+    len: usize,
+    /// Per instruction: its length, and the bytes it pushes (negative: pops).
+    steps: [(u8, i32); 8],
+    n: usize,
+}
+
+impl Template {
+    pub(crate) fn new() -> Template {
+        Template {
+            bytes: [0; 48],
+            len: 0,
+            steps: [(0, 0); 8],
+            n: 0,
+        }
+    }
+
+    /// Bytes so far.
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Adds one instruction's bytes, which push `pushed` bytes.
+    pub(crate) fn add(&mut self, insn: &[u8], pushed: i32) {
+        self.bytes[self.len..self.len + insn.len()].copy_from_slice(insn);
+        self.len += insn.len();
+        self.steps[self.n] = (insn.len() as u8, pushed);
+        self.n += 1;
+    }
+}
+
+/// `N` bytes of `bytes` from `at`, as an array (a fixed-size copy).
+fn chunk<const N: usize>(bytes: &[u8], at: usize) -> [u8; N] {
+    let mut out = [0; N];
+    out.copy_from_slice(&bytes[at..at + N]);
+    out
 }
 
 /// Opcode bytes of the rel32 branch forms [`Emitter::branch_to`] encodes by hand.
@@ -505,7 +690,7 @@ mod tests {
             let mut e = Emitter::new(0x1000);
             e.branch_to(code, 0x2345).unwrap();
             assert_eq!(
-                e.buf,
+                e.code(),
                 iced(Instruction::with_branch(code, 0x2345).unwrap()),
                 "{code:?}"
             );
@@ -515,7 +700,7 @@ mod tests {
             e.lea_rsp(delta).unwrap();
             let mem = MemoryOperand::with_base_displ(Register::RSP, delta as i64);
             let want = iced(Instruction::with2(Code::Lea_r64_m, Register::RSP, mem).unwrap());
-            assert_eq!(e.buf, want, "lea {delta}");
+            assert_eq!(e.code(), want, "lea {delta}");
         }
         for off in [0, 4, 120, 200] {
             let mut e = Emitter::new(0x1000);
@@ -531,7 +716,7 @@ mod tests {
                 Register::None,
             );
             let want = iced(Instruction::with2(Code::Mov_rm32_imm32, mem, 0x8765_4321u32).unwrap());
-            assert_eq!(e.buf, want, "mov {off}");
+            assert_eq!(e.code(), want, "mov {off}");
         }
         for reg in [Register::RAX, Register::RCX, Register::R8, Register::R15] {
             let mut e = Emitter::new(0x1000);
@@ -539,12 +724,28 @@ mod tests {
             e.pop_reg(reg).unwrap();
             let mut want = iced(Instruction::with1(Code::Push_r64, reg).unwrap());
             want.extend(iced(Instruction::with1(Code::Pop_r64, reg).unwrap()));
-            assert_eq!(e.buf, want, "{reg:?}");
+            assert_eq!(e.code(), want, "{reg:?}");
+        }
+        for disp in [0, 8, 120, -8, 128, 4096] {
+            let mem = match disp {
+                0 => MemoryOperand::with_base(Register::RSP),
+                d => MemoryOperand::with_base_displ(Register::RSP, d as i64),
+            };
+            for reg in [Register::RAX, Register::RCX, Register::R9, Register::R15] {
+                let mut e = Emitter::new(0x1000);
+                e.load_rsp(reg, disp).unwrap();
+                let want = iced(Instruction::with2(Code::Mov_r64_rm64, reg, mem).unwrap());
+                assert_eq!(e.code(), want, "mov {reg:?}, [rsp{disp:+}]");
+            }
+            let mut e = Emitter::new(0x1000);
+            e.push_rsp_qword(disp).unwrap();
+            let want = iced(Instruction::with1(Code::Push_rm64, mem).unwrap());
+            assert_eq!(e.code(), want, "push [rsp{disp:+}]");
         }
         let mut e = Emitter::new(0x1000);
         e.push_imm32(-2).unwrap();
         assert_eq!(
-            e.buf,
+            e.code(),
             iced(Instruction::with1(Code::Pushq_imm32, -2).unwrap())
         );
     }

@@ -58,7 +58,7 @@
 //! (`PcSource::StackSlot(16)`, the registers from their spill slots): a native state the
 //! branch leads to. A drk hit costs two instructions more (the slot's push and its drop).
 
-use iced_x86::code_asm::{eax, qword_ptr, rax, rcx};
+use iced_x86::code_asm::{qword_ptr, rax, rcx};
 use iced_x86::Code;
 
 use crate::clients::{self, Counter, Home};
@@ -153,11 +153,12 @@ pub(crate) fn emit_table_jump(
     if let Some(home) = counters {
         clients::emit_bump_via(e, home, Counter::IndirectBranches, iced_x86::Register::RAX)?;
     }
-    let table = (data_addr + TABLE_OFF as u64) as i64;
-    e.asm(|a| {
-        a.movzx(eax, iced_x86::code_asm::cx)?;
-        a.jmp(qword_ptr(rax * 8 + table))
-    })
+    // By hand (a unit test compares them with iced's): `movzx eax, cx`, `jmp [rax*8 + table]`.
+    let table = i32::try_from((data_addr + TABLE_OFF as u64) as i64).map_err(|_| EncodeFailed)?;
+    let t = table.to_le_bytes();
+    e.raw(&[0x0f, 0xb7, 0xc1]);
+    e.raw(&[0xff, 0x24, 0xc5, t[0], t[1], t[2], t[3]]);
+    Ok(())
 }
 
 /// A landing, emitted at `e`'s address: `native` → `tx`, else on to `next`. `gap`: the bytes
@@ -221,3 +222,23 @@ pub(crate) fn emit(
 /// target on (its block was invalidated). One byte, so concurrent lookups see the old or the
 /// new displacement.
 pub const DISABLED_REL8: u8 = 0;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use iced_x86::code_asm::{eax, CodeAssembler};
+
+    /// The hand-encoded table jump equals iced's.
+    #[test]
+    fn the_table_jump_is_the_assemblers() {
+        let data = 0x4010_0000u64;
+        let mut e = Emitter::new(0x1000);
+        emit_table_jump(&mut e, data, None).unwrap();
+        let mut a = CodeAssembler::new(64).unwrap();
+        a.push(rax).unwrap();
+        a.movzx(eax, iced_x86::code_asm::cx).unwrap();
+        a.jmp(qword_ptr(rax * 8 + (data + TABLE_OFF as u64) as i64))
+            .unwrap();
+        assert_eq!(e.code(), a.assemble(0x1000).unwrap());
+    }
+}

@@ -17,6 +17,7 @@
 //! | [`link`] | exit stubs, persistent dispatcher entries, the dispatcher calling convention, chaining |
 //! | [`dispatch`] | the trampoline that saves state and calls [`Translator::dispatch`] |
 //! | [`cache`] | blocks, exits, native→tx and tx→native maps, flush with a generation counter |
+//! | `block_map` | native→tx of block entries: an open-addressing hash table |
 //! | [`jumptable`] | the inline indirect-branch lookup table (drk, and fast without landings) |
 //! | [`landing`] | fast's indirect-branch lookup: a table of per-target landings |
 //! | [`switch_table`] | translated jump tables of bounded `switch` jumps |
@@ -38,6 +39,7 @@ extern crate alloc;
 #[cfg(feature = "user")]
 extern crate std;
 
+pub(crate) mod block_map;
 pub mod cache;
 pub mod clients;
 pub mod decode;

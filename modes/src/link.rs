@@ -57,7 +57,7 @@
 
 use iced_x86::{Code, Instruction, MemoryOperand, Register};
 
-use crate::emit::{Emitter, EncodeFailed};
+use crate::emit::{Emitter, EncodeFailed, Template};
 use crate::env::CodeMemory;
 use crate::rollback::{PcSource, Recipe};
 
@@ -172,10 +172,10 @@ pub(crate) fn emit_persistent(
     }
     e.finish();
     assert!(
-        e.buf.len() as u64 <= PERSISTENT_SIZE,
+        e.code().len() as u64 <= PERSISTENT_SIZE,
         "persistent entries overflow their area"
     );
-    mem.write(base, &e.buf);
+    mem.write(base, e.code());
     for (off, r) in &e.recipes {
         if base + (*off as u64) < landing_miss || layout == crate::landing::Layout::Slot {
             recipes.push((base + *off as u64, *r));
@@ -203,10 +203,35 @@ pub(crate) fn emit_direct_stub(
     red_zone: u16,
     entries: &Entries,
 ) -> Result<(), EncodeFailed> {
+    // One template rather than an instruction at a time: a block has a stub per direct branch.
+    // The same bytes as `lea_rsp`, `push_u64` and `emit_enter_dispatcher` emit (a unit test
+    // compares them).
+    let mut t = Template::new();
+    let rz = red_zone as i32;
+    match i8::try_from(-rz) {
+        Ok(0) => {}
+        Ok(d) => t.add(&[0x48, 0x8d, 0x64, 0x24, d as u8], rz),
+        Err(_) => {
+            let d = (-rz).to_le_bytes();
+            t.add(&[0x48, 0x8d, 0xa4, 0x24, d[0], d[1], d[2], d[3]], rz);
+        }
+    }
+    let lo = (target as u32).to_le_bytes();
+    t.add(&[0x68, lo[0], lo[1], lo[2], lo[3]], 8);
+    if target as u32 as i32 as i64 as u64 != target {
+        let hi = ((target >> 32) as u32).to_le_bytes();
+        t.add(&[0xc7, 0x44, 0x24, 0x04, hi[0], hi[1], hi[2], hi[3]], 0);
+    }
+    let id = exit_id.to_le_bytes();
+    t.add(&[0x68, id[0], id[1], id[2], id[3]], 8);
+    let end = e.here() + t.len() as u64 + 5;
+    let entry = entries.for_k(red_zone, red_zone);
+    let rel = i32::try_from(entry.wrapping_sub(end) as i64).map_err(|_| EncodeFailed)?;
+    let r = rel.to_le_bytes();
+    t.add(&[0xe9, r[0], r[1], r[2], r[3]], 0);
     e.cur = Recipe::clean(target);
-    e.lea_rsp(-(red_zone as i32))?;
-    e.push_u64(target)?;
-    emit_enter_dispatcher(e, exit_id, entries.for_k(red_zone, red_zone))
+    e.template(&t);
+    Ok(())
 }
 
 /// `push exit_id; jmp entry`.

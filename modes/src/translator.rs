@@ -182,10 +182,10 @@ impl<E: Env> Translator<E> {
         self.stats.blocks += 1;
         self.stats.native_insns += built.block.insns.len() as u64;
         self.stats.native_bytes += built.native_bytes;
-        self.stats.bytes_emitted += self.scratch.e.buf.len() as u64;
+        self.stats.bytes_emitted += self.scratch.e.code().len() as u64;
         self.stats.links += built.links;
         self.cache
-            .commit(&self.scratch.e.buf, built.block, &self.scratch.exits);
+            .commit(self.scratch.e.code(), built.block, &self.scratch.exits);
         // New tables start all unresolved; the block is unreachable until this returns.
         for table in &built.tables {
             for i in 0..table.entries as usize {
@@ -477,7 +477,7 @@ impl<E: Env> Translator<E> {
             return;
         };
         e.finish();
-        if !self.cache.append_landing(&e.buf, &e.recipes) {
+        if !self.cache.append_landing(e.code(), &e.recipes) {
             return;
         }
         self.landings.insert(native, rel8);

@@ -66,6 +66,19 @@ pub(crate) fn rule(cx: &mut Cx, n: &NativeInsn) -> RuleResult {
     }
 }
 
+/// Whether `i` is translated by copying its bytes as they are, in every design: what
+/// [`rule`] sends to [`identity`] without a RIP-relative operand (the designs' own rulebooks
+/// have no arm for `FlowControl::Next`). `translate_block` copies these without the rulebooks.
+pub(crate) fn is_plain_copy(i: &Instruction) -> bool {
+    i.flow_control() == FlowControl::Next
+        && !i.is_ip_rel_memory_operand()
+        && match i.mnemonic() {
+            Mnemonic::Sti | Mnemonic::Sysretq | Mnemonic::Sysret => false,
+            Mnemonic::Mov | Mnemonic::Pop => i.op0_register() != Register::SS,
+            _ => true,
+        }
+}
+
 /// Identity copy; RIP-relative operands re-encoded for the tx address.
 pub(crate) fn identity(cx: &mut Cx, n: &NativeInsn) -> RuleResult {
     if !n.insn.is_ip_rel_memory_operand() {
@@ -517,10 +530,7 @@ pub(crate) fn call_indirect(cx: &mut Cx, n: &NativeInsn, callret: bool) -> RuleR
     }
     push_target(cx, &n.insn)?;
     // Slot copy one lower; [rsp+8] becomes the return-address slot.
-    cx.e.pushing(
-        &Instruction::with1(Code::Push_rm64, MemoryOperand::with_base(Register::RSP))
-            .map_err(EncodeFailed::from)?,
-    )?;
+    cx.e.push_rsp_qword(0)?;
     cx.e.store_u64(8, n.insn.next_ip())?;
     lookup(cx, 0)?;
     cx.after = After::Dynamic;
@@ -534,10 +544,7 @@ pub(crate) fn ret_lookup(cx: &mut Cx, n: &NativeInsn) -> RuleResult {
         Code::Retnq_imm16 => n.insn.immediate16(),
         _ => return Err(Unsupported),
     };
-    cx.e.pushing(
-        &Instruction::with1(Code::Push_rm64, MemoryOperand::with_base(Register::RSP))
-            .map_err(EncodeFailed::from)?,
-    )?;
+    cx.e.push_rsp_qword(0)?;
     lookup(cx, 8 + imm)?;
     cx.after = After::Dynamic;
     Ok(Flow::End)

@@ -118,12 +118,7 @@ fn load_and_jump(cx: &mut Cx, i: &Instruction) -> Result<(), Unsupported> {
 /// (at `[rsp+at+8]` after the push), jump through the table.
 fn stacked_target_and_jump(cx: &mut Cx, at: i64) -> Result<(), Unsupported> {
     cx.e.push_reg(Register::RCX)?;
-    let slot = MemoryOperand::with_base_displ(Register::RSP, at + 8);
-    cx.e.insn(&Instruction::with2(
-        Code::Mov_r64_rm64,
-        Register::RCX,
-        slot,
-    )?)?;
+    cx.e.load_rsp(Register::RCX, at as i32 + 8)?;
     landing::emit_table_jump(cx.e, cx.data_addr, cx.indirect)?;
     Ok(())
 }

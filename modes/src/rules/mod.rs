@@ -71,6 +71,8 @@ pub(crate) struct Scratch {
     pub(crate) exits: Vec<Exit>,
     pending: Vec<Pending>,
     maps: Vec<InsnMap>,
+    insns: Vec<NativeInsn>,
+    stubs: Vec<u32>,
 }
 
 impl Scratch {
@@ -80,6 +82,8 @@ impl Scratch {
             exits: Vec::new(),
             pending: Vec::new(),
             maps: Vec::new(),
+            insns: Vec::with_capacity(MAX_BLOCK_INSNS + 1),
+            stubs: Vec::new(),
         }
     }
 }
@@ -252,17 +256,20 @@ pub(crate) struct Config {
     pub(crate) breakpoints_native: bool,
 }
 
-/// Decodes the straight line at `pc` (up to the first instruction that cannot continue a block;
-/// calls continue one only under callret).
+/// Decodes the straight line at `pc` into `insns` (up to the first instruction that cannot
+/// continue a block; calls continue one only under callret).
 fn decode_run(
     env: &mut dyn Env,
     pc: u64,
     calls_continue: bool,
-) -> (Vec<NativeInsn>, Option<DecodeStop>) {
-    decode::decode_line(env, pc, MAX_BLOCK_INSNS + 1, |i| match i.flow_control() {
-        FlowControl::Next | FlowControl::ConditionalBranch => true,
-        FlowControl::Call | FlowControl::IndirectCall => calls_continue,
-        _ => false,
+    insns: &mut Vec<NativeInsn>,
+) -> Option<DecodeStop> {
+    decode::decode_line(env, pc, MAX_BLOCK_INSNS + 1, insns, |i| {
+        match i.flow_control() {
+            FlowControl::Next | FlowControl::ConditionalBranch => true,
+            FlowControl::Call | FlowControl::IndirectCall => calls_continue,
+            _ => false,
+        }
     })
 }
 
@@ -275,7 +282,8 @@ pub(crate) fn translate_block(
     switch_next: usize,
     scratch: &mut Scratch,
 ) -> Result<Built, TranslateError> {
-    let (insns, stop) = decode_run(env, pc, cfg.opts.callret);
+    let stop = decode_run(env, pc, cfg.opts.callret, &mut scratch.insns);
+    let insns = &scratch.insns;
     if insns.is_empty() {
         let _ = stop;
         return Err(TranslateError::Untranslatable { pc });
@@ -331,16 +339,36 @@ pub(crate) fn translate_block(
             fall_to = Some(n.insn.ip());
             break;
         }
+        let bump = inscount.is_some() && cx.new_segment && !cx.shadow && !(no_stack && i == 0);
+        let tx_off = cx.e.offset();
+        // Most instructions: one every design copies as it is, with no counter bump before it.
+        // What its rule does, without a checkpoint, the rulebooks' matches or a recipe to
+        // compare.
+        if !bump && common::is_plain_copy(&n.insn) {
+            cx.e.begin_native(n.insn.ip());
+            cx.e.copy_native(&n.bytes, n.insn.len());
+            cx.new_segment = false;
+            cx.shadow = false;
+            if let Some((_, count)) = segment.as_mut() {
+                *count += 1;
+            }
+            native_bytes += n.insn.len() as u64;
+            maps.push(InsnMap {
+                native_pc: n.insn.ip(),
+                native_len: n.insn.len() as u8,
+                tx_off,
+                tx_end: cx.e.offset(),
+                after: After::FallThrough,
+            });
+            continue;
+        }
         let cp = cx.e.checkpoint();
         let (exits_len, pending_len, links) = (cx.exits.len(), cx.pending.len(), cx.links);
         let seg_before = segment;
-        let tx_off = cx.e.offset();
         cx.e.begin_native(n.insn.ip());
-        if let Some(home) =
-            inscount.filter(|_| cx.new_segment && !cx.shadow && !(no_stack && i == 0))
-        {
+        if let Some(home) = inscount.filter(|_| bump) {
             finish_segment(cx.e, segment.take());
-            let dead = cfg.opts.flags_liveness && decode::flags_dead_before(&insns, i);
+            let dead = cfg.opts.flags_liveness && decode::flags_dead_before(insns, i);
             let field = clients::emit_add_placeholder(
                 cx.e,
                 home,
@@ -418,7 +446,8 @@ pub(crate) fn translate_block(
     let body_end = cx.e.here();
 
     // Exit stubs, in exit order.
-    let mut stubs = Vec::new();
+    let stubs = &mut scratch.stubs;
+    stubs.clear();
     let red_zone = cx.red_zone;
     let entries = cx.entries;
     for (k, pending) in cx.pending.iter().enumerate() {
@@ -466,7 +495,7 @@ pub(crate) fn translate_block(
         tx_end,
         insns: maps.to_vec(),
         recipes: cx.e.recipes.to_vec(),
-        stubs,
+        stubs: stubs.to_vec(),
         fall_exit,
         stale: false,
     };

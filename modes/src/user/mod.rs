@@ -117,6 +117,35 @@ impl Env for UserEnv {
     }
 }
 
+/// (start, length) of libc's executable segment in this process, or (0, 0) if none is loaded.
+pub fn libc_text() -> (u64, u64) {
+    extern "C" fn each(
+        info: *mut libc::dl_phdr_info,
+        _: usize,
+        data: *mut libc::c_void,
+    ) -> libc::c_int {
+        // SAFETY: dl_iterate_phdr passes a valid info and our output slot.
+        let (info, out) = unsafe { (&*info, &mut *(data as *mut (u64, u64))) };
+        // SAFETY: a NUL-terminated name from the loader, when present.
+        let name = (!info.dlpi_name.is_null())
+            .then(|| unsafe { std::ffi::CStr::from_ptr(info.dlpi_name) });
+        if name.is_some_and(|n| n.to_string_lossy().contains("libc.so")) {
+            for k in 0..info.dlpi_phnum as usize {
+                // SAFETY: dlpi_phdr has dlpi_phnum entries.
+                let ph = unsafe { &*info.dlpi_phdr.add(k) };
+                if ph.p_type == libc::PT_LOAD && ph.p_flags & libc::PF_X != 0 {
+                    *out = (info.dlpi_addr + ph.p_vaddr, ph.p_memsz);
+                }
+            }
+        }
+        0
+    }
+    let mut out = (0, 0);
+    // SAFETY: the callback only reads the info and writes `out`.
+    unsafe { libc::dl_iterate_phdr(Some(each), &mut out as *mut _ as *mut libc::c_void) };
+    out
+}
+
 /// Reads this process's memory without faulting: `process_vm_readv` on itself, split at page
 /// boundaries so a readable prefix is returned.
 pub fn read_memory(addr: u64, buf: &mut [u8]) -> usize {
@@ -427,6 +456,25 @@ impl Executor {
             stack_top,
             gs_page,
             _maps: maps,
+        }
+    }
+
+    /// Translates native `start..start + len` as a linear sweep: each block starts where the
+    /// previous one ended, one byte on after an untranslatable instruction. For measuring the
+    /// translator (the cache must hold it all: a flush would translate some code twice).
+    pub fn translate_sweep(&mut self, start: u64, len: u64) {
+        let t = &mut self.translator;
+        let mut pc = start;
+        while pc < start + len {
+            match t.translate(pc) {
+                Ok(tx) => {
+                    let b = t.cache().blocks().iter().rev().find(|b| b.tx_start == tx);
+                    let last = b.and_then(|b| b.insns.last()).expect("a new block");
+                    pc = last.native_pc + last.native_len as u64;
+                }
+                Err(TranslateError::Untranslatable { .. }) => pc += 1,
+                Err(TranslateError::CacheFull) => panic!("the sweep overflows the code cache"),
+            }
         }
     }
 
