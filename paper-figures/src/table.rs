@@ -309,7 +309,10 @@ fn idle(out: &mut String, run: &Run) {
             continue;
         };
         measured = true;
-        let key = (format!("{} {}", row.benchmark, row.params), row.mode.as_str());
+        let key = (
+            format!("{} {}", row.benchmark, row.params),
+            row.mode.as_str(),
+        );
         let w = worst.entry(key).or_insert(0.0);
         *w = w.max(share);
     }
@@ -319,12 +322,13 @@ fn idle(out: &mut String, run: &Run) {
     let listed: Vec<String> = worst
         .iter()
         .filter(|(_, &share)| share >= IDLE_LISTED)
-        .map(|((bench, mode), share)| {
-            format!("{} in {mode} ({:.0}%)", bench.trim(), share * 100.0)
-        })
+        .map(|((bench, mode), share)| format!("{} in {mode} ({:.0}%)", bench.trim(), share * 100.0))
         .collect();
-    let _ = writeln!(out, "## Time with every CPU idle
-");
+    let _ = writeln!(
+        out,
+        "## Time with every CPU idle
+"
+    );
     if listed.is_empty() {
         let _ = writeln!(
             out,

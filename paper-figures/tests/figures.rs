@@ -681,3 +681,29 @@ fn per_slot_statistics_give_the_cold_start_table_and_the_prof_table() {
     assert!(prof.contains("| lat_syscall null | 0.000500 |"), "{prof}");
     assert!(prof.contains("client off"), "{prof}");
 }
+
+#[test]
+fn rows_whose_time_had_every_cpu_idle_are_listed_with_their_largest_share() {
+    let root = tempfile::tempdir().unwrap();
+    let id = RunId::parse("20260503-000000-1234567").unwrap();
+    let mut w = RunWriter::create(root.path(), &id).unwrap();
+    for (mode, bench, share) in [
+        ("native", "lat_proc shell", 0.08),
+        ("fast", "lat_proc shell", 0.31),
+        ("native", "lat_pipe", 0.0),
+        ("fast", "lat_pipe", 0.049),
+    ] {
+        let mut row = sample(mode, bench, 2.0);
+        row.all_idle_share = Some(share);
+        w.append_row(&row).unwrap();
+    }
+    let run = w.finish(manifest(&id, &["native", "fast"])).unwrap();
+    paper_figures::render(std::slice::from_ref(&run.dir), None).unwrap();
+    let md = fs::read_to_string(run.dir.join("figures/table.md")).unwrap();
+    let section = &md[md.find("## Time with every CPU idle").expect("section")..];
+    assert!(
+        section.contains("lat_proc shell in fast (31%); lat_proc shell in native (8%)."),
+        "{section}"
+    );
+    assert!(!section.contains("lat_pipe"), "{section}");
+}
