@@ -326,8 +326,22 @@ pub(crate) fn translate_block(
         links: 0,
     };
     let inscount = counters.filter(|_| cfg.opts.inscount);
-    // No bump for the first segment where the stack is not ours yet.
+    // Where the block starts on a stack that is not ours (the syscall entry runs its first
+    // instructions on the user's), no bump may come before an instruction has loaded RSP; the
+    // first bump then comes right after it and counts the instructions before it too.
     let no_stack = env.stack_unusable_at(pc);
+    let stack_from = if no_stack {
+        insns
+            .iter()
+            .position(|n| {
+                n.insn.mnemonic() == iced_x86::Mnemonic::Mov
+                    && n.insn.op0_kind() == iced_x86::OpKind::Register
+                    && n.insn.op0_register() == iced_x86::Register::RSP
+            })
+            .map_or(usize::MAX, |j| j + 1)
+    } else {
+        0
+    };
     let mut segment: Option<(u64, u32)> = None;
     let mut native_bytes = 0u64;
     let mut fall_to: Option<u64> = None;
@@ -339,7 +353,9 @@ pub(crate) fn translate_block(
             fall_to = Some(n.insn.ip());
             break;
         }
-        let bump = inscount.is_some() && cx.new_segment && !cx.shadow && !(no_stack && i == 0);
+        let deferred = no_stack && i == stack_from;
+        let bump =
+            inscount.is_some() && !cx.shadow && i >= stack_from && (cx.new_segment || deferred);
         let tx_off = cx.e.offset();
         // Most instructions: one every design copies as it is, with no counter bump before it.
         // What its rule does, without a checkpoint, the rulebooks' matches or a recipe to
@@ -377,7 +393,7 @@ pub(crate) fn translate_block(
                 cx.red_zone as i32,
             )
             .map_err(|_| TranslateError::Untranslatable { pc })?;
-            segment = Some((field, 0));
+            segment = Some((field, if deferred { i as u32 } else { 0 }));
             cx.e.begin_native(n.insn.ip());
         }
         cx.new_segment = false;
