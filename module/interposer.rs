@@ -605,10 +605,7 @@ impl Interposer {
         let Some(live) = self.live.as_ref().filter(|_| self.on.is_some()) else {
             return false;
         };
-        // drk's per-CPU caches are not flushed yet: the first translated interrupt after a
-        // flush faulted in the drk mix (docs/ARCHITECTURE.md, "Flushing a full cache").
-        let drk = live.translators[0].spec().starts_with("drk");
-        if drk || !live.translators[0].flush_wanted() {
+        if !live.translators[0].flush_wanted() {
             return false;
         }
         let lo = self.region.exec() + self.head as u64;

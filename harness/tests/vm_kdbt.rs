@@ -281,8 +281,7 @@ fn run_light_mixes(modes: &[&str]) -> Vec<String> {
 #[test]
 #[ignore = "needs the guest lab: run through `cargo xtask test`"]
 fn small_caches_are_flushed_and_translation_goes_on() {
-    // drk's per-CPU caches are not flushed yet (docs/ARCHITECTURE.md).
-    let modes = ["fast:cache=2M", "fast:no-callret,cache=2M"];
+    let modes = ["fast:cache=2M", "fast:no-callret,cache=2M", "drk:cache=2M"];
     for (m, stats) in modes.iter().zip(run_light_mixes(&modes)) {
         eprintln!("[{m}] {}", field(&stats, "flush").unwrap_or("?"));
         assert!(number_after(&stats, "cache_flushes") >= 2, "[{m}] {stats}");

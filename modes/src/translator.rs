@@ -206,9 +206,9 @@ impl<E: Env> Translator<E> {
         if self.spec.options.landings {
             crate::landing::clear(&self.data, self.cache.entries.landing_miss);
             self.landings.clear();
-        } else {
-            crate::jumptable::clear(&self.data);
         }
+        // Also with landings: `ret imm16` and drk's `iretq` to the kernel look up here.
+        crate::jumptable::clear(&self.data);
         self.tables.clear();
         self.switch_next = crate::switch_table::OFF;
         self.stats.flushes += 1;

@@ -97,3 +97,44 @@ fn the_flush_watermark_is_passed_before_the_cache_is_full_and_a_flush_clears_it(
     t.flush();
     assert!(!t.cache().past_flush_watermark());
 }
+
+/// `ret imm16` goes through the jumptable even where the other lookups use landings: a flush
+/// must empty it too, or a later return finds a translation the flush threw away.
+#[test]
+fn a_flush_forgets_the_jumptable_that_ret_imm16_uses() {
+    const SITES: usize = 120;
+    let s = snippet(|a| {
+        let mut f = a.create_label();
+        let mut labels: Vec<CodeLabel> = (0..=SITES).map(|_| a.create_label()).collect();
+        a.mov(ecx, 3u32)?;
+        a.xor(eax, eax)?;
+        for k in 0..SITES {
+            a.set_label(&mut labels[k])?;
+            a.push(rcx)?; // the slot `ret 8` drops
+            a.call(f)?;
+            a.add(rax, k as i32)?;
+            a.jmp(labels[k + 1])?;
+        }
+        a.set_label(&mut labels[SITES])?;
+        a.dec(ecx)?;
+        a.jnz(labels[0])?;
+        a.ret()?;
+        a.set_label(&mut f)?;
+        a.mov(rdx, qword_ptr(rsp + 8))?;
+        a.ret_1(8)?;
+        Ok(vec![])
+    });
+    let expected = 3 * (0..SITES as u64).sum::<u64>();
+    for mode in ["fast:no-callret", "drk"] {
+        let cfg = ExecConfig {
+            cache_size: 4096,
+            ..ExecConfig::default()
+        };
+        let mut ex = Executor::with_config(ModeSpec::parse(mode).unwrap(), cfg);
+        let mut r = support::regs(&[]);
+        // SAFETY: a plain function of the snippet.
+        unsafe { ex.run_translated(s.entry, &mut r).unwrap() };
+        assert_eq!(r.gpr[RAX], expected, "{mode}");
+        assert!(ex.stats().flushes > 0, "{mode}: {:?}", ex.stats());
+    }
+}
