@@ -121,7 +121,10 @@ pub fn markdown(run: &Run) -> Option<String> {
                     .filter_map(|(_, c)| (fig.value)(c))
                     .collect();
                 v.sort_by(f64::total_cmp);
-                let text = if !on {
+                // kdbt is loaded but off in native slots: its counters stand still there.
+                let text = if m.as_str() == kdbt_harness::store::NATIVE_MODE {
+                    "not translated".to_owned()
+                } else if !on {
                     "client off".to_owned()
                 } else if v.is_empty() {
                     "—".to_owned()
