@@ -304,7 +304,8 @@ impl Translator {
         (native != 0).then_some(native)
     }
 
-    /// Empties every cache of the chain; false (nothing flushed) while a drk interrupt waits
+    /// Empties the caches of the chain that asked for a flush (drk: each CPU's on its own);
+    /// false (nothing flushed) while a drk interrupt waits
     /// at a patched boundary. Only with every CPU stopped and no stack referencing the caches
     /// (module/flush.rs).
     pub(crate) fn flush(&self) -> bool {

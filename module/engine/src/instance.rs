@@ -487,8 +487,8 @@ pub unsafe extern "C" fn kdbt_engine_describe_tx(
     w.len
 }
 
-/// Empties every code cache of the chain (the persistent entries stay) and clears the flush
-/// requests. Refused (false, nothing flushed) while a drk interrupt waits at a patched
+/// Empties the code caches of the chain that asked for a flush (the persistent entries stay)
+/// and clears their requests. Refused (false, nothing flushed) while a drk interrupt waits at a patched
 /// boundary in a cache.
 ///
 /// # Safety
@@ -508,7 +508,9 @@ pub unsafe extern "C" fn kdbt_engine_flush(instance: *const Instance) -> bool {
             return false;
         }
     }
-    for inst in first.chain() {
+    // Only the caches that asked: drk's per-CPU caches fill at their own pace, and no CPU
+    // runs in another's (their stacks and frames hold native addresses only).
+    for inst in first.chain().filter(|i| i.flush_requested.load(Relaxed)) {
         inst.lock_forever().translator().flush();
         inst.flush_requested.store(false, Relaxed);
     }
