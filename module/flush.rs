@@ -15,8 +15,12 @@ use kernel::prelude::*;
 use crate::interposer::Interposer;
 
 extern "C" {
-    fn kdbt_flush_stacks(lo: u64, hi: u64, ctx: *mut core::ffi::c_void, rewritten: *mut u64)
-        -> isize;
+    fn kdbt_flush_stacks(
+        lo: u64,
+        hi: u64,
+        ctx: *mut core::ffi::c_void,
+        rewritten: *mut u64,
+    ) -> isize;
     fn kdbt_flush_start(ctx: *const core::ffi::c_void);
     fn kdbt_flush_stop();
 }
