@@ -33,7 +33,7 @@ fn once(mode: &str, kib: u64, dump: Option<&str>) -> u64 {
         flush_safe: Some(true),
         ..ExecConfig::default()
     };
-    Executor::with_config(spec, cfg).translate_sweep(start, 4 << 10);
+    Executor::with_config(spec, cfg.clone()).translate_sweep(start, 4 << 10);
     let mut ex = Executor::with_config(spec, cfg);
     ex.translate_sweep(start, kib << 10);
     if let Some(path) = dump {

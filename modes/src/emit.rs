@@ -351,6 +351,13 @@ impl Emitter {
         Ok(())
     }
 
+    /// An instruction that pops 8 bytes of non-register data (`popfq`).
+    pub(crate) fn popping(&mut self, insn: &Instruction) -> Result<(), EncodeFailed> {
+        self.insn(insn)?;
+        self.cur.rsp_adjust -= 8;
+        Ok(())
+    }
+
     /// `push imm32` (sign-extended).
     pub(crate) fn push_imm32(&mut self, imm: i32) -> Result<(), EncodeFailed> {
         let i = imm.to_le_bytes();

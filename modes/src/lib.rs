@@ -23,6 +23,7 @@
 //! | [`switch_table`] | translated jump tables of bounded `switch` jumps |
 //! | [`rollback`] | recipes and native-state reconstruction |
 //! | [`clients`] | inscount and indirect counters, statistics |
+//! | [`funccount`] | the function-entry counting client |
 //! | [`translator`] | [`Translator`]: translate, dispatch, flush, stats, rollback, next boundary |
 //! | `user` (feature `user`, test support) | the user-mode executor |
 //!
@@ -47,6 +48,7 @@ pub mod dispatch;
 pub mod drk_entry;
 pub(crate) mod emit;
 pub mod env;
+pub mod funccount;
 pub mod jumptable;
 pub mod landing;
 pub mod link;
@@ -59,6 +61,7 @@ pub mod translator;
 pub mod user;
 
 pub use clients::Stats;
+pub use funccount::{FuncSet, FuncSetError};
 pub use rules::TranslateError;
 pub use spec::{Design, ModeSpec, Options, SpecError};
 pub use translator::{InitError, NextBoundary, RolledBack, Translator};

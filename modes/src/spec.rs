@@ -17,6 +17,7 @@
 //! | `prefix-pad` | on | on | align chainable rel32 fields with prefixes of the branch, not NOPs before it |
 //! | `inscount` | off | off | count native instructions executed |
 //! | `indirect` | off | off | count indirect branches executed and jumptable hits |
+//! | `funccount` | off | off | count entries of a loaded set of functions ([`crate::funccount`]) |
 //!
 //! One option takes a value: `cache=<size>` (`cache=1M`, `cache=512K`; 256K to 1024M) caps each
 //! translator's code memory, so tests and ablations can force flushes of a full cache. Without
@@ -80,10 +81,13 @@ pub struct Options {
     pub inscount: bool,
     /// Client: count indirect branches executed and jumptable hits.
     pub indirect: bool,
+    /// Client: count entries of the functions of a [`crate::funccount::FuncSet`] given to
+    /// the translator (JIFL-style instrumentation, [`crate::funccount`]).
+    pub funccount: bool,
 }
 
 /// The option names in the order the canonical text form prints them.
-pub const OPTION_NAMES: [&str; 9] = [
+pub const OPTION_NAMES: [&str; 10] = [
     "chaining",
     "jumptable",
     "landings",
@@ -93,6 +97,7 @@ pub const OPTION_NAMES: [&str; 9] = [
     "prefix-pad",
     "inscount",
     "indirect",
+    "funccount",
 ];
 
 /// Index of `landings` in [`OPTION_NAMES`].
@@ -111,6 +116,7 @@ impl Options {
             prefix_pad: true,
             inscount: false,
             indirect: false,
+            funccount: false,
         }
     }
 
@@ -124,7 +130,8 @@ impl Options {
             5 => &mut self.flags_liveness,
             6 => &mut self.prefix_pad,
             7 => &mut self.inscount,
-            _ => &mut self.indirect,
+            8 => &mut self.indirect,
+            _ => &mut self.funccount,
         }
     }
 

@@ -5,6 +5,7 @@ use alloc::vec::Vec;
 use crate::cache::{After, CodeCache, ExitKind, TxInfo};
 use crate::clients::{self, Counter, Home, Stats};
 use crate::env::{is_abs32, CodeMemory, DataMemory, Env};
+use crate::funccount::{FuncSet, FuncSetError};
 use crate::link;
 use crate::rollback::{self, MachineState, RollbackError, RSP};
 use crate::rules::{self, Config, TranslateError};
@@ -97,6 +98,7 @@ impl<E: Env> Translator<E> {
             data_addr: data.addr(),
             counters: Home::resolve(env.counter_home(), data.addr()),
             breakpoints_native: env.breakpoints_run_natively(),
+            funcs: None,
         };
         if spec.options.landings {
             crate::landing::clear(&data, cache.entries.landing_miss);
@@ -126,6 +128,26 @@ impl<E: Env> Translator<E> {
         exits: usize,
     ) -> Result<(), alloc::collections::TryReserveError> {
         self.cache.reserve(blocks, exits)
+    }
+
+    /// Gives client `funccount` its functions (from now on each entry of one of them adds one
+    /// to its counter). Errors: [`FuncSetError::ClientOff`] without `funccount` in the spec;
+    /// [`FuncSetError::AfterTranslation`] once a block is translated (its entries would go
+    /// uncounted).
+    pub fn set_functions(&mut self, set: FuncSet) -> Result<(), FuncSetError> {
+        if !self.spec.options.funccount {
+            return Err(FuncSetError::ClientOff);
+        }
+        if !self.cache.blocks().is_empty() {
+            return Err(FuncSetError::AfterTranslation);
+        }
+        self.cfg.funcs = Some(set);
+        Ok(())
+    }
+
+    /// Client `funccount`'s functions, if given.
+    pub fn functions(&self) -> Option<&FuncSet> {
+        self.cfg.funcs.as_ref()
     }
 
     /// The mode it runs.

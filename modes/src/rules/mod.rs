@@ -254,6 +254,8 @@ pub(crate) struct Config {
     pub(crate) counters: Home,
     /// Native `int3`s are left to run natively ([`crate::env::Env::breakpoints_run_natively`]).
     pub(crate) breakpoints_native: bool,
+    /// Client `funccount`: the functions whose entries are counted, if on and given.
+    pub(crate) funcs: Option<crate::funccount::FuncSet>,
 }
 
 /// Decodes the straight line at `pc` into `insns` (up to the first instruction that cannot
@@ -353,6 +355,15 @@ pub(crate) fn translate_block(
             fall_to = Some(n.insn.ip());
             break;
         }
+        let func = cfg
+            .funcs
+            .as_ref()
+            .and_then(|f| Some(f.counter(f.index(n.insn.ip())?)));
+        if func.is_some() && i > 0 {
+            // A counted function's entry starts a block of its own.
+            fall_to = Some(n.insn.ip());
+            break;
+        }
         let deferred = no_stack && i == stack_from;
         let bump =
             inscount.is_some() && !cx.shadow && i >= stack_from && (cx.new_segment || deferred);
@@ -360,7 +371,7 @@ pub(crate) fn translate_block(
         // Most instructions: one every design copies as it is, with no counter bump before it.
         // What its rule does, without a checkpoint, the rulebooks' matches or a recipe to
         // compare.
-        if !bump && common::is_plain_copy(&n.insn) {
+        if !bump && func.is_none() && common::is_plain_copy(&n.insn) {
             cx.e.begin_native(n.insn.ip());
             cx.e.copy_native(&n.bytes, n.insn.len());
             cx.new_segment = false;
@@ -382,6 +393,16 @@ pub(crate) fn translate_block(
         let (exits_len, pending_len, links) = (cx.exits.len(), cx.pending.len(), cx.links);
         let seg_before = segment;
         cx.e.begin_native(n.insn.ip());
+        if let Some(counter) = func {
+            let dead = cfg.opts.flags_liveness && decode::flags_dead_before(insns, i);
+            if no_stack && !dead {
+                // No stack to save the flags on (the syscall entry's first instruction).
+                return Err(TranslateError::Untranslatable { pc });
+            }
+            crate::funccount::emit_count(cx.e, counter, dead, cx.red_zone as i32)
+                .map_err(|_| TranslateError::Untranslatable { pc })?;
+            cx.e.begin_native(n.insn.ip());
+        }
         if let Some(home) = inscount.filter(|_| bump) {
             finish_segment(cx.e, segment.take());
             let dead = cfg.opts.flags_liveness && decode::flags_dead_before(insns, i);

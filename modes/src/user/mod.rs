@@ -203,7 +203,7 @@ const OFF_TARGET: i32 = 17 * 8;
 const OFF_HOST_RSP: i32 = 18 * 8;
 
 /// How to set an executor up.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct ExecConfig {
     /// Code cache bytes.
     pub cache_size: usize,
@@ -221,6 +221,9 @@ pub struct ExecConfig {
     /// Native code `lo..hi` that [`Env::run_natively`] keeps out of the cache (as the kernel
     /// keeps its espfix64 return and `asm_load_gs_index`).
     pub native: Option<(u64, u64)>,
+    /// Client `funccount`'s functions (native entries); their counters are in a low mapping
+    /// of the executor's ([`Executor::func_counts`]). Needs `funccount` in the spec.
+    pub funcs: Vec<u64>,
 }
 
 impl Default for ExecConfig {
@@ -232,6 +235,7 @@ impl Default for ExecConfig {
             breakpoints_native: false,
             dispatcher_stacks: false,
             native: None,
+            funcs: Vec::new(),
         }
     }
 }
@@ -409,11 +413,28 @@ impl Executor {
         // slot after DATA_SIZE belongs to the thunk).
         let data_mem =
             unsafe { DataMemory::new(data.0 as u64, data.0 as *mut u8, clients::DATA_SIZE) };
-        let translator =
+        let mut translator =
             Box::new(Translator::new(spec, env, code, data_mem).expect("translator setup"));
+        let mut counts = None;
+        if !cfg.funcs.is_empty() {
+            let m = map(
+                0,
+                (8 * cfg.funcs.len()).next_multiple_of(4096),
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_32BIT,
+                -1,
+            )
+            .expect("MAP_32BIT counters");
+            let set = crate::FuncSet::new(&cfg.funcs, m.0 as u64).expect("function set");
+            translator
+                .set_functions(set)
+                .expect("funccount in the spec");
+            counts = Some(m);
+        }
 
         let rw_base = rw.0 as *mut u8;
         let mut maps = std::vec![rw, rx, data, stack];
+        maps.extend(counts);
         let stacks = cfg.dispatcher_stacks.then(|| {
             let (table, tops) = dispatcher_stacks(DISPATCHER_STACK);
             let st = DispatcherStacks {
@@ -476,6 +497,23 @@ impl Executor {
                 Err(TranslateError::CacheFull) => panic!("the sweep overflows the code cache"),
             }
         }
+    }
+
+    /// Client `funccount`'s counts: `(native entry, entries counted)`, ascending by address.
+    pub fn func_counts(&self) -> Vec<(u64, u64)> {
+        let Some(set) = self.translator.functions() else {
+            return Vec::new();
+        };
+        set.entries()
+            .iter()
+            .enumerate()
+            .map(|(k, &f)| {
+                // SAFETY: counter `k` lies in the executor's counter mapping; emitted code
+                // updates it with locked adds, so a volatile read sees a whole value.
+                let n = unsafe { core::ptr::read_volatile(set.counter(k) as *const u64) };
+                (f, n)
+            })
+            .collect()
     }
 
     /// The translator.

@@ -222,8 +222,19 @@ pub fn run_native(m: &mut Machine, entry: u64, case: &Case) -> Outcome {
 
 /// Runs `entry` translated in `mode`; returns the outcome and the executor (for stats).
 pub fn run_translated(m: &mut Machine, entry: u64, case: &Case, mode: &str) -> (Outcome, Executor) {
+    run_translated_with(m, entry, case, mode, ExecConfig::default())
+}
+
+/// [`run_translated`] with an executor configuration.
+pub fn run_translated_with(
+    m: &mut Machine,
+    entry: u64,
+    case: &Case,
+    mode: &str,
+    cfg: ExecConfig,
+) -> (Outcome, Executor) {
     let spec = ModeSpec::parse(mode).unwrap();
-    let mut ex = Executor::with_config(spec, ExecConfig::default());
+    let mut ex = Executor::with_config(spec, cfg);
     let mut regs = prepare(m, case);
     // SAFETY: as for the native run.
     unsafe {
