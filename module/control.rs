@@ -10,7 +10,8 @@
 //! [`Interposer`]: crate::interposer::Interposer
 
 use crate::control_abi::{
-    OnArg, KDBT_IOC_OFF, KDBT_IOC_ON, KDBT_IOC_RESET_STATS, MESSAGE_MAX, SPEC_MAX,
+    FuncsArg, OnArg, ProbeArg, KDBT_IOC_FUNCS, KDBT_IOC_OFF, KDBT_IOC_ON, KDBT_IOC_PROBE,
+    KDBT_IOC_RESET_STATS, MESSAGE_MAX, SPEC_MAX,
 };
 use crate::interposer::OnError;
 use kernel::prelude::*;
@@ -73,11 +74,14 @@ pub(crate) extern "C" fn kdbt_control_ioctl(
             let interposer = ctx.interposer.lock();
             interposer.stats().reset();
             crate::hooks::reset_counts();
+            crate::funcs::reset();
             if let Some(t) = interposer.translator() {
                 t.reset_stats();
             }
             Ok(())
         }
+        KDBT_IOC_FUNCS => load_funcs(ctx, arg),
+        KDBT_IOC_PROBE => probe(ctx, arg),
         _ => Err(EINVAL),
     };
     match result {
@@ -146,4 +150,66 @@ fn switch_on(ctx: &Context, arg: usize) -> Result {
             Err(e)
         }
     }
+}
+
+/// `KDBT_IOC_FUNCS`: replaces the function set, answering a refusal in the user's
+/// [`FuncsArg`]. No translator may count into the old set: kdbt must be off, and a kept
+/// `funccount` translator is freed first (refused while its cache is still on task stacks).
+fn load_funcs(ctx: &Context, arg: usize) -> Result {
+    let mut head = [0u8; 16];
+    UserSlice::new(arg, head.len())
+        .reader()
+        .read_slice(&mut head)?;
+    let addrs = u64::from_ne_bytes(head[..8].try_into().map_err(|_| EINVAL)?);
+    let count = u32::from_ne_bytes(head[8..12].try_into().map_err(|_| EINVAL)?);
+    let answer = |index: u32, why: &[u8]| -> Result {
+        let mut msg = [0u8; MESSAGE_MAX];
+        let n = why.len().min(MESSAGE_MAX - 1);
+        msg[..n].copy_from_slice(&why[..n]);
+        let at = arg + core::mem::offset_of!(FuncsArg, bad_index);
+        let mut w = UserSlice::new(at, 4 + MESSAGE_MAX).writer();
+        w.write_slice(&index.to_ne_bytes())?;
+        w.write_slice(&msg)
+    };
+    let mut interposer = ctx.interposer.lock();
+    if let Err(why) = interposer.release_funccount() {
+        answer(u32::MAX, why.as_bytes())?;
+        return Err(EBUSY);
+    }
+    let addrs = usize::try_from(addrs).map_err(|_| EFAULT)?;
+    match crate::funcs::load(addrs, count) {
+        Ok(()) => {
+            pr_info!("function set loaded: {} addresses given\n", count);
+            answer(u32::MAX, b"")
+        }
+        Err(r) => {
+            answer(r.index, r.why.as_bytes())?;
+            Err(r.errno)
+        }
+    }
+}
+
+/// `KDBT_IOC_PROBE`: starts or stops kprobes or ftrace counting the set (never while kdbt
+/// is on: translated code would run past probes placed in native text after it was copied).
+fn probe(ctx: &Context, arg: usize) -> Result {
+    let mut head = [0u8; 8];
+    UserSlice::new(arg, head.len())
+        .reader()
+        .read_slice(&mut head)?;
+    let method = u32::from_ne_bytes(head[..4].try_into().map_err(|_| EINVAL)?);
+    let interposer = ctx.interposer.lock();
+    if method != crate::control_abi::PROBE_OFF && interposer.mode().is_some() {
+        return Err(EBUSY);
+    }
+    let result = crate::funcs::probe(method);
+    let index = result.as_ref().err().map_or(u32::MAX, |r| r.index);
+    let at = arg + core::mem::offset_of!(ProbeArg, bad_index);
+    UserSlice::new(at, 4)
+        .writer()
+        .write_slice(&index.to_ne_bytes())?;
+    drop(interposer);
+    result.map_err(|r| {
+        pr_info!("probe method {} refused: {:?}\n", method, r.why);
+        r.errno
+    })
 }

@@ -8,7 +8,9 @@
 //! |---|---|---|---|
 //! | [`KDBT_IOC_ON`] | [`OnArg`] (in: spec; out: message) | switched on | `EINVAL` bad spec (message in [`OnArg::message`]), `EBUSY` already on, `EIO` a CPU could not be switched (all were switched back), `ENOMEM` |
 //! | [`KDBT_IOC_OFF`] | none | switched off | [`OFF_WHILE_OFF_ERRNO`] (`EALREADY`) already off |
-//! | [`KDBT_IOC_RESET_STATS`] | none | counters zeroed | none |
+//! | [`KDBT_IOC_RESET_STATS`] | none | counters zeroed (function counts too) | none |
+//! | [`KDBT_IOC_FUNCS`] | [`FuncsArg`] | function set replaced, its counts zeroed | `EINVAL` a refused address ([`FuncsArg::bad_index`], reason in [`FuncsArg::message`]) or an empty set, `EBUSY` kdbt on, a `funccount` cache still on stacks, or a probe method counting, `E2BIG`, `EFAULT`, `ENOMEM` |
+//! | [`KDBT_IOC_PROBE`] | [`ProbeArg`] | kprobes or ftrace count the set (or stop) | `ENOENT` no set, `EBUSY` kdbt on or another method counting, `EINVAL` unknown method, kprobes' or ftrace's errno ([`ProbeArg::bad_index`]: the function kprobes refused) |
 //! | any other number | | | `EINVAL` |
 //!
 //! Opening the device or any ioctl without `CAP_SYS_ADMIN`: `EPERM` (the node is also 0600).
@@ -38,6 +40,37 @@ pub(crate) struct OnArg {
     pub(crate) message: [u8; MESSAGE_MAX],
 }
 
+/// Argument of [`KDBT_IOC_FUNCS`]: the function set of the instrumentation comparison.
+#[repr(C)]
+pub(crate) struct FuncsArg {
+    /// User address of `count` native function entry addresses (`u64`, any order).
+    pub(crate) addrs: u64,
+    /// How many.
+    pub(crate) count: u32,
+    /// Written by the module on `EINVAL`: the index in `addrs` of the refused address, or
+    /// `u32::MAX` when the set as a whole was refused.
+    pub(crate) bad_index: u32,
+    /// Written by the module on a refusal: why, NUL-terminated.
+    pub(crate) message: [u8; MESSAGE_MAX],
+}
+
+/// [`ProbeArg::method`]: stop probing.
+pub(crate) const PROBE_OFF: u32 = 0;
+/// [`ProbeArg::method`]: one kprobe per function (an `int3` after its ftrace NOP).
+pub(crate) const PROBE_KPROBES: u32 = 1;
+/// [`ProbeArg::method`]: ftrace's function tracer with a counting callback.
+pub(crate) const PROBE_FTRACE: u32 = 2;
+
+/// Argument of [`KDBT_IOC_PROBE`].
+#[repr(C)]
+pub(crate) struct ProbeArg {
+    /// [`PROBE_OFF`], [`PROBE_KPROBES`] or [`PROBE_FTRACE`].
+    pub(crate) method: u32,
+    /// Written by the module on failure: the index (in ascending address order) of the
+    /// function kprobes refused, or `u32::MAX`.
+    pub(crate) bad_index: u32,
+}
+
 /// Switch on with a mode spec.
 pub(crate) const KDBT_IOC_ON: u32 =
     ioc(IOC_READ | IOC_WRITE, NR_BASE, core::mem::size_of::<OnArg>());
@@ -45,6 +78,19 @@ pub(crate) const KDBT_IOC_ON: u32 =
 pub(crate) const KDBT_IOC_OFF: u32 = ioc(IOC_NONE, NR_BASE + 1, 0);
 /// Zero the statistics.
 pub(crate) const KDBT_IOC_RESET_STATS: u32 = ioc(IOC_NONE, NR_BASE + 2, 0);
+
+/// Load the function set.
+pub(crate) const KDBT_IOC_FUNCS: u32 = ioc(
+    IOC_READ | IOC_WRITE,
+    NR_BASE + 3,
+    core::mem::size_of::<FuncsArg>(),
+);
+/// Start or stop counting the set with kprobes or ftrace.
+pub(crate) const KDBT_IOC_PROBE: u32 = ioc(
+    IOC_READ | IOC_WRITE,
+    NR_BASE + 4,
+    core::mem::size_of::<ProbeArg>(),
+);
 
 /// errno of [`KDBT_IOC_OFF`] while off: `EALREADY` (114 on x86-64 Linux), "already in the
 /// requested state", distinct from `EBUSY` (switch-on while on) so scripts can tell them apart.

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! `<debugfs>/kdbt/`: `status` (state, mode, entries, code cache layout) and `stats` (counters
+//! `<debugfs>/kdbt/`: `status` (state, mode, entries, code cache layout), `stats` (counters
 //! per CPU and total), text files readable by root.
 //!
 //! Rust-for-Linux 6.12 has no debugfs abstraction, so the files are made by the C shim

@@ -274,6 +274,18 @@ impl Interposer {
         if self.on.is_some() {
             return Err(OnError::AlreadyOn);
         }
+        if crate::funcs::probing() {
+            return Err(OnError::Refused(
+                EBUSY,
+                "kprobes or ftrace count the function set: `kdbtctl probe off` first",
+            ));
+        }
+        if crate::funcs::counts_in(mode) && crate::funcs::for_translator().0.is_empty() {
+            return Err(OnError::Refused(
+                EINVAL,
+                "funccount needs a function set: `kdbtctl funcs FILE` first",
+            ));
+        }
         let native_idtr = idt::current();
         let native_lstar = syscall_entry::current();
         let reuse = self
@@ -477,6 +489,26 @@ impl Interposer {
                 true
             }
         }
+    }
+
+    /// Frees a kept translator whose code counts into the function set, so that a new set can
+    /// be loaded. Errors (why): kdbt is on, or that translator's cache is still on task stacks.
+    pub(crate) fn release_funccount(&mut self) -> Result<(), &'static str> {
+        if self.on.is_some() {
+            return Err("kdbt is on: switch it off first");
+        }
+        let counting = self.live.as_ref().is_some_and(|l| {
+            l.translators
+                .iter()
+                .any(|t| crate::funcs::counts_in(t.spec()))
+        });
+        if counting {
+            if self.drain_step() {
+                return Err("the funccount translator's cache is still on task stacks; retry");
+            }
+            self.release();
+        }
+        Ok(())
     }
 
     /// Unpublishes and frees the translator (drained: nothing can enter its cache any more).

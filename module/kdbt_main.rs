@@ -8,7 +8,7 @@
 //! [`translator`]); kernel APIs without a Rust-for-Linux abstraction go through the C shim.
 //!
 //! Control: `/dev/kdbt` ([`control`], ABI in [`control_abi`]); text: `<debugfs>/kdbt/{status,
-//! stats}` ([`debugfs`]). Switching on interposes on every CPU's IDT and syscall entry
+//! stats,funccount}` ([`debugfs`], [`funcs`]). Switching on interposes on every CPU's IDT and syscall entry
 //! ([`interposer`]): the entries lead into the code cache, where the kernel runs translated;
 //! [`hooks`] covers the kernel's other ways of meeting translated code.
 
@@ -24,6 +24,7 @@ mod debugfs;
 mod dispatcher_stack;
 mod entry_stub;
 mod flush;
+mod funcs;
 mod hooks;
 mod idt;
 mod interposer;
@@ -58,12 +59,14 @@ pub(crate) struct Shared {
 }
 
 /// The loaded module. Fields drop in order: no more ioctls, no more readers, then the state
-/// (which frees any translator), then the kernel hooks, then the engine's heap.
+/// (which frees any translator), then the function set, then the kernel hooks, then the
+/// engine's heap.
 struct Kdbt {
     _control: control::ControlDevice,
     _debugfs: debugfs::DebugFiles,
     _flush: flush::Work,
     shared: Pin<KBox<Shared>>,
+    _funcs: funcs::FuncSet,
     _hooks: hooks::Hooks,
     _arena: translator::Arena,
 }
@@ -105,6 +108,7 @@ impl kernel::Module for Kdbt {
             _debugfs: debugfs,
             _flush: flush,
             shared,
+            _funcs: funcs::FuncSet::new(),
             _hooks: hooks,
             _arena: arena,
         })
@@ -244,6 +248,8 @@ fn render_stats(shared: &Shared, w: &mut debugfs::TextWriter<'_>) -> Result {
         "hooks: text_pokes {pokes} text_pokes_invalidating {invalidating} traps_redirected \
          {redirected}"
     );
+    // One method counts at a time, so their sum is that method's count (docs/INSTRUMENT.md).
+    let _ = writeln!(w, "funccount: func_hits {}", funcs::hits());
     let f = interposer.flushes();
     let _ = writeln!(
         w,

@@ -72,6 +72,12 @@ static int stats_show(struct seq_file *m, void *unused)
 }
 DEFINE_SHOW_ATTRIBUTE(stats);
 
+static int funccount_show(struct seq_file *m, void *unused)
+{
+	return kdbt_funcs_show(m);
+}
+DEFINE_SHOW_ATTRIBUTE(funccount);
+
 int kdbt_debugfs_create(void *ctx)
 {
 	struct dentry *file;
@@ -83,6 +89,9 @@ int kdbt_debugfs_create(void *ctx)
 	if (IS_ERR(file))
 		goto fail;
 	file = debugfs_create_file("stats", 0400, kdbt_dir, ctx, &stats_fops);
+	if (IS_ERR(file))
+		goto fail;
+	file = debugfs_create_file("funccount", 0400, kdbt_dir, NULL, &funccount_fops);
 	if (IS_ERR(file))
 		goto fail;
 	return 0;

@@ -134,4 +134,41 @@ u64 kdbt_engine_invalidate(void *instance, u64 lo, u64 hi);
 /* A Rust panic inside the engine: there is no unwinding in the kernel. */
 void __noreturn kdbt_engine_panic(const char *msg, size_t len);
 
+/*
+ * The function set of the instrumentation comparison (module/funcs.c, called from
+ * module/funcs.rs under the interposer's mutex). Counter column per method:
+ */
+#define KDBT_FUNCS_KDBT 0
+#define KDBT_FUNCS_KPROBES 1
+#define KDBT_FUNCS_FTRACE 2
+#define KDBT_FUNCS_METHODS 3
+/* Most functions in one set. */
+#define KDBT_FUNCS_MAX 65536
+/*
+ * Replaces the set with the `n` addresses at user address `uaddrs`; zeroes the counters. Each
+ * must be the start of a core-kernel function with an ftrace NOP. 0 or -errno: -EINVAL with
+ * *bad the index of the refused address (U32_MAX: the set itself) and *why the reason,
+ * -EBUSY while kprobes or ftrace count, -E2BIG, -EFAULT, -ENOMEM.
+ */
+int kdbt_funcs_load(unsigned long uaddrs, u32 n, u32 *bad, const char **why);
+/*
+ * Starts counting with `method` (KDBT_FUNCS_KPROBES or KDBT_FUNCS_FTRACE), or stops (0).
+ * 0 or -errno: -ENOENT no set, -EBUSY another method counts, -EINVAL unknown method, or the
+ * kprobes/ftrace error (*bad: the function whose kprobe was refused, else U32_MAX).
+ */
+int kdbt_funcs_probe(int method, u32 *bad);
+/* The method counting now (0: none). */
+int kdbt_funcs_method(void);
+/* The set for a translator: its size, sorted addresses and the kdbt counter column. */
+u32 kdbt_funcs_for_translator(const u64 **addrs, u64 *counts);
+/* Entries counted so far, every method's together (one counts at a time). */
+u64 kdbt_funcs_hits(void);
+/* Zeroes every counter. */
+void kdbt_funcs_reset(void);
+/* Stops probing and frees the set (module exit, after every translator is gone). */
+void kdbt_funcs_free(void);
+/* <debugfs>/kdbt/funccount: the counts per method, one line per function. */
+struct seq_file;
+int kdbt_funcs_show(struct seq_file *m);
+
 #endif

@@ -95,6 +95,12 @@ extern "C" {
         err: *mut i32,
     ) -> *mut RawInstance;
     fn kdbt_engine_destroy(instance: *mut RawInstance);
+    fn kdbt_engine_set_funcs(
+        instance: *mut RawInstance,
+        addrs: *const u64,
+        n: usize,
+        counts: u64,
+    ) -> i32;
     fn kdbt_engine_trampoline(
         instance: *const RawInstance,
         stacks: u64,
@@ -200,7 +206,18 @@ impl Translator {
         }
         let mut text = KVec::new();
         text.extend_from_slice(spec.as_bytes(), GFP_KERNEL)?;
-        Ok(Translator { raw, spec: text })
+        let translator = Translator { raw, spec: text };
+        if crate::funcs::counts_in(spec) {
+            // Before anything is translated: every entry of a listed function is counted.
+            let (addrs, counts) = crate::funcs::for_translator();
+            // SAFETY: a live instance nothing runs yet; the set outlives it (the interposer
+            // frees any funccount translator before a new set is loaded).
+            let rc = unsafe { kdbt_engine_set_funcs(raw, addrs.as_ptr(), addrs.len(), counts) };
+            if rc != 0 {
+                return Err(Error::from_errno(rc));
+            }
+        }
+        Ok(translator)
     }
 
     /// The canonical mode spec it runs.

@@ -43,6 +43,9 @@ pub struct Matrix {
     pub benchmarks: Vec<Benchmark>,
     /// Interleaving rounds per benchmark (each runs every mode once).
     pub reps: u32,
+    /// The function list loaded after `insmod` (a file name in the guest's /kdbt), for the
+    /// instrumentation comparison's modes (`funccount`, [`PROBE_MODES`]).
+    pub funcs: Option<String>,
 }
 
 /// One cell of the plan: a benchmark run once under one mode.
@@ -79,6 +82,7 @@ impl Matrix {
             modes: self.modes.clone(),
             benchmarks,
             reps: self.reps,
+            funcs: self.funcs.clone(),
         })
     }
 
@@ -157,6 +161,15 @@ impl Matrix {
                 s,
                 "kdbt_on() {{ tries=0; until kdbtctl on \"$1\" >/tmp/kdbt.err 2>&1; do grep -q 'task stacks' /tmp/kdbt.err || return 1; tries=$((tries+1)); [ $tries -ge 100 ] && return 1; echo 'waiting for the code cache to drain'; ( sleep 0 & ); sleep 0.1; done; }}"
             );
+            if let Some(funcs) = &self.funcs {
+                // A failure shows in every slot that needs the set (switch-on or probe refused).
+                let _ = writeln!(s, "kdbtctl funcs /kdbt/{}", quote(funcs));
+                // kprobes as int3 probes (JIFL's comparison), not optimized into jumps.
+                let _ = writeln!(
+                    s,
+                    "[ -w /proc/sys/debug/kprobes-optimization ] && echo 0 > /proc/sys/debug/kprobes-optimization"
+                );
+            }
         }
         for &i in slots {
             let slot = &plan[i];
@@ -171,7 +184,13 @@ impl Matrix {
                 run.push_str(&quote(a));
             }
             let _ = writeln!(s, "echo \"{MARK} slot {i}\"");
-            if slot.mode == NATIVE {
+            if is_probe_mode(&slot.mode) {
+                let mode = quote(&slot.mode);
+                let _ = writeln!(
+                    s,
+                    "if kdbtctl probe {mode} >/tmp/kdbt.err 2>&1; then\n  echo \"{MARK} stats-before {i}\"; kdbtctl stats; echo \"{MARK} stats-end {i}\"\n  {run}\n  echo \"{MARK} stats {i}\"; kdbtctl stats; echo \"{MARK} stats-end {i}\"\n  kdbtctl probe off >/tmp/kdbt.err 2>&1 || echo \"{MARK} switch-off-failed {i} $(tr '\\n' ' ' </tmp/kdbt.err)\"\nelse\n  echo \"{MARK} switch-on-failed {i} $(tr '\\n' ' ' </tmp/kdbt.err)\"\nfi"
+                );
+            } else if slot.mode == NATIVE {
                 if translated {
                     // A native sample taken translated would be a wrong baseline.
                     let _ = writeln!(
@@ -463,7 +482,10 @@ pub fn store_boot(
                 fail(writer, i, why.clone())?;
             } else if records.is_empty() {
                 fail(writer, i, "the benchmark printed no record".into())?;
-            } else if slot.mode != NATIVE && !report.stats.get(&i).is_some_and(shows_translation) {
+            } else if slot.mode != NATIVE
+                && !is_probe_mode(&slot.mode)
+                && !report.stats.get(&i).is_some_and(shows_translation)
+            {
                 let why = format!(
                     "switch-on not verified: kdbt statistics show no {TRANSLATION_EVIDENCE} (no translated code ran)"
                 );
@@ -641,6 +663,7 @@ pub fn matrix_for(
         modes,
         benchmarks,
         reps,
+        funcs: None,
     })
 }
 
@@ -674,12 +697,21 @@ pub fn check_modes(modes: &[String]) -> Result<()> {
 /// `mode` in canonical form: `native`, or a spec as the module's parser prints it. Errors:
 /// the parser's reason for refusing it.
 pub fn canonical_mode(mode: &str) -> Result<String> {
-    if mode == NATIVE {
-        return Ok(NATIVE.to_string());
+    if mode == NATIVE || is_probe_mode(mode) {
+        return Ok(mode.to_string());
     }
     Ok(kdbt_modes::ModeSpec::parse(mode)
         .map_err(|e| anyhow::anyhow!("{e}"))?
         .to_string())
+}
+
+/// Modes of the instrumentation comparison that run the kernel natively while kprobes or
+/// ftrace count the plan's function set (`kdbtctl probe`; docs/INSTRUMENT.md).
+pub const PROBE_MODES: &[&str] = &["kprobes", "ftrace"];
+
+/// Whether `mode` is one of [`PROBE_MODES`].
+pub fn is_probe_mode(mode: &str) -> bool {
+    PROBE_MODES.contains(&mode)
 }
 
 /// Seconds a guest needs to boot, start the agent and power off under TCG, at the least.
@@ -742,6 +774,7 @@ mod tests {
                 },
             ],
             reps: 2,
+            funcs: None,
         }
     }
 

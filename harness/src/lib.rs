@@ -8,6 +8,7 @@ pub mod cache;
 pub mod console;
 pub mod fresh;
 pub mod image;
+pub mod instrument;
 pub mod kconfig;
 pub mod kernel;
 pub mod merge;

@@ -45,6 +45,10 @@ pub struct Plan {
     /// `ab` concurrency levels for the Apache benchmark, replacing the budget's own
     /// (`crate::bench::Matrix::with_apache_concurrency`); `None`: the budget's.
     pub apache_concurrency: Option<Vec<u32>>,
+    /// Function lists of the instrumentation comparison (docs/INSTRUMENT.md), resolved against
+    /// the plan file's directory: the whole matrix runs once per list, with that function set
+    /// loaded (`crate::instrument`); `None`: no set.
+    pub functions: Option<Vec<PathBuf>>,
 }
 
 #[derive(Deserialize)]
@@ -56,6 +60,7 @@ struct PlanFile {
     reps: Option<Spanned<u32>>,
     vcpus: Option<Spanned<Vec<Spanned<u32>>>>,
     apache_concurrency: Option<Spanned<Vec<Spanned<u32>>>>,
+    functions: Option<Spanned<Vec<Spanned<String>>>>,
 }
 
 /// The file `name_or_path` names: an existing path as given, else `plans/<name>.toml` under
@@ -205,6 +210,56 @@ pub fn parse(
             Some(positive_list(list, "apache_concurrency", &at)?)
         }
     };
+    let functions = match &file.functions {
+        None => None,
+        Some(list) => {
+            if vcpus.is_some() {
+                bail!(
+                    "{}: functions and vcpus in one plan: run the instrumentation comparison at one vCPU count",
+                    at(list.span())
+                );
+            }
+            if list.get_ref().is_empty() {
+                bail!("{}: functions is empty", at(list.span()));
+            }
+            let dir = path.parent().unwrap_or(Path::new("."));
+            let mut files: Vec<PathBuf> = Vec::new();
+            for f in list.get_ref() {
+                let file = dir.join(f.get_ref());
+                let names = std::fs::read_to_string(&file)
+                    .map(|t| crate::instrument::listed(&t))
+                    .with_context(|| {
+                        format!("{}: function list {}", at(f.span()), file.display())
+                    })?;
+                if names == 0 {
+                    bail!(
+                        "{}: function list {} names no function",
+                        at(f.span()),
+                        file.display()
+                    );
+                }
+                if files.iter().any(|g| g.file_stem() == file.file_stem()) {
+                    bail!(
+                        "{}: two function lists named {:?}",
+                        at(f.span()),
+                        file.file_stem().unwrap_or_default()
+                    );
+                }
+                files.push(file);
+            }
+            Some(files)
+        }
+    };
+    if functions.is_none()
+        && modes.iter().any(|m| {
+            crate::bench::is_probe_mode(m) || m.split(',').any(|o| o.ends_with("funccount"))
+        })
+    {
+        bail!(
+            "{}: modes kprobes, ftrace and funccount count a function set: give `functions`",
+            path.display()
+        );
+    }
     Ok(Plan {
         path: path.to_owned(),
         modes,
@@ -213,6 +268,7 @@ pub fn parse(
         reps,
         vcpus,
         apache_concurrency,
+        functions,
     })
 }
 

@@ -77,40 +77,48 @@ pub fn run(
 ) -> Result<PathBuf> {
     let (revision, _) = runner::git_state()?;
     let run_id = RunId::new(config.started.unix_secs, &revision)?;
-    run_each(&config.results_root, &run_id, vcpus, |k, n, parent| {
-        let sub = BenchConfig {
-            cpus: n,
-            results_root: parent.to_owned(),
-            started: if k == 0 {
-                config.started
-            } else {
-                Started::now()
-            },
-            ..config.clone()
-        };
-        eprintln!(
-            "kdbt bench: {n} vCPU(s), result set {} of {}",
-            k + 1,
-            vcpus.len()
-        );
-        match jobs {
-            1 => runner::run(&sub, kernel, rootfs, files),
-            jobs => runner::run_jobs(&sub, jobs, kernel, rootfs, files),
-        }
-    })
+    run_each(
+        &config.results_root,
+        &run_id,
+        vcpus,
+        |&n| sub_dir(n),
+        |k, &n, parent| {
+            let sub = BenchConfig {
+                cpus: n,
+                results_root: parent.to_owned(),
+                started: if k == 0 {
+                    config.started
+                } else {
+                    Started::now()
+                },
+                ..config.clone()
+            };
+            eprintln!(
+                "kdbt bench: {n} vCPU(s), result set {} of {}",
+                k + 1,
+                vcpus.len()
+            );
+            match jobs {
+                1 => runner::run(&sub, kernel, rootfs, files),
+                jobs => runner::run_jobs(&sub, jobs, kernel, rootfs, files),
+            }
+        },
+    )
 }
 
-/// The layout of [`run`]: creates `results_root/.partial-<run_id>/`, calls `run_one(k, n,
-/// parent)` for the `k`th count `n` of `vcpus`, which writes a result set under `parent` and
-/// returns its directory, moves that to `parent/vcpus-<n>/`, and at the end renames the
-/// parent to `results_root/<run_id>/`, which it returns.
+/// The layout of [`run`] (and of an instrumentation run, `crate::instrument`): creates
+/// `results_root/.partial-<run_id>/`, calls `run_one(k, item, parent)` for the `k`th of
+/// `items`, which writes a result set under `parent` and returns its directory, moves that to
+/// `parent/<name(item)>/`, and at the end renames the parent to `results_root/<run_id>/`,
+/// which it returns.
 ///
 /// Errors: the parent exists already, or `run_one` fails (the parent then stays partial).
-fn run_each(
+pub(crate) fn run_each<T>(
     results_root: &Path,
     run_id: &RunId,
-    vcpus: &[u32],
-    mut run_one: impl FnMut(usize, u32, &Path) -> Result<PathBuf>,
+    items: &[T],
+    name: impl Fn(&T) -> String,
+    mut run_one: impl FnMut(usize, &T, &Path) -> Result<PathBuf>,
 ) -> Result<PathBuf> {
     let done = results_root.join(run_id.as_str());
     if done.exists() {
@@ -120,15 +128,16 @@ fn run_each(
         .with_context(|| format!("creating {}", results_root.display()))?;
     let partial = results_root.join(format!("{PARTIAL_PREFIX}{run_id}"));
     fs::create_dir(&partial).with_context(|| format!("creating {}", partial.display()))?;
-    for (k, &n) in vcpus.iter().enumerate() {
-        let dir = run_one(k, n, &partial).with_context(|| {
+    for (k, item) in items.iter().enumerate() {
+        let sub = name(item);
+        let dir = run_one(k, item, &partial).with_context(|| {
             format!(
-                "measuring with {n} vCPU(s); the result sets finished so far are in {}",
+                "measuring {sub}; the result sets finished so far are in {}",
                 partial.display()
             )
         })?;
-        // The runner names a set by its run id; inside a scaling run the vCPU count names it.
-        let to = partial.join(sub_dir(n));
+        // The runner names a set by its run id; inside this run its parameter names it.
+        let to = partial.join(sub);
         fs::rename(&dir, &to)
             .with_context(|| format!("renaming {} to {}", dir.display(), to.display()))?;
     }
@@ -163,15 +172,21 @@ mod tests {
         let root = tempfile::tempdir().unwrap();
         let id = RunId::parse("20261201-080000-1234567").unwrap();
         let mut seen = Vec::new();
-        let parent = run_each(root.path(), &id, &[1, 2, 4], |k, n, parent| {
-            assert_eq!(
-                parent,
-                root.path().join(".partial-20261201-080000-1234567"),
-                "sets are written inside the hidden parent"
-            );
-            seen.push((k, n));
-            fake_run(k, parent)
-        })
+        let parent = run_each(
+            root.path(),
+            &id,
+            &[1, 2, 4],
+            |&n| sub_dir(n),
+            |k, &n, parent| {
+                assert_eq!(
+                    parent,
+                    root.path().join(".partial-20261201-080000-1234567"),
+                    "sets are written inside the hidden parent"
+                );
+                seen.push((k, n));
+                fake_run(k, parent)
+            },
+        )
         .unwrap();
         assert_eq!(seen, [(0, 1), (1, 2), (2, 4)]);
         assert_eq!(parent, root.path().join("20261201-080000-1234567"));
@@ -201,13 +216,19 @@ mod tests {
     fn a_failed_count_leaves_the_finished_sets_in_the_hidden_parent() {
         let root = tempfile::tempdir().unwrap();
         let id = RunId::parse("20261201-080000-1234567").unwrap();
-        let err = run_each(root.path(), &id, &[1, 2], |k, n, parent| match n {
-            1 => fake_run(k, parent),
-            _ => bail!("boot 0 ran no slot"),
-        })
+        let err = run_each(
+            root.path(),
+            &id,
+            &[1, 2],
+            |&n| sub_dir(n),
+            |k, &n, parent| match n {
+                1 => fake_run(k, parent),
+                _ => bail!("boot 0 ran no slot"),
+            },
+        )
         .unwrap_err();
         let text = format!("{err:#}");
-        assert!(text.starts_with("measuring with 2 vCPU(s)"), "{text}");
+        assert!(text.starts_with("measuring vcpus-2"), "{text}");
         assert!(text.ends_with("boot 0 ran no slot"), "{text}");
         let partial = root.path().join(".partial-20261201-080000-1234567");
         assert!(partial.join("vcpus-1").join(MANIFEST_FILE).is_file());

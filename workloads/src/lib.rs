@@ -5,6 +5,7 @@
 pub mod ab;
 pub mod apache;
 pub mod file;
+pub mod funcset;
 pub mod idle;
 pub mod micro;
 pub mod null_insns;

@@ -17,6 +17,7 @@ pub const COUNTERS: &[&str] = &[
     "jumptable_misses",
     "dispatcher_entries",
     "blocks_translated",
+    "func_hits",
 ];
 
 /// The counters now; None when kdbt's statistics cannot be read (native, kdbt not loaded).

@@ -5,7 +5,8 @@ use clap::{Args, Parser, Subcommand};
 use kdbt_harness::qemu::{Accel, Clock};
 use kdbt_harness::setup::Stage;
 use kdbt_harness::{
-    bench, cache, fresh, image, kernel, module, plan, qemu, runner, scaling, setup, soak, store, vm,
+    bench, cache, fresh, image, instrument, kernel, module, plan, qemu, runner, scaling, setup,
+    soak, store, vm,
 };
 use std::path::PathBuf;
 use std::process::{Command, ExitCode};
@@ -340,6 +341,21 @@ fn bench(args: BenchArgs) -> Result<()> {
         (Some(counts), None) => counts.clone(),
         (None, cpus) => vec![cpus.unwrap_or(2)],
     };
+    // A plan's function lists make an instrumentation run: the matrix once per list.
+    let function_lists = plan.as_ref().and_then(|p| p.functions.clone());
+    if function_lists.is_none()
+        && matrix
+            .modes
+            .iter()
+            .any(|m| bench::is_probe_mode(m) || m.split([':', ',']).any(|o| o == "funccount"))
+    {
+        bail!(
+            "modes kprobes, ftrace and funccount count a function set: run them from a plan with `functions` (plans/instrument.toml)"
+        );
+    }
+    if function_lists.is_some() && args.shard.is_some() {
+        bail!("--shard with a plan that sets functions: run an instrumentation run whole");
+    }
     if scaling_vcpus.is_some() && args.shard.is_some() {
         bail!(
             "--shard with a plan that sets vcpus: a scaling run is not sliced (its sets would need merging per vCPU count); run it whole, with --jobs 2 to use two guests at once"
@@ -393,6 +409,14 @@ fn bench(args: BenchArgs) -> Result<()> {
         shard,
     };
     let dir = timed("bench", || match (&scaling_vcpus, args.jobs) {
+        _ if function_lists.is_some() => instrument::run(
+            &config,
+            function_lists.as_deref().unwrap_or_default(),
+            args.jobs,
+            &lab.kernel,
+            &lab.rootfs,
+            &lab.files,
+        ),
         (Some(counts), jobs) => {
             scaling::run(&config, counts, jobs, &lab.kernel, &lab.rootfs, &lab.files)
         }
@@ -401,9 +425,10 @@ fn bench(args: BenchArgs) -> Result<()> {
     })?;
     println!("results: {}", dir.display());
     // A scaling run prints its table across vCPU counts, not each count's table.
-    let summary = match scaling_vcpus {
-        Some(_) => "scaling.md",
-        None => "table.md",
+    let summary = match (&scaling_vcpus, &function_lists) {
+        (_, Some(_)) => "instrument.md",
+        (Some(_), _) => "scaling.md",
+        _ => "table.md",
     };
     for file in paper_figures::render(std::slice::from_ref(&dir), None)? {
         println!("{}", file.display());

@@ -309,6 +309,34 @@ pub unsafe extern "C" fn kdbt_engine_destroy(instance: *mut Instance) {
     drop(unsafe { alloc::boxed::Box::from_raw(instance) });
 }
 
+/// Gives `instance` (spec with `funccount`, nothing translated yet) client funccount's
+/// functions: `n` native entry addresses at `addrs`, counted at `counts` (`n` `u64`s in the top
+/// 2 GiB, in the addresses' ascending order). Returns 0, or -EINVAL (client off, nothing
+/// given, or blocks translated already), -ERANGE (`counts` out of reach), -ENOMEM.
+///
+/// # Safety
+/// `instance` is live and not running yet; `addrs` is readable for `n` `u64`s; the counters
+/// outlive the instance.
+#[no_mangle]
+pub unsafe extern "C" fn kdbt_engine_set_funcs(
+    instance: *mut Instance,
+    addrs: *const u64,
+    n: usize,
+    counts: u64,
+) -> i32 {
+    // SAFETY: the caller's contract.
+    let (inst, addrs) = unsafe { (&*instance, core::slice::from_raw_parts(addrs, n)) };
+    let set = match kdbt_modes::FuncSet::new(addrs, counts) {
+        Ok(set) => set,
+        Err(kdbt_modes::FuncSetError::CountsUnreachable) => return -ERANGE,
+        Err(_) => return -EINVAL,
+    };
+    match inst.lock_forever().translator().set_functions(set) {
+        Ok(()) => 0,
+        Err(_) => -EINVAL,
+    }
+}
+
 /// Writes the dispatcher trampoline for `instance` (at its trampoline address) into `out`,
 /// `out_len` bytes; returns its length, or -EINVAL when `out` is too small. The trampoline
 /// disables interrupts and runs the dispatcher on the CPU's own dispatcher stack: `stacks`

@@ -1,0 +1,341 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * The function set of kdbt's instrumentation comparison (docs/INSTRUMENT.md): the kernel
+ * functions whose entries are counted, and the three ways of counting them.
+ *
+ *  - kdbt: translated code adds to column 0 itself (client `funccount`, kdbt_modes::funccount).
+ *  - kprobes: one kprobe per function, just after its ftrace NOP, so that it is an int3 probe
+ *    and not an ftrace-based one; its pre-handler adds to column 1.
+ *  - ftrace: one ftrace_ops filtered to the set; its callback adds to column 2.
+ *
+ * The counters are one array in the module area (within disp32 reach of translated code):
+ * counts[column * n + k] counts addrs[k]. Every add is atomic: two CPUs may run one function.
+ * All state changes are under kdbt_funcs_lock; the counting paths take no lock.
+ */
+#include <linux/atomic.h>
+#include <linux/bsearch.h>
+#include <linux/errno.h>
+#include <linux/ftrace.h>
+#include <linux/hash.h>
+#include <linux/kallsyms.h>
+#include <linux/kernel.h>
+#include <linux/kprobes.h>
+#include <linux/log2.h>
+#include <linux/mutex.h>
+#include <linux/seq_file.h>
+#include <linux/slab.h>
+#include <linux/sort.h>
+#include <linux/uaccess.h>
+#include <linux/vmalloc.h>
+
+#include "shim.h"
+
+/* The NOP every traceable function starts with while ftrace does not trace it (x86_nops[5]). */
+static const u8 ftrace_nop5[5] = { 0x0f, 0x1f, 0x44, 0x00, 0x00 };
+
+static DEFINE_MUTEX(kdbt_funcs_lock);
+
+static struct {
+	u32 n;
+	u64 *addrs;
+	u64 *counts;
+	/* Open-addressing table: addrs index + 1 by hash of the address, 0 = empty. */
+	u32 *slots;
+	u32 slot_bits;
+	struct kprobe *kprobes;
+	int method;
+} set;
+
+static int cmp_u64(const void *a, const void *b)
+{
+	u64 x = *(const u64 *)a, y = *(const u64 *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+static u32 slot_of(u64 addr)
+{
+	return hash_64(addr, set.slot_bits);
+}
+
+/* The index of `addr` in the set, or U32_MAX. */
+static u32 lookup(u64 addr)
+{
+	u32 mask = (1U << set.slot_bits) - 1, i, k;
+
+	for (i = slot_of(addr);; i = (i + 1) & mask) {
+		k = set.slots[i];
+		if (!k)
+			return U32_MAX;
+		if (set.addrs[k - 1] == addr)
+			return k - 1;
+	}
+}
+
+static void count(int column, u32 k)
+{
+	atomic64_inc((atomic64_t *)&set.counts[(size_t)column * set.n + k]);
+}
+
+static int kprobe_hit(struct kprobe *p, struct pt_regs *regs)
+{
+	count(KDBT_FUNCS_KPROBES, p - set.kprobes);
+	return 0;
+}
+
+static void ftrace_hit(unsigned long ip, unsigned long parent_ip, struct ftrace_ops *op,
+		       struct ftrace_regs *fregs)
+{
+	u32 k = lookup(ip);
+
+	if (k != U32_MAX)
+		count(KDBT_FUNCS_FTRACE, k);
+}
+
+/*
+ * The callback calls nothing that ftrace traces, so it needs no recursion guard: ftrace's
+ * cheapest counting callback (no FTRACE_OPS_FL_SAVE_REGS either).
+ */
+static struct ftrace_ops ftrace_counter = {
+	.func = ftrace_hit,
+	.flags = FTRACE_OPS_FL_RECURSION,
+};
+
+/* Why `addr` cannot be counted, or NULL. */
+static const char *refusal(u64 addr)
+{
+	char name[KSYM_SYMBOL_LEN];
+	u8 head[sizeof(ftrace_nop5)];
+
+	if (!core_kernel_text(addr))
+		return "not core kernel text";
+	sprint_symbol(name, addr);
+	if (!strstr(name, "+0x0/"))
+		return "not the start of a function";
+	if (copy_from_kernel_nofault(head, (const void *)addr, sizeof(head)) ||
+	    memcmp(head, ftrace_nop5, sizeof(head)))
+		return "no ftrace NOP at its entry (notrace, or traced right now)";
+	return NULL;
+}
+
+static void probes_off(void)
+{
+	u32 k;
+
+	if (set.method == KDBT_FUNCS_KPROBES) {
+		for (k = 0; k < set.n; k++)
+			unregister_kprobe(&set.kprobes[k]);
+		kvfree(set.kprobes);
+		set.kprobes = NULL;
+	} else if (set.method == KDBT_FUNCS_FTRACE) {
+		unregister_ftrace_function(&ftrace_counter);
+		ftrace_free_filter(&ftrace_counter);
+	}
+	set.method = 0;
+}
+
+static void free_set(void)
+{
+	probes_off();
+	kvfree(set.addrs);
+	kvfree(set.slots);
+	if (set.counts)
+		kdbt_data_free(set.counts);
+	set.addrs = set.counts = NULL;
+	set.slots = NULL;
+	set.n = 0;
+}
+
+int kdbt_funcs_load(unsigned long uaddrs, u32 n, u32 *bad, const char **why)
+{
+	u64 *addrs, *counts;
+	u32 *slots, bits, k, m;
+	int err = 0;
+
+	*bad = U32_MAX;
+	*why = NULL;
+	if (!n) {
+		*why = "the function set is empty";
+		return -EINVAL;
+	}
+	if (n > KDBT_FUNCS_MAX) {
+		*why = "more functions than kdbt counts at once";
+		return -E2BIG;
+	}
+	addrs = kvmalloc_array(n, sizeof(*addrs), GFP_KERNEL);
+	if (!addrs)
+		return -ENOMEM;
+	if (copy_from_user(addrs, (const void __user *)uaddrs, (size_t)n * sizeof(*addrs))) {
+		kvfree(addrs);
+		return -EFAULT;
+	}
+	for (k = 0; k < n; k++) {
+		*why = refusal(addrs[k]);
+		if (*why) {
+			*bad = k;
+			kvfree(addrs);
+			return -EINVAL;
+		}
+	}
+	sort(addrs, n, sizeof(*addrs), cmp_u64, NULL);
+	for (m = 1, k = 1; k < n; k++)
+		if (addrs[k] != addrs[m - 1])
+			addrs[m++] = addrs[k];
+	n = m;
+	bits = order_base_2(2 * n);
+	slots = kvcalloc(1U << bits, sizeof(*slots), GFP_KERNEL);
+	counts = kdbt_data_alloc(PAGE_ALIGN((size_t)KDBT_FUNCS_METHODS * n * sizeof(u64)));
+	if (!slots || !counts) {
+		err = -ENOMEM;
+		goto fail;
+	}
+	mutex_lock(&kdbt_funcs_lock);
+	if (set.method) {
+		mutex_unlock(&kdbt_funcs_lock);
+		*why = "kprobes or ftrace are counting: `kdbtctl probe off` first";
+		err = -EBUSY;
+		goto fail;
+	}
+	free_set();
+	set.n = n;
+	set.addrs = addrs;
+	set.counts = counts;
+	set.slots = slots;
+	set.slot_bits = bits;
+	for (k = 0; k < n; k++) {
+		u32 i = slot_of(addrs[k]);
+
+		while (slots[i])
+			i = (i + 1) & ((1U << bits) - 1);
+		slots[i] = k + 1;
+	}
+	mutex_unlock(&kdbt_funcs_lock);
+	return 0;
+fail:
+	kvfree(addrs);
+	kvfree(slots);
+	if (counts)
+		kdbt_data_free(counts);
+	return err;
+}
+
+int kdbt_funcs_probe(int method, u32 *bad)
+{
+	int err = 0;
+	u32 k;
+
+	*bad = U32_MAX;
+	mutex_lock(&kdbt_funcs_lock);
+	if (method == 0) {
+		probes_off();
+		goto out;
+	}
+	if (!set.n) {
+		err = -ENOENT;
+		goto out;
+	}
+	if (set.method) {
+		err = -EBUSY;
+		goto out;
+	}
+	if (method == KDBT_FUNCS_KPROBES) {
+		set.kprobes = kvcalloc(set.n, sizeof(*set.kprobes), GFP_KERNEL);
+		if (!set.kprobes) {
+			err = -ENOMEM;
+			goto out;
+		}
+		for (k = 0; k < set.n; k++) {
+			set.kprobes[k].addr = (kprobe_opcode_t *)(set.addrs[k] + sizeof(ftrace_nop5));
+			set.kprobes[k].pre_handler = kprobe_hit;
+			err = register_kprobe(&set.kprobes[k]);
+			if (err) {
+				*bad = k;
+				while (k--)
+					unregister_kprobe(&set.kprobes[k]);
+				kvfree(set.kprobes);
+				set.kprobes = NULL;
+				goto out;
+			}
+		}
+	} else if (method == KDBT_FUNCS_FTRACE) {
+		err = ftrace_set_filter_ips(&ftrace_counter, (unsigned long *)set.addrs, set.n, 0, 1);
+		if (!err)
+			err = register_ftrace_function(&ftrace_counter);
+		if (err) {
+			ftrace_free_filter(&ftrace_counter);
+			goto out;
+		}
+	} else {
+		err = -EINVAL;
+		goto out;
+	}
+	set.method = method;
+out:
+	mutex_unlock(&kdbt_funcs_lock);
+	return err;
+}
+
+int kdbt_funcs_method(void)
+{
+	return READ_ONCE(set.method);
+}
+
+u32 kdbt_funcs_for_translator(const u64 **addrs, u64 *counts)
+{
+	u32 n;
+
+	mutex_lock(&kdbt_funcs_lock);
+	*addrs = set.addrs;
+	*counts = (u64)set.counts;
+	n = set.n;
+	mutex_unlock(&kdbt_funcs_lock);
+	return n;
+}
+
+u64 kdbt_funcs_hits(void)
+{
+	size_t k, all;
+	u64 sum = 0;
+
+	mutex_lock(&kdbt_funcs_lock);
+	all = (size_t)KDBT_FUNCS_METHODS * set.n;
+	for (k = 0; k < all; k++)
+		sum += READ_ONCE(set.counts[k]);
+	mutex_unlock(&kdbt_funcs_lock);
+	return sum;
+}
+
+void kdbt_funcs_reset(void)
+{
+	mutex_lock(&kdbt_funcs_lock);
+	if (set.counts)
+		memset(set.counts, 0, (size_t)KDBT_FUNCS_METHODS * set.n * sizeof(u64));
+	mutex_unlock(&kdbt_funcs_lock);
+}
+
+void kdbt_funcs_free(void)
+{
+	mutex_lock(&kdbt_funcs_lock);
+	free_set();
+	mutex_unlock(&kdbt_funcs_lock);
+}
+
+static const char *const method_names[KDBT_FUNCS_METHODS] = { "kdbt", "kprobes", "ftrace" };
+
+int kdbt_funcs_show(struct seq_file *m)
+{
+	u32 k;
+	int c;
+
+	mutex_lock(&kdbt_funcs_lock);
+	seq_printf(m, "# %u functions; probing: %s\n# %s %s %s address symbol\n", set.n,
+		   set.method ? method_names[set.method] : "none", method_names[0],
+		   method_names[1], method_names[2]);
+	for (k = 0; k < set.n; k++) {
+		for (c = 0; c < KDBT_FUNCS_METHODS; c++)
+			seq_printf(m, "%llu ", READ_ONCE(set.counts[(size_t)c * set.n + k]));
+		seq_printf(m, "%#llx %ps\n", set.addrs[k], (void *)set.addrs[k]);
+	}
+	mutex_unlock(&kdbt_funcs_lock);
+	return 0;
+}
