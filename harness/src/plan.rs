@@ -426,4 +426,54 @@ mod tests {
             assert!(e.starts_with(why), "{plan}: {e}");
         }
     }
+
+    #[test]
+    fn function_lists_resolve_beside_the_plan_and_are_checked_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("lists")).unwrap();
+        std::fs::write(dir.path().join("lists/hot.txt"), "# hot\nvfs_read\n").unwrap();
+        std::fs::write(dir.path().join("lists/none.txt"), "# nothing\n").unwrap();
+        let path = dir.path().join("p.toml");
+        let load = |text: &str| {
+            parse(text, &path, &catalogue(), |m: &str| {
+                if m == "native" || m == "kprobes" || m == "fast:funccount" {
+                    Ok(())
+                } else {
+                    bail!("unknown")
+                }
+            })
+        };
+        let p = load("modes = [\"native\", \"kprobes\"]\nfunctions = [\"lists/hot.txt\"]\n").unwrap();
+        assert_eq!(p.functions, Some(vec![dir.path().join("lists/hot.txt")]));
+        let at = path.display().to_string();
+        for (text, why) in [
+            (
+                "modes = [\"native\", \"kprobes\"]\n",
+                "modes kprobes, ftrace and funccount count a function set".to_string(),
+            ),
+            (
+                "modes = [\"native\", \"fast:funccount\"]\n",
+                "modes kprobes, ftrace and funccount count a function set".to_string(),
+            ),
+            (
+                "modes = [\"native\"]\nfunctions = [\"lists/gone.txt\"]\n",
+                format!("{at}:2: function list"),
+            ),
+            (
+                "modes = [\"native\"]\nfunctions = [\"lists/none.txt\"]\n",
+                format!("{at}:2: function list"),
+            ),
+            (
+                "modes = [\"native\"]\nfunctions = []\n",
+                format!("{at}:2: functions is empty"),
+            ),
+            (
+                "modes = [\"native\"]\nvcpus = [1]\nfunctions = [\"lists/hot.txt\"]\n",
+                format!("{at}:3: functions and vcpus in one plan"),
+            ),
+        ] {
+            let e = format!("{:#}", load(text).unwrap_err());
+            assert!(e.contains(&why), "{text}: {e}");
+        }
+    }
 }
