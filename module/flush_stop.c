@@ -129,20 +129,10 @@ static void kdbt_rewrite_stack(struct kdbt_flush *f, struct task_struct *t, unsi
  */
 static bool kdbt_own_frames_in_cache(struct kdbt_flush *f)
 {
-	struct unwind_state state;
-	unsigned long *sp = (unsigned long *)current_stack_pointer;
-	unsigned long *top = (unsigned long *)((char *)task_stack_page(current) + THREAD_SIZE);
+	bool conservative;
 
-	for (unwind_start(&state, current, NULL, NULL); !unwind_done(&state);
-	     unwind_next_frame(&state))
-		if (kdbt_in_cache(f, state.ip))
-			return true;
-	if (!unwind_error(&state))
-		return false;
-	for (; sp < top; sp++)
-		if (kdbt_in_cache(f, *sp))
-			return true;
-	return false;
+	return kdbt_task_references(current, (unsigned long *)current_stack_pointer, f->lo, f->hi,
+				    &conservative);
 }
 
 static int kdbt_flush_fn(void *arg)

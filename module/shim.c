@@ -507,28 +507,40 @@ struct kdbt_scan {
  * the walk fails elsewhere, every word of the live stack counts (conservative; stale words
  * may delay the answer).
  */
-static bool kdbt_stack_references(struct kdbt_scan *s, struct task_struct *t,
-				  unsigned long *sp)
+bool kdbt_task_references(struct task_struct *t, unsigned long *sp, u64 lo, u64 hi,
+			  bool *conservative)
 {
 	struct unwind_state state;
 	unsigned long *base, *top;
 
 	for (unwind_start(&state, t, NULL, NULL); !unwind_done(&state);
 	     unwind_next_frame(&state)) {
-		if (state.ip - s->lo < s->hi - s->lo)
+		if (state.ip - lo < hi - lo)
 			return true;
 	}
 	if (!unwind_error(&state))
 		return false;
-	WRITE_ONCE(s->conservative, 1);
+	*conservative = true;
 	base = task_stack_page(t);
 	top = (unsigned long *)((char *)base + THREAD_SIZE);
 	if (sp < base || sp >= top)
 		sp = base;
 	for (; sp < top; sp++)
-		if (*sp - s->lo < s->hi - s->lo)
+		if (*sp - lo < hi - lo)
 			return true;
 	return false;
+}
+
+/* kdbt_task_references for the drain's scan, which counts conservative answers. */
+static bool kdbt_stack_references(struct kdbt_scan *s, struct task_struct *t,
+				  unsigned long *sp)
+{
+	bool conservative = false;
+	bool found = kdbt_task_references(t, sp, s->lo, s->hi, &conservative);
+
+	if (conservative)
+		WRITE_ONCE(s->conservative, 1);
+	return found;
 }
 
 /*

@@ -79,6 +79,14 @@ void kdbt_publish(void *instance);
 void kdbt_text_pokes(u64 *seen, u64 *invalidating);
 u64 kdbt_traps_redirected_count(void);
 long kdbt_stacks_referencing(u64 lo, u64 hi);
+/*
+ * Whether task t (stopped, or current), whose live stack starts at sp, can return into lo..hi:
+ * its frames by the ORC unwinder, or, when the walk fails, every word of its live stack
+ * (*conservative is then set). Used by the drain's scan and by the flush (module/flush_stop.c).
+ */
+struct task_struct;
+bool kdbt_task_references(struct task_struct *t, unsigned long *sp, u64 lo, u64 hi,
+			  bool *conservative);
 /* Zeroes the text-poke and trap counters (`kdbtctl reset`). */
 void kdbt_hooks_reset_counts(void);
 /* The stage the next switch-on is to fail at (0 none, 1 build, 2 cpus), cleared. */
