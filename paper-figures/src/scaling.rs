@@ -82,7 +82,7 @@ pub struct Scaling {
 }
 
 /// Seconds in one `unit` of a time per operation; `None` for any other unit.
-fn seconds_per(unit: &str) -> Option<f64> {
+pub(crate) fn seconds_per(unit: &str) -> Option<f64> {
     match unit {
         "s" => Some(1.0),
         "ms" => Some(1e-3),

@@ -39,7 +39,8 @@ enum Cmd {
     Figures {
         /// Result directories (`results/<run-id>`); two draw a before/after comparison too. A
         /// scaling run's directory (`vcpus-<n>/` inside), given alone, draws each of its sets
-        /// and the scaling figure.
+        /// and the scaling figure; an instrumentation run's (`funcs-<list>/` inside), each of
+        /// its sets and the instrumentation figure.
         runs: Vec<PathBuf>,
         /// Write into `<out>/<run-id>/` instead of each run's `figures/`.
         #[arg(long)]
