@@ -93,13 +93,43 @@ static void ftrace_hit(unsigned long ip, unsigned long parent_ip, struct ftrace_
 }
 
 /*
- * The callback calls nothing that ftrace traces, so it needs no recursion guard: ftrace's
- * cheapest counting callback (no FTRACE_OPS_FL_SAVE_REGS either).
+ * The ftrace_ops while ftrace counts: allocated per use, since ftrace_free_filter leaves an
+ * ops' filter pointing at the freed hash (6.12), so an ops is not reused.
  */
-static struct ftrace_ops ftrace_counter = {
-	.func = ftrace_hit,
-	.flags = FTRACE_OPS_FL_RECURSION,
-};
+static struct ftrace_ops *ftrace_counter;
+
+/* Stops ftrace counting and frees its ops (unregistering waits until no CPU is in it). */
+static void ftrace_off(void)
+{
+	unregister_ftrace_function(ftrace_counter);
+	ftrace_free_filter(ftrace_counter);
+	kfree(ftrace_counter);
+	ftrace_counter = NULL;
+}
+
+static int ftrace_on(void)
+{
+	int err;
+
+	ftrace_counter = kzalloc(sizeof(*ftrace_counter), GFP_KERNEL);
+	if (!ftrace_counter)
+		return -ENOMEM;
+	ftrace_counter->func = ftrace_hit;
+	/*
+	 * The callback calls nothing that ftrace traces, so it needs no recursion guard: ftrace's
+	 * cheapest counting callback (no FTRACE_OPS_FL_SAVE_REGS either).
+	 */
+	ftrace_counter->flags = FTRACE_OPS_FL_RECURSION;
+	err = ftrace_set_filter_ips(ftrace_counter, (unsigned long *)set.addrs, set.n, 0, 1);
+	if (!err)
+		err = register_ftrace_function(ftrace_counter);
+	if (err) {
+		ftrace_free_filter(ftrace_counter);
+		kfree(ftrace_counter);
+		ftrace_counter = NULL;
+	}
+	return err;
+}
 
 /* Why `addr` cannot be counted, or NULL. */
 static const char *refusal(u64 addr)
@@ -128,8 +158,7 @@ static void probes_off(void)
 		kvfree(set.kprobes);
 		set.kprobes = NULL;
 	} else if (set.method == KDBT_FUNCS_FTRACE) {
-		unregister_ftrace_function(&ftrace_counter);
-		ftrace_free_filter(&ftrace_counter);
+		ftrace_off();
 	}
 	set.method = 0;
 }
@@ -258,13 +287,9 @@ int kdbt_funcs_probe(int method, u32 *bad)
 			}
 		}
 	} else if (method == KDBT_FUNCS_FTRACE) {
-		err = ftrace_set_filter_ips(&ftrace_counter, (unsigned long *)set.addrs, set.n, 0, 1);
-		if (!err)
-			err = register_ftrace_function(&ftrace_counter);
-		if (err) {
-			ftrace_free_filter(&ftrace_counter);
+		err = ftrace_on();
+		if (err)
 			goto out;
-		}
 	} else {
 		err = -EINVAL;
 		goto out;

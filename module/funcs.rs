@@ -5,6 +5,7 @@
 //! set, its counters and the probes live in the C shim (module/funcs.c); the ioctls that use
 //! them are in [`crate::control`].
 
+use kernel::c_str;
 use kernel::prelude::*;
 
 extern "C" {
@@ -12,7 +13,7 @@ extern "C" {
         uaddrs: usize,
         n: u32,
         bad: *mut u32,
-        why: *mut *const core::ffi::c_char,
+        why: *mut *const kernel::ffi::c_char,
     ) -> core::ffi::c_int;
     fn kdbt_funcs_probe(method: core::ffi::c_int, bad: *mut u32) -> core::ffi::c_int;
     fn kdbt_funcs_method() -> core::ffi::c_int;
@@ -33,7 +34,7 @@ pub(crate) struct Refusal {
 /// zeroed. The caller has made sure no translator counts into the old set.
 pub(crate) fn load(uaddrs: usize, n: u32) -> Result<(), Refusal> {
     let mut bad = u32::MAX;
-    let mut why: *const core::ffi::c_char = core::ptr::null();
+    let mut why: *const kernel::ffi::c_char = core::ptr::null();
     // SAFETY: the shim copies from user memory with copy_from_user and writes both outs.
     let rc = unsafe { kdbt_funcs_load(uaddrs, n, &mut bad, &mut why) };
     if rc == 0 {
@@ -52,14 +53,24 @@ pub(crate) fn load(uaddrs: usize, n: u32) -> Result<(), Refusal> {
     })
 }
 
-/// Starts counting the set with kprobes (1) or ftrace (2), or stops (0).
+/// Starts counting the set with `method` ([`crate::control_abi::PROBE_KPROBES`] or
+/// [`crate::control_abi::PROBE_FTRACE`]), or stops ([`crate::control_abi::PROBE_OFF`]).
 pub(crate) fn probe(method: u32) -> Result<(), Refusal> {
     let mut bad = u32::MAX;
-    let method = core::ffi::c_int::try_from(method).map_err(|_| Refusal {
-        errno: EINVAL,
-        index: u32::MAX,
-        why: c_str!("unknown method"),
-    })?;
+    use crate::control_abi::{PROBE_FTRACE, PROBE_KPROBES, PROBE_OFF};
+    // The shim's column numbers (module/shim.h KDBT_FUNCS_*).
+    let method: core::ffi::c_int = match method {
+        PROBE_OFF => 0,
+        PROBE_KPROBES => 1,
+        PROBE_FTRACE => 2,
+        _ => {
+            return Err(Refusal {
+                errno: EINVAL,
+                index: u32::MAX,
+                why: c_str!("unknown method"),
+            })
+        }
+    };
     // SAFETY: registers or unregisters the shim's own probes; `bad` is writable.
     let rc = unsafe { kdbt_funcs_probe(method, &mut bad) };
     if rc == 0 {

@@ -7,7 +7,8 @@
 //! matches nothing, or only data, is an error naming it. A glob keeps only the functions that
 //! ftrace can trace and kprobes may probe (when the caller gives those lists), so all three
 //! methods count the same set; a name is kept as it is, and the module refuses it if it is not
-//! traceable.
+//! traceable. Both checks go by address: static functions of one name may differ (one of
+//! them built without ftrace's NOP, say).
 
 use anyhow::{bail, Result};
 use std::collections::{BTreeMap, BTreeSet};
@@ -55,25 +56,25 @@ pub struct Resolved {
     pub skipped: usize,
 }
 
-/// Resolves list `text` against `symbols`. `traceable`: names ftrace can trace
-/// (`available_filter_functions`), `blacklisted`: names kprobes refuses; `None` when unknown
-/// (nothing is left out then).
+/// Resolves list `text` against `symbols`. `traceable`: addresses ftrace can trace
+/// (`available_filter_functions_addrs`), `blacklisted`: addresses kprobes refuses; `None`
+/// when unknown (nothing is left out then).
 ///
 /// Errors: a line that matches no symbol, a name that matches only non-text symbols, a bad
 /// glob, addresses hidden by kallsyms, or an empty set; each names the line.
 pub fn resolve(
     text: &str,
     symbols: &[Symbol],
-    traceable: Option<&BTreeSet<String>>,
-    blacklisted: Option<&BTreeSet<String>>,
+    traceable: Option<&BTreeSet<u64>>,
+    blacklisted: Option<&BTreeSet<u64>>,
 ) -> Result<Resolved> {
     let mut by_name: BTreeMap<&str, Vec<&Symbol>> = BTreeMap::new();
     for s in symbols {
         by_name.entry(s.name.as_str()).or_default().push(s);
     }
     let is_text = |s: &Symbol| matches!(s.kind, 't' | 'T');
-    let usable = |name: &str| {
-        traceable.is_none_or(|t| t.contains(name)) && blacklisted.is_none_or(|b| !b.contains(name))
+    let usable = |addr: u64| {
+        traceable.is_none_or(|t| t.contains(&addr)) && blacklisted.is_none_or(|b| !b.contains(&addr))
     };
     let mut functions = BTreeSet::new();
     let mut skipped = 0;
@@ -93,7 +94,7 @@ pub fn resolve(
                 }
                 for s in syms.iter().filter(|s| is_text(s)) {
                     matched = true;
-                    if usable(name) {
+                    if usable(s.addr) {
                         functions.insert(Function {
                             addr: s.addr,
                             name: s.name.clone(),
@@ -137,21 +138,24 @@ pub fn resolve(
     })
 }
 
-/// The names of ftrace's `available_filter_functions` (core kernel ones: no `[module]`).
-pub fn parse_name_list(text: &str) -> BTreeSet<String> {
+/// The addresses of ftrace's `available_filter_functions_addrs` (`address name [module]`
+/// per line; core kernel ones only).
+pub fn parse_traceable(text: &str) -> BTreeSet<u64> {
     text.lines()
         .filter_map(|l| {
-            let mut f = l.split_whitespace();
-            let name = f.next()?;
-            f.next().is_none().then(|| name.to_string())
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.len() == 2).then(|| u64::from_str_radix(f[0], 16).ok())?
         })
         .collect()
 }
 
-/// The names of `<debugfs>/kprobes/blacklist` (`start-end name` per line).
-pub fn parse_kprobe_blacklist(text: &str) -> BTreeSet<String> {
+/// The start addresses of `<debugfs>/kprobes/blacklist` (`0xstart-0xend name` per line).
+pub fn parse_kprobe_blacklist(text: &str) -> BTreeSet<u64> {
     text.lines()
-        .filter_map(|l| l.split_whitespace().nth(1).map(str::to_string))
+        .filter_map(|l| {
+            let start = l.split_whitespace().next()?.split('-').next()?;
+            u64::from_str_radix(start.trim_start_matches("0x"), 16).ok()
+        })
         .collect()
 }
 
@@ -204,7 +208,9 @@ ffffffffa0000000 t mod_fn\t[kdbt]
 
     #[test]
     fn a_glob_keeps_only_what_ftrace_traces_and_kprobes_may_probe() {
-        let traceable = parse_name_list("vfs_read\nvfs_write\nmod_fn [kdbt]\n");
+        let traceable = parse_traceable(
+            "ffffffff81001000 vfs_read\nffffffff81004000 vfs_write\nffffffffa0000000 mod_fn [kdbt]\n",
+        );
         let black = parse_kprobe_blacklist("0xffffffff81004000-0xffffffff81004100\tvfs_write\n");
         let r = resolve("vfs_*", &syms(), Some(&traceable), Some(&black)).unwrap();
         let names: Vec<&str> = r.functions.iter().map(|f| f.name.as_str()).collect();
@@ -213,6 +219,15 @@ ffffffffa0000000 t mod_fn\t[kdbt]
         // A plain name is kept: the module says why it cannot be counted.
         let r = resolve("vfs_fsync", &syms(), Some(&traceable), Some(&black)).unwrap();
         assert_eq!(r.functions.len(), 1);
+    }
+
+    #[test]
+    fn a_glob_keeps_the_traceable_copy_of_a_name_that_two_functions_share() {
+        let traceable = parse_traceable("ffffffff81003000 do_thing\n");
+        let r = resolve("do_*", &syms(), Some(&traceable), None).unwrap();
+        let addrs: Vec<u64> = r.functions.iter().map(|f| f.addr).collect();
+        assert_eq!(addrs, [0xffffffff81003000]);
+        assert_eq!(r.skipped, 1);
     }
 
     #[test]

@@ -34,7 +34,7 @@ const STATS_PATH: &str = "/sys/kernel/debug/kdbt/stats";
 /// Where the module's function counts live.
 const FUNCCOUNT_PATH: &str = "/sys/kernel/debug/kdbt/funccount";
 /// ftrace's traceable functions and kprobes' refused ones (globs keep neither).
-const TRACEABLE_PATH: &str = "/sys/kernel/debug/tracing/available_filter_functions";
+const TRACEABLE_PATH: &str = "/sys/kernel/debug/tracing/available_filter_functions_addrs";
 const KPROBE_BLACKLIST_PATH: &str = "/sys/kernel/debug/kprobes/blacklist";
 
 #[derive(Parser)]
@@ -185,7 +185,7 @@ fn resolve_list(file: &std::path::Path) -> Result<funcset::Resolved> {
     let symbols = funcset::parse_kallsyms(&std::fs::read_to_string("/proc/kallsyms")?);
     let traceable = std::fs::read_to_string(TRACEABLE_PATH)
         .ok()
-        .map(|t| funcset::parse_name_list(&t));
+        .map(|t| funcset::parse_traceable(&t));
     let black = std::fs::read_to_string(KPROBE_BLACKLIST_PATH)
         .ok()
         .map(|t| funcset::parse_kprobe_blacklist(&t));
