@@ -443,7 +443,8 @@ mod tests {
                 }
             })
         };
-        let p = load("modes = [\"native\", \"kprobes\"]\nfunctions = [\"lists/hot.txt\"]\n").unwrap();
+        let p =
+            load("modes = [\"native\", \"kprobes\"]\nfunctions = [\"lists/hot.txt\"]\n").unwrap();
         assert_eq!(p.functions, Some(vec![dir.path().join("lists/hot.txt")]));
         let at = path.display().to_string();
         for (text, why) in [

@@ -103,15 +103,13 @@ impl Emitter {
         self.base
     }
 
-    /// tx address of the current end.
     /// Whether a rel32 branch emitted anywhere in a code cache of `span` bytes starting near
     /// here reaches `target`.
     pub(crate) fn reaches(&self, target: u64, span: u64) -> bool {
-        let d = target.wrapping_sub(self.here()) as i64;
-        let limit = i32::MAX as i64 - span as i64;
-        (-limit..limit).contains(&d)
+        reaches_from(self.here(), target, span)
     }
 
+    /// tx address of the current end.
     pub(crate) fn here(&self) -> u64 {
         self.base + self.len as u64
     }
@@ -234,20 +232,30 @@ impl Emitter {
                 .resize(2 * self.buf.len().max(start + t.bytes.len()), 0);
         }
         self.buf[start..start + t.bytes.len()].copy_from_slice(&t.bytes);
-        let mut noted = false;
+        self.recipes.reserve(t.n);
+        // The first instruction as `raw` records it. Outside a body (stubs: nothing implied)
+        // the last recipe then is the current one, so each later instruction's recipe is
+        // recorded exactly when the one before it moved rsp: what `note_recipe` would decide,
+        // without comparing recipes.
+        self.note_recipe();
+        let mut noted =
+            self.implied.is_none() || self.recipes.last().is_some_and(|(_, r)| *r == self.cur);
+        let mut at = start;
         for &(len, pushed) in &t.steps[..t.n] {
-            if noted {
-                // The last recipe is the previous instruction's, which only `pushed` set apart:
-                // what `note_recipe` would decide, without comparing recipes.
-                self.recipes.push((self.offset(), self.cur));
-            } else {
-                self.note_recipe();
-                noted = self.recipes.last().is_some_and(|(_, r)| *r == self.cur);
+            if at != start {
+                if noted {
+                    self.recipes.push((at as u32, self.cur));
+                } else {
+                    self.len = at;
+                    self.note_recipe();
+                    noted = self.recipes.last().is_some_and(|(_, r)| *r == self.cur);
+                }
             }
-            self.len += len as usize;
+            at += len as usize;
             self.cur.rsp_adjust += pushed;
             noted &= pushed != 0;
         }
+        self.len = at;
     }
 
     /// Appends a native instruction (`bytes[..len]`) at the start of its translation, where the
@@ -489,8 +497,15 @@ impl Emitter {
         self.labels[label.0 as usize].map(|o| self.base + o as u64)
     }
 
-    /// Pads so that a branch of `before_field` bytes before its rel32 field, placed next, has
-    /// that field 4-byte aligned (for one atomic store when chaining patches it).
+    /// Bytes of padding that put the rel32 field of a branch with `before_field` bytes before
+    /// it on a 4-byte boundary (for one atomic store when chaining patches it).
+    pub(crate) fn field_pad(&self, before_field: u64) -> usize {
+        ((4 - (self.here() + before_field) % 4) % 4) as usize
+    }
+
+    /// `pad` bytes of padding ([`Emitter::field_pad`]), then a branch (`code`, a rel32 form)
+    /// to a tx address or to a label bound later, in one append: the state does not change
+    /// between them, so one recipe note covers both. Returns the tx address of the rel32 field.
     ///
     /// With `prefixes`, the padding is 1–3 redundant CS segment-override prefixes (`2e`) that
     /// become part of the branch itself: no instruction is added to the path, which is what the
@@ -498,13 +513,49 @@ impl Emitter {
     /// overrides do nothing on `jmp`/`call rel32` in 64-bit mode, and `2e` on `jcc` is only a
     /// static-prediction hint that current CPUs ignore. Without, one multi-byte NOP before the
     /// branch: an extra executed instruction per direct branch (12–15% of kernel time).
-    pub(crate) fn align_field(&mut self, before_field: u64, prefixes: bool) {
-        let pad = ((4 - (self.here() + before_field) % 4) % 4) as usize;
-        const NOPS: [&[u8]; 4] = [&[], &[0x90], &[0x66, 0x90], &[0x0f, 0x1f, 0x00]];
-        const CS: [&[u8]; 4] = [&[], &[0x2e], &[0x2e, 0x2e], &[0x2e, 0x2e, 0x2e]];
-        if pad != 0 {
-            self.raw(if prefixes { CS[pad] } else { NOPS[pad] });
+    pub(crate) fn padded_branch(
+        &mut self,
+        code: Code,
+        pad: usize,
+        prefixes: bool,
+        to: Result<u64, Label>,
+    ) -> Result<u64, EncodeFailed> {
+        let Some(op) = rel32_opcode(code) else {
+            if pad != 0 {
+                self.raw(if prefixes { CS[pad] } else { NOPS[pad] });
+            }
+            return match to {
+                Ok(tx) => self.branch_to(code, tx),
+                Err(label) => self.branch_to_label(code, label),
+            };
+        };
+        // Byte by byte: these are 1–3 bytes, where a slice copy is a `memcpy` call.
+        let mut bytes = [0u8; 12];
+        let padding = if prefixes { CS[pad] } else { NOPS[pad] };
+        for (k, &b) in padding.iter().chain(op).enumerate() {
+            bytes[k] = b;
         }
+        let n = pad + op.len() + 4;
+        let end = self.here() + n as u64;
+        let target = match to {
+            Ok(tx) => tx,
+            // Fixed up when bound; until then what `branch_to_label` puts there.
+            Err(label) => self.label_tx(label).unwrap_or(end - 4 - op.len() as u64),
+        };
+        let rel = i32::try_from(target.wrapping_sub(end) as i64).map_err(|_| EncodeFailed)?;
+        bytes[n - 4..n].copy_from_slice(&rel.to_le_bytes());
+        self.raw(&bytes[..n]);
+        if let Err(label) = to {
+            if self.labels[label.0 as usize].is_none() {
+                self.fixups.push(Fixup {
+                    field: self.offset() - 4,
+                    size: 4,
+                    from: self.offset(),
+                    label,
+                });
+            }
+        }
+        Ok(end - 4)
     }
 
     /// A branch (`code` is a rel8 or rel32 form) to `label`. Returns the tx address of its rel
@@ -608,6 +659,18 @@ impl Template {
         self.n += 1;
     }
 }
+
+/// Whether a rel32 branch at `from`, anywhere in a code cache of `span` bytes starting near
+/// there, reaches `target`.
+pub(crate) fn reaches_from(from: u64, target: u64, span: u64) -> bool {
+    let d = target.wrapping_sub(from) as i64;
+    let limit = i32::MAX as i64 - span as i64;
+    (-limit..limit).contains(&d)
+}
+
+/// Padding before a branch: multi-byte NOPs, or redundant CS prefixes of the branch.
+const NOPS: [&[u8]; 4] = [&[], &[0x90], &[0x66, 0x90], &[0x0f, 0x1f, 0x00]];
+const CS: [&[u8]; 4] = [&[], &[0x2e], &[0x2e, 0x2e], &[0x2e, 0x2e, 0x2e]];
 
 /// `N` bytes of `bytes` from `at`, as an array (a fixed-size copy).
 fn chunk<const N: usize>(bytes: &[u8], at: usize) -> [u8; N] {

@@ -193,45 +193,75 @@ pub(crate) fn emit_persistent(
     ))
 }
 
-/// Emits a direct exit stub for native `target` whose target slot ends `red_zone` bytes below
-/// the native rsp. Its recipe starts clean at `target`: the stub runs "between" native
-/// instructions, at the start of the target.
-pub(crate) fn emit_direct_stub(
-    e: &mut Emitter,
-    target: u64,
-    exit_id: u32,
-    red_zone: u16,
-    entries: &Entries,
-) -> Result<(), EncodeFailed> {
-    // One template rather than an instruction at a time: a block has a stub per direct branch.
-    // The same bytes as `lea_rsp`, `push_u64` and `emit_enter_dispatcher` emit (a unit test
-    // compares them).
-    let mut t = Template::new();
-    let rz = red_zone as i32;
-    match i8::try_from(-rz) {
-        Ok(0) => {}
-        Ok(d) => t.add(&[0x48, 0x8d, 0x64, 0x24, d as u8], rz),
-        Err(_) => {
-            let d = (-rz).to_le_bytes();
-            t.add(&[0x48, 0x8d, 0xa4, 0x24, d[0], d[1], d[2], d[3]], rz);
+/// The direct exit stubs of one translator: their bytes differ from stub to stub only in the
+/// target, the exit id and the rel32 to the persistent entry, so the two shapes (a target that
+/// is a sign-extended imm32, and one that needs its high half stored too) are built once and
+/// patched after each copy. The same bytes as `lea_rsp`, `push_u64` and
+/// `emit_enter_dispatcher` emit.
+pub(crate) struct DirectStubs {
+    near: Template,
+    far: Template,
+    /// Offset of the target's low imm32 (both shapes); its high half follows 8 bytes later
+    /// (far shape).
+    lo: usize,
+    entry: u64,
+}
+
+impl DirectStubs {
+    /// The stubs whose target slot ends `red_zone` bytes below the native rsp.
+    pub(crate) fn new(red_zone: u16, entries: &Entries) -> DirectStubs {
+        let shape = |far: bool| {
+            let mut t = Template::new();
+            let rz = red_zone as i32;
+            match i8::try_from(-rz) {
+                Ok(0) => {}
+                Ok(d) => t.add(&[0x48, 0x8d, 0x64, 0x24, d as u8], rz),
+                Err(_) => {
+                    let d = (-rz).to_le_bytes();
+                    t.add(&[0x48, 0x8d, 0xa4, 0x24, d[0], d[1], d[2], d[3]], rz);
+                }
+            }
+            t.add(&[0x68, 0, 0, 0, 0], 8);
+            if far {
+                t.add(&[0xc7, 0x44, 0x24, 0x04, 0, 0, 0, 0], 0);
+            }
+            t.add(&[0x68, 0, 0, 0, 0], 8);
+            t.add(&[0xe9, 0, 0, 0, 0], 0);
+            t
+        };
+        let near = shape(false);
+        DirectStubs {
+            lo: near.len() - 14,
+            near,
+            far: shape(true),
+            entry: entries.for_k(red_zone, red_zone),
         }
     }
-    let lo = (target as u32).to_le_bytes();
-    t.add(&[0x68, lo[0], lo[1], lo[2], lo[3]], 8);
-    if target as u32 as i32 as i64 as u64 != target {
-        let hi = ((target >> 32) as u32).to_le_bytes();
-        t.add(&[0xc7, 0x44, 0x24, 0x04, hi[0], hi[1], hi[2], hi[3]], 0);
+
+    /// Emits the stub for native `target`. Its recipe starts clean at `target`: the stub runs
+    /// "between" native instructions, at the start of the target.
+    pub(crate) fn emit(
+        &self,
+        e: &mut Emitter,
+        target: u64,
+        exit_id: u32,
+    ) -> Result<(), EncodeFailed> {
+        let far = target as u32 as i32 as i64 as u64 != target;
+        let t = if far { &self.far } else { &self.near };
+        let start = e.here();
+        let end = start + t.len() as u64;
+        let rel = i32::try_from(self.entry.wrapping_sub(end) as i64).map_err(|_| EncodeFailed)?;
+        e.cur = Recipe::clean(target);
+        e.template(t);
+        let lo = start + self.lo as u64;
+        e.set_u32(lo, target as u32);
+        if far {
+            e.set_u32(lo + 8, (target >> 32) as u32);
+        }
+        e.set_u32(end - 9, exit_id);
+        e.set_u32(end - 4, rel as u32);
+        Ok(())
     }
-    let id = exit_id.to_le_bytes();
-    t.add(&[0x68, id[0], id[1], id[2], id[3]], 8);
-    let end = e.here() + t.len() as u64 + 5;
-    let entry = entries.for_k(red_zone, red_zone);
-    let rel = i32::try_from(entry.wrapping_sub(end) as i64).map_err(|_| EncodeFailed)?;
-    let r = rel.to_le_bytes();
-    t.add(&[0xe9, r[0], r[1], r[2], r[3]], 0);
-    e.cur = Recipe::clean(target);
-    e.template(&t);
-    Ok(())
 }
 
 /// `push exit_id; jmp entry`.

@@ -103,6 +103,7 @@ impl<E: Env> Translator<E> {
         if spec.options.landings {
             crate::landing::clear(&data, cache.entries.landing_miss);
         }
+        let scratch = rules::Scratch::new(red_zone as u16, &cache.entries);
         Ok(Translator {
             env,
             spec,
@@ -113,7 +114,7 @@ impl<E: Env> Translator<E> {
             landings: alloc::collections::BTreeMap::new(),
             tables: Vec::new(),
             switch_next: crate::switch_table::OFF,
-            scratch: rules::Scratch::new(),
+            scratch,
         })
     }
 

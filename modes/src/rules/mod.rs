@@ -73,10 +73,12 @@ pub(crate) struct Scratch {
     maps: Vec<InsnMap>,
     insns: Vec<NativeInsn>,
     stubs: Vec<u32>,
+    direct_stubs: link::DirectStubs,
 }
 
 impl Scratch {
-    pub(crate) fn new() -> Scratch {
+    /// Buffers for a translator whose stubs step over `red_zone` and enter `entries`.
+    pub(crate) fn new(red_zone: u16, entries: &Entries) -> Scratch {
         Scratch {
             e: Emitter::new(0),
             exits: Vec::new(),
@@ -84,6 +86,7 @@ impl Scratch {
             maps: Vec::new(),
             insns: Vec::with_capacity(MAX_BLOCK_INSNS + 1),
             stubs: Vec::new(),
+            direct_stubs: link::DirectStubs::new(red_zone, entries),
         }
     }
 }
@@ -137,9 +140,12 @@ impl Cx<'_> {
             Code::Jmp_rel32_64 | Code::Call_rel32_64 => 1,
             _ => 2,
         };
-        self.e.align_field(opcode_len, self.opts.prefix_pad);
+        let pad = self.e.field_pad(opcode_len);
         let index = (self.cache.next_exit_index() + self.exits.len()) as u32;
-        let native = self.env.run_natively(target) && self.e.reaches(target, self.cache_span);
+        // Reach is judged from the branch, after its padding.
+        let from = self.e.here() + pad as u64;
+        let native = self.env.run_natively(target)
+            && crate::emit::reaches_from(from, target, self.cache_span);
         let known = if native {
             Some(target)
         } else if target == self.block_native {
@@ -147,22 +153,18 @@ impl Cx<'_> {
         } else {
             self.cache.lookup(target)
         };
-        let (field, pending) = match known.filter(|_| native || self.opts.chaining) {
+        let label = self.e.new_label();
+        let to = match known.filter(|_| native || self.opts.chaining) {
             // Linked now, with a stub all the same: invalidating the target sends the branch
             // back to it (`Translator::invalidate`).
             Some(tx) => {
                 self.links += u64::from(!native);
-                let label = self.e.new_label();
-                (self.e.branch_to(code, tx)?, Pending::Stub { target, label })
+                Ok(tx)
             }
-            None => {
-                let label = self.e.new_label();
-                (
-                    self.e.branch_to_label(code, label)?,
-                    Pending::Stub { target, label },
-                )
-            }
+            None => Err(label),
         };
+        let field = self.e.padded_branch(code, pad, self.opts.prefix_pad, to)?;
+        let pending = Pending::Stub { target, label };
         self.exits.push(Exit {
             kind: ExitKind::Direct { field },
             target,
@@ -487,6 +489,7 @@ pub(crate) fn translate_block(
     stubs.clear();
     let red_zone = cx.red_zone;
     let entries = cx.entries;
+    let direct_stubs = &scratch.direct_stubs;
     for (k, pending) in cx.pending.iter().enumerate() {
         let id = cache.exit_id(cache.next_exit_index() + k);
         match *pending {
@@ -494,7 +497,8 @@ pub(crate) fn translate_block(
                 cx.e.bind(label);
                 stubs.push(cx.e.offset());
                 cx.exits[k].stub = cx.e.here();
-                link::emit_direct_stub(cx.e, target, id, red_zone, &entries)
+                direct_stubs
+                    .emit(cx.e, target, id)
                     .map_err(|_| TranslateError::Untranslatable { pc })?;
             }
             Pending::Switch {
