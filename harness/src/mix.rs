@@ -27,11 +27,13 @@ total() { kdbtctl stats | awk -v k="$1" '$1=="total:" { for (i=2;i<NF;i++) if ($
 /// requests, default 2000), `tar | gzip` of `$FILES` MB (default 20) whose checksum must match
 /// the native run's, file churn, a static-key flip (live text patching), a uaccess fault
 /// (exception-table fixup at a code-cache address), and `$GETPPID_N` `getppid` calls (default 1,000,000). One mode
-/// per boot: switching to another mode waits until no task stack holds the previous mode's
+/// per boot. `$FUNCS`, if set, is a function list (names or globs, space-separated) loaded before
+/// switch-on, for the `funccount` client. Switching to another mode waits until no task stack holds the previous mode's
 /// code-cache addresses, which a task asleep in a syscall it entered translated can delay
 /// indefinitely.
 pub const MIX: &str = r#"
 insmod kdbt.ko || exit 90
+if [ -n "${FUNCS:-}" ]; then echo "$FUNCS" | tr ' ' '\n' > /tmp/funcs.txt; kdbtctl funcs /tmp/funcs.txt || exit 92; fi
 mkdir -p /tmp/src; i=0
 while [ $i -lt ${FILES:-20} ]; do head -c 1000000 /dev/urandom > /tmp/src/f$i; i=$((i+1)); done
 native=$(tar -C /tmp -cf - src | gzip -1 | md5sum)

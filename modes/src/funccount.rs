@@ -9,9 +9,11 @@
 //!   and translator: the `lock` makes it exact when two CPUs (or, in fast, a preempted task
 //!   moved to another CPU) run the same function. Where the flags are live the add is wrapped
 //!   in `pushfq`/`popfq`.
-//! - **When it could count twice:** a fault of the function's first instruction re-enters the
-//!   block in drk (rollback to that native PC). Kernel functions start with ftrace's 5-byte NOP,
-//!   which cannot fault.
+//! - **Never twice for one entry:** past the add, the code is no instruction boundary
+//!   ([`crate::rollback::Recipe::counted`]), so drk delays an interrupt that arrives there to
+//!   the next instruction rather than resuming at the entry. A fault of the function's first
+//!   instruction would still re-enter it (rollback to that native PC); kernel functions start
+//!   with ftrace's 5-byte NOP, which cannot fault.
 
 use alloc::vec::Vec;
 use iced_x86::{Code, Instruction, MemoryOperand};

@@ -62,6 +62,9 @@ pub struct Recipe {
     /// address in place of a native one (drk's `iretq`, which writes the translated return
     /// address into the frame as its last step): map it back.
     pub tx_in_slot: Option<i32>,
+    /// Client code that must run once per execution of `pc` has run (a `funccount` add):
+    /// the state is native, but resuming at `pc` would run it again, so this is no boundary.
+    pub counted: bool,
 }
 
 impl Recipe {
@@ -72,15 +75,18 @@ impl Recipe {
             rsp_adjust: 0,
             spills: [None; MAX_SPILLS],
             tx_in_slot: None,
+            counted: false,
         }
     }
 
-    /// Whether the machine state already is the native state (only the PC differs).
+    /// Whether the machine state already is the native state (only the PC differs) and
+    /// nothing that resuming at the native PC would repeat has run ([`Recipe::counted`]).
     pub fn is_clean(&self) -> bool {
         matches!(self.pc, PcSource::Static(_))
             && self.rsp_adjust == 0
             && self.spills.iter().all(Option::is_none)
             && self.tx_in_slot.is_none()
+            && !self.counted
     }
 
     pub(crate) fn spill(&mut self, reg: Register) {

@@ -5,6 +5,7 @@ mod support;
 
 use iced_x86::code_asm::*;
 use kdbt_modes::user::ExecConfig;
+use kdbt_modes::NextBoundary;
 use support::{run_native, run_translated_with, snippet, Case, Machine};
 
 /// `f` is entered by 3 direct calls and a tail jump, `g` by 2 indirect calls and by the
@@ -82,6 +83,20 @@ fn each_entry_of_a_listed_function_is_counted_once_in_every_design() {
             ex.translator().cache().lookup(g).is_some(),
             "[{mode}] g starts a block"
         );
+        // Once the count has run, no interrupt may resume at the entry (drk delivers at
+        // boundaries: it would count twice); before it, the entry is a boundary.
+        let t = ex.translator();
+        for entry in [f, g, h] {
+            let tx = t.cache().lookup(entry).unwrap();
+            assert_eq!(t.next_boundary(tx), Some(NextBoundary::Here), "[{mode}]");
+            // SAFETY: the block's translation is mapped readable in the code cache.
+            let code = unsafe { std::slice::from_raw_parts(tx as *const u8, 64) };
+            let mut d = iced_x86::Decoder::with_ip(64, code, tx, 0);
+            let add = d.iter().find(|i| i.has_lock_prefix()).expect("the count");
+            let after = add.next_ip();
+            assert_ne!(t.next_boundary(after), Some(NextBoundary::Here), "[{mode}]");
+            assert_eq!(t.native_at_boundary(after), None, "[{mode}]");
+        }
     }
 }
 

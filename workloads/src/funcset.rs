@@ -74,7 +74,8 @@ pub fn resolve(
     }
     let is_text = |s: &Symbol| matches!(s.kind, 't' | 'T');
     let usable = |addr: u64| {
-        traceable.is_none_or(|t| t.contains(&addr)) && blacklisted.is_none_or(|b| !b.contains(&addr))
+        traceable.is_none_or(|t| t.contains(&addr))
+            && blacklisted.is_none_or(|b| !b.contains(&addr))
     };
     let mut functions = BTreeSet::new();
     let mut skipped = 0;

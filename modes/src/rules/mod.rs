@@ -404,6 +404,8 @@ pub(crate) fn translate_block(
             crate::funccount::emit_count(cx.e, counter, dead, cx.red_zone as i32)
                 .map_err(|_| TranslateError::Untranslatable { pc })?;
             cx.e.begin_native(n.insn.ip());
+            // Past the add, an interrupt must not resume at the entry (drk would count twice).
+            cx.e.cur.counted = true;
         }
         if let Some(home) = inscount.filter(|_| bump) {
             finish_segment(cx.e, segment.take());
