@@ -273,18 +273,23 @@ fn run(cli: Cli) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// `cargo xtask bench`: the matrix, the run, the figures, and the summary table.
-fn bench(args: BenchArgs) -> Result<()> {
-    let started = runner::Started::now();
-    // Everything a user can get wrong is refused here, before setup or any build.
-    let catalogue = kdbt_workloads::catalogue()
+/// The workloads' benchmarks by suite, as plans name them.
+fn catalogue() -> Result<Vec<(store::Suite, String)>> {
+    kdbt_workloads::catalogue()
         .into_iter()
         .map(|(suite, name)| {
             let suite = store::Suite::from_name(suite)
                 .with_context(|| format!("the workloads name an unknown suite {suite:?}"))?;
             Ok((suite, name))
         })
-        .collect::<Result<Vec<_>>>()?;
+        .collect()
+}
+
+/// `cargo xtask bench`: the matrix, the run, the figures, and the summary table.
+fn bench(args: BenchArgs) -> Result<()> {
+    let started = runner::Started::now();
+    // Everything a user can get wrong is refused here, before setup or any build.
+    let catalogue = catalogue()?;
     let plan = match &args.plan {
         Some(p) => Some(plan::load(
             &plan::resolve(p, &cache::repo_root())?,
@@ -636,4 +641,26 @@ fn test() -> Result<ExitCode> {
     build_lab()?;
     cargo(&["test", "--workspace", "--", "--include-ignored"])?;
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_plan_of_the_repository_loads() {
+        let dir = cache::repo_root().join(plan::DIR);
+        let mut n = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "toml") {
+                plan::load(&path, &catalogue().unwrap(), |m| {
+                    bench::canonical_mode(m).map(drop)
+                })
+                .unwrap_or_else(|e| panic!("{}: {e:#}", path.display()));
+                n += 1;
+            }
+        }
+        assert!(n >= 5, "only {n} plans in {}", dir.display());
+    }
 }
