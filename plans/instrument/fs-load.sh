@@ -1,0 +1,40 @@
+#!/bin/sh
+# Every function of fs/ (plans/instrument/fs.txt) counted under load, MINUTES (default 5) of
+# wall time per method: stress-ng's fork, pipe, open, dir and rename stressors with Apache
+# under `ab -c 16` beside them, natively and then with each method counting. Prints per
+# method the rounds of `ab`, stress-ng's bogo-ops rates and the entries counted; the console
+# check of `cargo xtask vm` fails the run on any kernel trouble. Run from the repository root:
+#   cargo xtask vm --put plans/instrument/fs-load.sh --put plans/instrument/fs.txt -- sh ./fs-load.sh
+set -u
+cd /kdbt
+export PATH=/kdbt:$PATH
+MINUTES=${MINUTES:-5}
+insmod kdbt.ko || exit 90
+kdbtctl funcs /kdbt/fs.txt || exit 91
+echo 0 > /proc/sys/debug/kprobes-optimization
+uptime_s() { cut -d. -f1 /proc/uptime; }
+load() {
+  kdbtctl reset
+  end=$(( $(uptime_s) + MINUTES * 60 )); rounds=0; bad=0
+  stress-ng --fork 2 --pipe 2 --open 1 --dir 1 --rename 1 -t "${MINUTES}m" --metrics-brief > /tmp/stress.out 2>&1 & s=$!
+  while [ "$(uptime_s)" -lt "$end" ]; do
+    kdbt-workload apache --concurrency 16 --requests 1000 --samples 1 --file-sizes 10k > /tmp/ab.json || bad=$((bad+1))
+    rounds=$((rounds+1))
+  done
+  wait $s; st=$?
+  echo "LOAD $1 ab_rounds $rounds ab_failed $bad stress_rc $st $(kdbtctl stats | grep '^funccount:')"
+  grep -vE 'dispatching|setting to|skipped|passed|failed: 0' /tmp/stress.out
+  kdbtctl funccount | sed -n '3,5p'
+}
+load native
+for m in fast:funccount drk:funccount; do
+  tries=0; until kdbtctl on "$m"; do tries=$((tries+1)); [ $tries -ge 150 ] && exit 92; ( sleep 0 & ); sleep 0.2; done
+  load "$m"
+  kdbtctl off || exit 93
+done
+for p in kprobes ftrace; do
+  kdbtctl probe "$p" || exit 94
+  load "$p"
+  kdbtctl probe off || exit 95
+done
+echo "FS_LOAD done"
