@@ -3,12 +3,14 @@
 # wall time per method: stress-ng's fork, pipe, open, dir and rename stressors with Apache
 # under `ab -c 16` beside them, natively and then with each method counting. Prints per
 # method the rounds of `ab`, stress-ng's bogo-ops rates and the entries counted; the console
-# check of `cargo xtask vm` fails the run on any kernel trouble. Run from the repository root:
-#   cargo xtask vm --put plans/instrument/fs-load.sh --put plans/instrument/fs.txt -- sh ./fs-load.sh
+# check of `cargo xtask vm` fails the run on any kernel trouble. METHODS (default all: native
+# fast:funccount drk:funccount kprobes ftrace) picks some. Run from the repository root:
+#   cargo xtask vm --timeout 3600 --put plans/instrument/fs-load.sh --put plans/instrument/fs.txt -- sh ./fs-load.sh
 set -u
 cd /kdbt
 export PATH=/kdbt:$PATH
 MINUTES=${MINUTES:-5}
+METHODS=${METHODS:-native fast:funccount drk:funccount kprobes ftrace}
 insmod kdbt.ko || exit 90
 kdbtctl funcs /kdbt/fs.txt || exit 91
 echo 0 > /proc/sys/debug/kprobes-optimization
@@ -26,15 +28,17 @@ load() {
   grep -vE 'dispatching|setting to|skipped|passed|failed: 0' /tmp/stress.out
   kdbtctl funccount | sed -n '3,5p'
 }
-load native
-for m in fast:funccount drk:funccount; do
-  tries=0; until kdbtctl on "$m"; do tries=$((tries+1)); [ $tries -ge 150 ] && exit 92; ( sleep 0 & ); sleep 0.2; done
-  load "$m"
-  kdbtctl off || exit 93
-done
-for p in kprobes ftrace; do
-  kdbtctl probe "$p" || exit 94
-  load "$p"
-  kdbtctl probe off || exit 95
+for m in $METHODS; do
+  case $m in
+    native) load native ;;
+    kprobes|ftrace)
+      kdbtctl probe "$m" || exit 94
+      load "$m"
+      kdbtctl probe off || exit 95 ;;
+    *)
+      tries=0; until kdbtctl on "$m"; do tries=$((tries+1)); [ $tries -ge 150 ] && exit 92; ( sleep 0 & ); sleep 0.2; done
+      load "$m"
+      kdbtctl off || exit 93 ;;
+  esac
 done
 echo "FS_LOAD done"
