@@ -90,6 +90,14 @@ pub(crate) extern "C" fn kdbt_control_ioctl(
     }
 }
 
+/// `text` as an answer's message field: cut to `MESSAGE_MAX - 1` bytes, NUL-padded.
+fn message(text: &[u8]) -> [u8; MESSAGE_MAX] {
+    let mut msg = [0u8; MESSAGE_MAX];
+    let n = text.len().min(MESSAGE_MAX - 1);
+    msg[..n].copy_from_slice(&text[..n]);
+    msg
+}
+
 /// `KDBT_IOC_ON`: reads the spec from the user's [`OnArg`], answers in its `message`.
 fn switch_on(ctx: &Context, arg: usize) -> Result {
     let mut spec = [0u8; SPEC_MAX];
@@ -97,11 +105,10 @@ fn switch_on(ctx: &Context, arg: usize) -> Result {
         .reader()
         .read_slice(&mut spec)?;
     let reply = |text: &[u8]| -> Result {
-        let mut msg = [0u8; MESSAGE_MAX];
-        let n = text.len().min(MESSAGE_MAX - 1);
-        msg[..n].copy_from_slice(&text[..n]);
         let at = arg + core::mem::offset_of!(OnArg, message);
-        UserSlice::new(at, MESSAGE_MAX).writer().write_slice(&msg)
+        UserSlice::new(at, MESSAGE_MAX)
+            .writer()
+            .write_slice(&message(text))
     };
     let Some(len) = spec.iter().position(|&b| b == 0) else {
         reply(b"mode spec is not NUL-terminated within 128 bytes")?;
@@ -163,13 +170,10 @@ fn load_funcs(ctx: &Context, arg: usize) -> Result {
     let addrs = u64::from_ne_bytes(head[..8].try_into().map_err(|_| EINVAL)?);
     let count = u32::from_ne_bytes(head[8..12].try_into().map_err(|_| EINVAL)?);
     let answer = |index: u32, why: &[u8]| -> Result {
-        let mut msg = [0u8; MESSAGE_MAX];
-        let n = why.len().min(MESSAGE_MAX - 1);
-        msg[..n].copy_from_slice(&why[..n]);
         let at = arg + core::mem::offset_of!(FuncsArg, bad_index);
         let mut w = UserSlice::new(at, 4 + MESSAGE_MAX).writer();
         w.write_slice(&index.to_ne_bytes())?;
-        w.write_slice(&msg)
+        w.write_slice(&message(why))
     };
     let mut interposer = ctx.interposer.lock();
     if let Err(why) = interposer.release_funccount() {

@@ -8,11 +8,15 @@
  *    and not an ftrace-based one; its pre-handler adds to column 1.
  *  - ftrace: one ftrace_ops filtered to the set; its callback adds to column 2.
  *
- * The counters are one array in the module area (within disp32 reach of translated code):
- * counts[column * n + k] counts addrs[k]. Every add is atomic: two CPUs may run one function.
+ * Each column is per CPU, and every method adds with one %gs-relative instruction (as
+ * this_cpu_inc does), so no counter's cache line moves between CPUs and the methods pay alike.
+ * Translated code reaches kdbt's column by a disp32 %gs offset, which Linux's per-CPU
+ * allocator gives only in its first chunk (tens of KiB, shared with the rest of the kernel).
+ * When kdbt's column does not land there, kdbt counts into one array shared by every CPU in
+ * the module area instead, with `lock add` (kdbt_modes::funccount). The header of
+ * <debugfs>/kdbt/funccount says which.
  * All state changes are under kdbt_funcs_lock; the counting paths take no lock.
  */
-#include <linux/atomic.h>
 #include <linux/bsearch.h>
 #include <linux/errno.h>
 #include <linux/ftrace.h>
@@ -22,6 +26,7 @@
 #include <linux/kprobes.h>
 #include <linux/log2.h>
 #include <linux/mutex.h>
+#include <linux/percpu.h>
 #include <linux/seq_file.h>
 #include <linux/slab.h>
 #include <linux/sort.h>
@@ -35,14 +40,26 @@ static const u8 ftrace_nop5[5] = { 0x0f, 0x1f, 0x44, 0x00, 0x00 };
 
 static DEFINE_MUTEX(kdbt_funcs_lock);
 
+/* Counters per per-CPU allocation: the per-CPU allocator's largest. */
+#define PIECE ((u32)(PCPU_MIN_UNIT_SIZE / sizeof(u64)))
+
+/* One method's per-CPU counters, counter k in pieces[k / PIECE][k % PIECE]. */
+struct column {
+	u64 __percpu **pieces;
+};
+
 static struct {
 	u32 n;
 	u64 *addrs;
-	u64 *counts;
+	struct column cols[KDBT_FUNCS_METHODS];
+	/* kdbt's counters when its column is out of %gs disp32 reach (NULL otherwise). */
+	u64 *shared;
 	/* Open-addressing table: addrs index + 1 by hash of the address, 0 = empty. */
 	u32 *slots;
 	u32 slot_bits;
 	struct kprobe *kprobes;
+	/* &kprobes[k], for unregistering them in one batch (one RCU grace period, not n). */
+	struct kprobe **kprobe_ptrs;
 	int method;
 } set;
 
@@ -72,9 +89,87 @@ static u32 lookup(u64 addr)
 	}
 }
 
+static u32 pieces_for(u32 n)
+{
+	return DIV_ROUND_UP(n, PIECE);
+}
+
+static void column_free(struct column *c, u32 n)
+{
+	u32 p;
+
+	if (!c->pieces)
+		return;
+	for (p = 0; p < pieces_for(n); p++)
+		free_percpu(c->pieces[p]);
+	kfree(c->pieces);
+	c->pieces = NULL;
+}
+
+/* Zeroed counters for `n` functions, or -ENOMEM. */
+static int column_alloc(struct column *c, u32 n)
+{
+	u32 p;
+
+	c->pieces = kcalloc(pieces_for(n), sizeof(*c->pieces), GFP_KERNEL);
+	if (!c->pieces)
+		return -ENOMEM;
+	for (p = 0; p < pieces_for(n); p++) {
+		c->pieces[p] = __alloc_percpu(min(PIECE, n - p * PIECE) * sizeof(u64),
+					      sizeof(u64));
+		if (!c->pieces[p]) {
+			column_free(c, n);
+			return -ENOMEM;
+		}
+	}
+	return 0;
+}
+
+/* The %gs offset of a column that one disp32 reaches throughout, or -1. */
+static long column_gs_offset(const struct column *c, u32 n)
+{
+	long off;
+
+	if (!c->pieces || pieces_for(n) != 1)
+		return -1;
+	off = (long)(__force unsigned long)c->pieces[0];
+	if (off < S32_MIN || off + (long)n * (long)sizeof(u64) > S32_MAX)
+		return -1;
+	return off;
+}
+
+static u64 column_sum(const struct column *c, u32 k)
+{
+	u64 sum = 0;
+	int cpu;
+
+	for_each_possible_cpu(cpu)
+		sum += READ_ONCE(*per_cpu_ptr(&c->pieces[k / PIECE][k % PIECE], cpu));
+	return sum;
+}
+
+static void column_zero(struct column *c, u32 n)
+{
+	u32 p;
+	int cpu;
+
+	for (p = 0; p < pieces_for(n); p++)
+		for_each_possible_cpu(cpu)
+			memset(per_cpu_ptr(c->pieces[p], cpu), 0,
+			       min(PIECE, n - p * PIECE) * sizeof(u64));
+}
+
+/* Entries of function k counted by `column`. */
+static u64 counted(int column, u32 k)
+{
+	if (column == KDBT_FUNCS_KDBT && set.shared)
+		return READ_ONCE(set.shared[k]);
+	return column_sum(&set.cols[column], k);
+}
+
 static void count(int column, u32 k)
 {
-	atomic64_inc((atomic64_t *)&set.counts[(size_t)column * set.n + k]);
+	this_cpu_inc(set.cols[column].pieces[k / PIECE][k % PIECE]);
 }
 
 static int kprobe_hit(struct kprobe *p, struct pt_regs *regs)
@@ -148,19 +243,55 @@ static const char *refusal(u64 addr)
 	return NULL;
 }
 
+/* Unregisters the first `n` kprobes and frees them all. */
+static void kprobes_off(u32 n)
+{
+	if (n)
+		unregister_kprobes(set.kprobe_ptrs, n);
+	kvfree(set.kprobe_ptrs);
+	kvfree(set.kprobes);
+	set.kprobe_ptrs = NULL;
+	set.kprobes = NULL;
+}
+
 static void probes_off(void)
 {
-	u32 k;
-
-	if (set.method == KDBT_FUNCS_KPROBES) {
-		for (k = 0; k < set.n; k++)
-			unregister_kprobe(&set.kprobes[k]);
-		kvfree(set.kprobes);
-		set.kprobes = NULL;
-	} else if (set.method == KDBT_FUNCS_FTRACE) {
+	if (set.method == KDBT_FUNCS_KPROBES)
+		kprobes_off(set.n);
+	else if (set.method == KDBT_FUNCS_FTRACE)
 		ftrace_off();
-	}
 	set.method = 0;
+}
+
+static void columns_free(struct column *cols, u64 *shared, u32 n)
+{
+	int c;
+
+	for (c = 0; c < KDBT_FUNCS_METHODS; c++)
+		column_free(&cols[c], n);
+	if (shared)
+		kdbt_data_free(shared);
+}
+
+/*
+ * Every method's counters for `n` functions, zeroed; kdbt's first, for the best chance of the
+ * first per-CPU chunk, else *shared (module area, for `lock add`).
+ */
+static int columns_alloc(struct column *cols, u64 **shared, u32 n)
+{
+	int c, err = 0;
+
+	*shared = NULL;
+	for (c = 0; c < KDBT_FUNCS_METHODS && !err; c++)
+		err = column_alloc(&cols[c], n);
+	if (!err && column_gs_offset(&cols[KDBT_FUNCS_KDBT], n) < 0) {
+		*shared = kdbt_data_alloc(PAGE_ALIGN((size_t)n * sizeof(u64)));
+		if (!*shared)
+			err = -ENOMEM;
+	}
+	if (err)
+		columns_free(cols, *shared, n);
+	return err;
 }
 
 static void free_set(void)
@@ -168,16 +299,17 @@ static void free_set(void)
 	probes_off();
 	kvfree(set.addrs);
 	kvfree(set.slots);
-	if (set.counts)
-		kdbt_data_free(set.counts);
-	set.addrs = set.counts = NULL;
+	columns_free(set.cols, set.shared, set.n);
+	set.shared = NULL;
+	set.addrs = NULL;
 	set.slots = NULL;
 	set.n = 0;
 }
 
 int kdbt_funcs_load(unsigned long uaddrs, u32 n, u32 *bad, const char **why)
 {
-	u64 *addrs, *counts;
+	struct column cols[KDBT_FUNCS_METHODS] = {};
+	u64 *addrs, *shared = NULL;
 	u32 *slots, bits, k, m;
 	int err = 0;
 
@@ -213,8 +345,7 @@ int kdbt_funcs_load(unsigned long uaddrs, u32 n, u32 *bad, const char **why)
 	n = m;
 	bits = order_base_2(2 * n);
 	slots = kvcalloc(1U << bits, sizeof(*slots), GFP_KERNEL);
-	counts = kdbt_data_alloc(PAGE_ALIGN((size_t)KDBT_FUNCS_METHODS * n * sizeof(u64)));
-	if (!slots || !counts) {
+	if (!slots || columns_alloc(cols, &shared, n)) {
 		err = -ENOMEM;
 		goto fail;
 	}
@@ -223,12 +354,14 @@ int kdbt_funcs_load(unsigned long uaddrs, u32 n, u32 *bad, const char **why)
 		mutex_unlock(&kdbt_funcs_lock);
 		*why = "kprobes or ftrace are counting: `kdbtctl probe off` first";
 		err = -EBUSY;
+		columns_free(cols, shared, n);
 		goto fail;
 	}
 	free_set();
 	set.n = n;
 	set.addrs = addrs;
-	set.counts = counts;
+	memcpy(set.cols, cols, sizeof(cols));
+	set.shared = shared;
 	set.slots = slots;
 	set.slot_bits = bits;
 	for (k = 0; k < n; k++) {
@@ -243,8 +376,6 @@ int kdbt_funcs_load(unsigned long uaddrs, u32 n, u32 *bad, const char **why)
 fail:
 	kvfree(addrs);
 	kvfree(slots);
-	if (counts)
-		kdbt_data_free(counts);
 	return err;
 }
 
@@ -269,20 +400,21 @@ int kdbt_funcs_probe(int method, u32 *bad)
 	}
 	if (method == KDBT_FUNCS_KPROBES) {
 		set.kprobes = kvcalloc(set.n, sizeof(*set.kprobes), GFP_KERNEL);
-		if (!set.kprobes) {
+		set.kprobe_ptrs = kvcalloc(set.n, sizeof(*set.kprobe_ptrs), GFP_KERNEL);
+		if (!set.kprobes || !set.kprobe_ptrs) {
+			kprobes_off(0);
 			err = -ENOMEM;
 			goto out;
 		}
+		/* One by one, not register_kprobes(), to name the function a refusal concerns. */
 		for (k = 0; k < set.n; k++) {
 			set.kprobes[k].addr = (kprobe_opcode_t *)(set.addrs[k] + sizeof(ftrace_nop5));
 			set.kprobes[k].pre_handler = kprobe_hit;
+			set.kprobe_ptrs[k] = &set.kprobes[k];
 			err = register_kprobe(&set.kprobes[k]);
 			if (err) {
 				*bad = k;
-				while (k--)
-					unregister_kprobe(&set.kprobes[k]);
-				kvfree(set.kprobes);
-				set.kprobes = NULL;
+				kprobes_off(k);
 				goto out;
 			}
 		}
@@ -305,13 +437,14 @@ int kdbt_funcs_method(void)
 	return READ_ONCE(set.method);
 }
 
-u32 kdbt_funcs_for_translator(const u64 **addrs, u64 *counts)
+u32 kdbt_funcs_for_translator(const u64 **addrs, u64 *counts, bool *per_cpu)
 {
 	u32 n;
 
 	mutex_lock(&kdbt_funcs_lock);
 	*addrs = set.addrs;
-	*counts = (u64)set.counts;
+	*per_cpu = !set.shared;
+	*counts = set.shared ? (u64)set.shared : (u64)column_gs_offset(&set.cols[0], set.n);
 	n = set.n;
 	mutex_unlock(&kdbt_funcs_lock);
 	return n;
@@ -319,22 +452,29 @@ u32 kdbt_funcs_for_translator(const u64 **addrs, u64 *counts)
 
 u64 kdbt_funcs_hits(void)
 {
-	size_t k, all;
 	u64 sum = 0;
+	u32 k;
+	int c;
 
 	mutex_lock(&kdbt_funcs_lock);
-	all = (size_t)KDBT_FUNCS_METHODS * set.n;
-	for (k = 0; k < all; k++)
-		sum += READ_ONCE(set.counts[k]);
+	for (c = 0; c < KDBT_FUNCS_METHODS; c++)
+		for (k = 0; k < set.n; k++)
+			sum += counted(c, k);
 	mutex_unlock(&kdbt_funcs_lock);
 	return sum;
 }
 
 void kdbt_funcs_reset(void)
 {
+	int c;
+
 	mutex_lock(&kdbt_funcs_lock);
-	if (set.counts)
-		memset(set.counts, 0, (size_t)KDBT_FUNCS_METHODS * set.n * sizeof(u64));
+	if (set.n) {
+		for (c = 0; c < KDBT_FUNCS_METHODS; c++)
+			column_zero(&set.cols[c], set.n);
+		if (set.shared)
+			memset(set.shared, 0, (size_t)set.n * sizeof(u64));
+	}
 	mutex_unlock(&kdbt_funcs_lock);
 }
 
@@ -353,12 +493,18 @@ int kdbt_funcs_show(struct seq_file *m)
 	int c;
 
 	mutex_lock(&kdbt_funcs_lock);
-	seq_printf(m, "# %u functions; probing: %s\n# %s %s %s address symbol\n", set.n,
-		   set.method ? method_names[set.method] : "none", method_names[0],
-		   method_names[1], method_names[2]);
+	seq_printf(m, "# %u functions; probing: %s\n", set.n,
+		   set.method ? method_names[set.method] : "none");
+	if (set.n && set.shared)
+		seq_puts(m, "# kdbt counts into one array for all CPUs (lock add): the set is too large for the first per-CPU chunk\n");
+	else if (set.n)
+		seq_printf(m, "# kdbt counts per CPU at %%gs:%#lx\n",
+			   column_gs_offset(&set.cols[0], set.n));
+	seq_printf(m, "# %s %s %s address symbol\n", method_names[0], method_names[1],
+		   method_names[2]);
 	for (k = 0; k < set.n; k++) {
 		for (c = 0; c < KDBT_FUNCS_METHODS; c++)
-			seq_printf(m, "%llu ", READ_ONCE(set.counts[(size_t)c * set.n + k]));
+			seq_printf(m, "%llu ", counted(c, k));
 		seq_printf(m, "%#llx %ps\n", set.addrs[k], (void *)set.addrs[k]);
 	}
 	mutex_unlock(&kdbt_funcs_lock);

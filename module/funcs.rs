@@ -17,7 +17,11 @@ extern "C" {
     ) -> core::ffi::c_int;
     fn kdbt_funcs_probe(method: core::ffi::c_int, bad: *mut u32) -> core::ffi::c_int;
     fn kdbt_funcs_method() -> core::ffi::c_int;
-    fn kdbt_funcs_for_translator(addrs: *mut *const u64, counts: *mut u64) -> u32;
+    fn kdbt_funcs_for_translator(
+        addrs: *mut *const u64,
+        counts: *mut u64,
+        per_cpu: *mut bool,
+    ) -> u32;
     fn kdbt_funcs_hits() -> u64;
     fn kdbt_funcs_reset();
     fn kdbt_funcs_free();
@@ -95,16 +99,27 @@ pub(crate) fn probing() -> bool {
     unsafe { kdbt_funcs_method() != 0 }
 }
 
-/// The set for a translator: sorted entry addresses and the address of kdbt's counters
-/// (one `u64` per address); empty when no set is loaded. Valid until the next [`load`],
-/// which the interposer refuses while a translator counting into it exists.
-pub(crate) fn for_translator() -> (&'static [u64], u64) {
+/// Where kdbt's counters for a set are: one `u64` per address, in ascending address order.
+pub(crate) struct Counters {
+    /// The `%gs` offset of each CPU's array (`per_cpu`), or the address of the one array.
+    pub(crate) at: u64,
+    /// Per CPU (module/funcs.c: when the first per-CPU chunk holds them), or shared.
+    pub(crate) per_cpu: bool,
+}
+
+/// The set for a translator: sorted entry addresses and kdbt's counters; empty when no set
+/// is loaded. Valid until the next [`load`], which the interposer refuses while a translator
+/// counting into it exists.
+pub(crate) fn for_translator() -> (&'static [u64], Counters) {
     let mut addrs: *const u64 = core::ptr::null();
-    let mut counts = 0u64;
-    // SAFETY: writes both outs.
-    let n = unsafe { kdbt_funcs_for_translator(&mut addrs, &mut counts) };
+    let mut counts = Counters {
+        at: 0,
+        per_cpu: false,
+    };
+    // SAFETY: writes the three outs.
+    let n = unsafe { kdbt_funcs_for_translator(&mut addrs, &mut counts.at, &mut counts.per_cpu) };
     if n == 0 || addrs.is_null() {
-        return (&[], 0);
+        return (&[], counts);
     }
     // SAFETY: the shim's sorted array of `n` addresses, kept until the next load.
     (

@@ -167,8 +167,11 @@ int kdbt_funcs_load(unsigned long uaddrs, u32 n, u32 *bad, const char **why);
 int kdbt_funcs_probe(int method, u32 *bad);
 /* The method counting now (0: none). */
 int kdbt_funcs_method(void);
-/* The set for a translator: its size, sorted addresses and the kdbt counter column. */
-u32 kdbt_funcs_for_translator(const u64 **addrs, u64 *counts);
+/*
+ * The set for a translator: its size, sorted addresses and kdbt's counters: their %gs offset
+ * (*per_cpu) or the address of the array shared by all CPUs.
+ */
+u32 kdbt_funcs_for_translator(const u64 **addrs, u64 *counts, bool *per_cpu);
 /* Entries counted so far, every method's together (one counts at a time). */
 u64 kdbt_funcs_hits(void);
 /* Zeroes every counter. */

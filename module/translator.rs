@@ -100,6 +100,7 @@ extern "C" {
         addrs: *const u64,
         n: usize,
         counts: u64,
+        per_cpu: bool,
     ) -> i32;
     fn kdbt_engine_trampoline(
         instance: *const RawInstance,
@@ -212,7 +213,9 @@ impl Translator {
             let (addrs, counts) = crate::funcs::for_translator();
             // SAFETY: a live instance nothing runs yet; the set outlives it (the interposer
             // frees any funccount translator before a new set is loaded).
-            let rc = unsafe { kdbt_engine_set_funcs(raw, addrs.as_ptr(), addrs.len(), counts) };
+            let rc = unsafe {
+                kdbt_engine_set_funcs(raw, addrs.as_ptr(), addrs.len(), counts.at, counts.per_cpu)
+            };
             if rc != 0 {
                 return Err(Error::from_errno(rc));
             }

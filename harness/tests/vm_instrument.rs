@@ -1,7 +1,7 @@
 //! VM tests of the instrumentation comparison (docs/INSTRUMENT.md): kdbt's `funccount` client
-//! in both designs, kprobes and ftrace count the same function entries of a workload whose
-//! counts are known (each probe method twice in the boot), and bad function lists are refused
-//! naming the symbol.
+//! in both designs (per-CPU counters, and shared ones for a set of thousands), kprobes and
+//! ftrace count the same function entries of a workload whose counts are known (each probe
+//! method twice in the boot), and bad function lists are refused naming the symbol.
 //!
 //! They need the lab built, so they are `#[ignore]`d in a plain `cargo test`; `cargo xtask
 //! test` runs them.
@@ -50,6 +50,14 @@ for m in fast:funccount drk:funccount; do
   kdbtctl off || exit 4
   echo \"== kdbt $m\"; kdbtctl funccount
 done
+# More functions than one per-CPU allocation holds: kdbt's counters are shared (lock add).
+printf '__x64_sys_getppid\\nread_zero\\n[a-z]*\\n' > /tmp/many.txt
+kdbtctl funcs /tmp/many.txt > /dev/null || exit 7
+kdbt_on fast:funccount || exit 8
+work
+kdbtctl off || exit 9
+echo '== kdbt shared'; kdbtctl funccount | grep -E '^#|getppid$|read_zero$'
+kdbtctl funcs /tmp/funcs.txt || exit 10
 [ -w /proc/sys/debug/kprobes-optimization ] && echo 0 > /proc/sys/debug/kprobes-optimization
 for round in 1 2; do
 for p in kprobes ftrace; do
@@ -75,9 +83,22 @@ unload
         o.contains("NO_SET rc=22"),
         "funccount without a set: EINVAL\n{o}"
     );
+    // Two functions' counters fit the first per-CPU chunk; thousands do not.
+    let section = |label: &str| o.split_once(label).unwrap().1.split("== ").next().unwrap();
+    for label in ["== kdbt fast:funccount", "== kdbt drk:funccount"] {
+        assert!(
+            section(label).contains("# kdbt counts per CPU at %gs:"),
+            "{label}\n{o}"
+        );
+    }
+    assert!(
+        section("== kdbt shared").contains("# kdbt counts into one array for all CPUs"),
+        "{o}"
+    );
     for (label, method) in [
         ("== kdbt fast:funccount", 0),
         ("== kdbt drk:funccount", 0),
+        ("== kdbt shared", 0),
         ("== kprobes 1", 1),
         ("== ftrace 1", 2),
         // Each probe method a second time in the boot: nothing of the first is left over.

@@ -56,13 +56,26 @@ impl Home {
     }
 
     fn operand(self, c: Counter) -> MemoryOperand {
+        self.offset(8 * c as i32).operand_at()
+    }
+
+    /// The same home `bytes` further on.
+    fn offset(self, bytes: i32) -> Home {
         match self {
-            Home::Abs(a) => MemoryOperand::with_displ(a + 8 * c as u64, 8),
+            Home::Abs(a) => Home::Abs(a.wrapping_add(bytes as i64 as u64)),
+            Home::Gs(off) => Home::Gs(off + bytes),
+        }
+    }
+
+    /// The qword operand at this home itself.
+    pub(crate) fn operand_at(self) -> MemoryOperand {
+        match self {
+            Home::Abs(a) => MemoryOperand::with_displ(a, 8),
             Home::Gs(off) => MemoryOperand::new(
                 Register::None,
                 Register::None,
                 1,
-                off as i64 + 8 * c as i64,
+                off as i64,
                 8,
                 false,
                 Register::GS,

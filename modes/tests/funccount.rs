@@ -52,19 +52,25 @@ fn each_entry_of_a_listed_function_is_counted_once_in_every_design() {
     };
     let mut m = Machine::new();
     let native = run_native(&mut m, s.entry, &case());
-    for mode in [
-        "fast:funccount",
-        "fast:funccount,no-callret",
-        "fast:funccount,no-flags-liveness",
-        "fast:funccount,inscount,no-chaining",
-        "drk:funccount",
-        "drk:funccount,no-jumptable",
+    for (mode, per_cpu) in [
+        ("fast:funccount", false),
+        ("fast:funccount", true),
+        ("fast:funccount,no-callret", false),
+        ("fast:funccount,no-flags-liveness", true),
+        ("fast:funccount,inscount,no-chaining", true),
+        ("drk:funccount", false),
+        ("drk:funccount", true),
+        ("drk:funccount,no-jumptable", false),
     ] {
         let cfg = ExecConfig {
             funcs: vec![h, f, g],
+            counters_in_gs: per_cpu,
             ..ExecConfig::default()
         };
-        let (out, ex) = run_translated_with(&mut m, s.entry, &case(), mode, cfg);
+        let mode_name = mode;
+        let mode = &format!("{mode_name} (per CPU: {per_cpu})");
+        let (out, ex) = run_translated_with(&mut m, s.entry, &case(), mode_name, cfg);
+        assert_eq!(ex.translator().functions().unwrap().is_per_cpu(), per_cpu);
         assert_eq!(
             out, native,
             "[{mode}] counting changed what the code computes"
@@ -92,7 +98,16 @@ fn each_entry_of_a_listed_function_is_counted_once_in_every_design() {
             // SAFETY: the block's translation is mapped readable in the code cache.
             let code = unsafe { std::slice::from_raw_parts(tx as *const u8, 64) };
             let mut d = iced_x86::Decoder::with_ip(64, code, tx, 0);
-            let add = d.iter().find(|i| i.has_lock_prefix()).expect("the count");
+            let add = d
+                .iter()
+                .find(|i| i.code() == iced_x86::Code::Add_rm64_imm8)
+                .expect("the count");
+            assert_eq!(add.has_lock_prefix(), !per_cpu, "[{mode}]");
+            assert_eq!(
+                add.segment_prefix() == iced_x86::Register::GS,
+                per_cpu,
+                "[{mode}]"
+            );
             let after = add.next_ip();
             assert_ne!(t.next_boundary(after), Some(NextBoundary::Here), "[{mode}]");
             assert_eq!(t.native_at_boundary(after), None, "[{mode}]");

@@ -360,7 +360,7 @@ pub(crate) fn translate_block(
         let func = cfg
             .funcs
             .as_ref()
-            .and_then(|f| Some(f.counter(f.index(n.insn.ip())?)));
+            .and_then(|f| Some(f.counter_home(f.index(n.insn.ip())?)));
         if func.is_some() && i > 0 {
             // A counted function's entry starts a block of its own.
             fall_to = Some(n.insn.ip());

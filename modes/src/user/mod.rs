@@ -198,6 +198,10 @@ struct RunCtx {
     host_rsp: u64,
 }
 
+/// `%gs` offset of `funccount`'s counters with [`ExecConfig::counters_in_gs`] (after the
+/// client counters at 0).
+pub const FUNCS_GS_OFF: i64 = 2048;
+
 const OFF_RFLAGS: i32 = 16 * 8;
 const OFF_TARGET: i32 = 17 * 8;
 const OFF_HOST_RSP: i32 = 18 * 8;
@@ -210,8 +214,9 @@ pub struct ExecConfig {
     /// What [`Env::flush_is_safe`] answers; default: safe unless callret (whose return
     /// addresses on the stack point into the cache).
     pub flush_safe: Option<bool>,
-    /// Home the client counters behind `%gs` (a page of this thread's, set with
-    /// `arch_prctl(ARCH_SET_GS)`) instead of the data memory.
+    /// Home the client counters behind `%gs` (a mapping of this thread's, set with
+    /// `arch_prctl(ARCH_SET_GS)`) instead of the data memory; `funccount`'s counters then are
+    /// per CPU too ([`crate::FuncSet::per_cpu`], at `%gs` offset [`FUNCS_GS_OFF`]).
     pub counters_in_gs: bool,
     /// What [`Env::breakpoints_run_natively`] answers (the kernel's answer is yes).
     pub breakpoints_native: bool,
@@ -222,7 +227,8 @@ pub struct ExecConfig {
     /// keeps its espfix64 return and `asm_load_gs_index`).
     pub native: Option<(u64, u64)>,
     /// Client `funccount`'s functions (native entries); their counters are in a low mapping
-    /// of the executor's ([`Executor::func_counts`]). Needs `funccount` in the spec.
+    /// of the executor's, or behind `%gs` with `counters_in_gs` ([`Executor::func_counts`]).
+    /// Needs `funccount` in the spec.
     pub funcs: Vec<u64>,
 }
 
@@ -369,7 +375,7 @@ impl Executor {
         let gs_page = cfg.counters_in_gs.then(|| {
             let page = map(
                 0,
-                4096,
+                (FUNCS_GS_OFF as usize + 8 * cfg.funcs.len()).next_multiple_of(4096),
                 libc::PROT_READ | libc::PROT_WRITE,
                 libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
                 -1,
@@ -416,7 +422,12 @@ impl Executor {
         let mut translator =
             Box::new(Translator::new(spec, env, code, data_mem).expect("translator setup"));
         let mut counts = None;
-        if !cfg.funcs.is_empty() {
+        if !cfg.funcs.is_empty() && cfg.counters_in_gs {
+            let set = crate::FuncSet::per_cpu(&cfg.funcs, FUNCS_GS_OFF).expect("function set");
+            translator
+                .set_functions(set)
+                .expect("funccount in the spec");
+        } else if !cfg.funcs.is_empty() {
             let m = map(
                 0,
                 (8 * cfg.funcs.len()).next_multiple_of(4096),
@@ -508,9 +519,14 @@ impl Executor {
             .iter()
             .enumerate()
             .map(|(k, &f)| {
-                // SAFETY: counter `k` lies in the executor's counter mapping; emitted code
-                // updates it with locked adds, so a volatile read sees a whole value.
-                let n = unsafe { core::ptr::read_volatile(set.counter(k) as *const u64) };
+                let at = match &self.gs_page {
+                    Some(page) if set.is_per_cpu() => page.0 as u64 + set.counter(k),
+                    _ => set.counter(k),
+                };
+                // SAFETY: counter `k` lies in the executor's counter mapping or gs area;
+                // emitted code updates it with single adds, so a volatile read sees a whole
+                // value.
+                let n = unsafe { core::ptr::read_volatile(at as *const u64) };
                 (f, n)
             })
             .collect()

@@ -310,9 +310,11 @@ pub unsafe extern "C" fn kdbt_engine_destroy(instance: *mut Instance) {
 }
 
 /// Gives `instance` (spec with `funccount`, nothing translated yet) client funccount's
-/// functions: `n` native entry addresses at `addrs`, counted at `counts` (`n` `u64`s in the top
-/// 2 GiB, in the addresses' ascending order). Returns 0, or -EINVAL (client off, nothing
-/// given, or blocks translated already), -ERANGE (`counts` out of reach), -ENOMEM.
+/// functions: `n` native entry addresses at `addrs`, counted at `counts` (`n` `u64`s in the
+/// addresses' ascending order): a `%gs` offset within `i32` reach when `per_cpu`
+/// ([`kdbt_modes::FuncSet::per_cpu`]), else an address in the top 2 GiB shared by all CPUs.
+/// Returns 0, or -EINVAL (client off, nothing given, or blocks translated already), -ERANGE
+/// (`counts` out of reach), -ENOMEM.
 ///
 /// # Safety
 /// `instance` is live and not running yet; `addrs` is readable for `n` `u64`s; the counters
@@ -323,10 +325,16 @@ pub unsafe extern "C" fn kdbt_engine_set_funcs(
     addrs: *const u64,
     n: usize,
     counts: u64,
+    per_cpu: bool,
 ) -> i32 {
     // SAFETY: the caller's contract.
     let (inst, addrs) = unsafe { (&*instance, core::slice::from_raw_parts(addrs, n)) };
-    let set = match kdbt_modes::FuncSet::new(addrs, counts) {
+    let set = if per_cpu {
+        kdbt_modes::FuncSet::per_cpu(addrs, counts as i64)
+    } else {
+        kdbt_modes::FuncSet::new(addrs, counts)
+    };
+    let set = match set {
         Ok(set) => set,
         Err(kdbt_modes::FuncSetError::CountsUnreachable) => return -ERANGE,
         Err(_) => return -EINVAL,

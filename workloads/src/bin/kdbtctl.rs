@@ -155,12 +155,7 @@ fn switch_on(fd: i32, spec: &str) -> std::result::Result<(), Refused> {
     arg.spec[..spec.len()].copy_from_slice(spec.as_bytes());
     // SAFETY: KDBT_IOC_ON reads and writes one OnArg, which `arg` is, alive for the call.
     let rc = unsafe { libc::ioctl(fd, KDBT_IOC_ON as _, &mut arg as *mut OnArg) };
-    let len = arg
-        .message
-        .iter()
-        .position(|&b| b == 0)
-        .unwrap_or(MESSAGE_MAX);
-    let message = String::from_utf8_lossy(&arg.message[..len]).into_owned();
+    let message = message_text(&arg.message);
     if rc == 0 {
         println!("on: {message}");
         return Ok(());
@@ -213,8 +208,7 @@ fn load_funcs(fd: i32, set: &funcset::Resolved) -> std::result::Result<(), Refus
         return Ok(());
     }
     let errno = std::io::Error::last_os_error().raw_os_error().unwrap_or(1);
-    let len = arg.message.iter().position(|&b| b == 0).unwrap_or(0);
-    let why = String::from_utf8_lossy(&arg.message[..len]).into_owned();
+    let why = message_text(&arg.message);
     let what = match set.functions.get(arg.bad_index as usize) {
         Some(f) => format!("kdbt refused `{}` ({:#x}): {why}", f.name, f.addr),
         None if !why.is_empty() => format!("function set refused: {why}"),
@@ -283,6 +277,12 @@ fn sorted_counts(text: &str) -> Result<String> {
         out.push('\n');
     }
     Ok(out)
+}
+
+/// The module's message in an answer's `message` field: the bytes before the first NUL.
+fn message_text(field: &[u8]) -> String {
+    let len = field.iter().position(|&b| b == 0).unwrap_or(field.len());
+    String::from_utf8_lossy(&field[..len]).into_owned()
 }
 
 /// An ioctl without argument; `Err(errno)` when refused.
