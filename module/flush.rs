@@ -23,6 +23,57 @@ extern "C" {
     ) -> isize;
     fn kdbt_flush_start(ctx: *const core::ffi::c_void);
     fn kdbt_flush_stop();
+    fn kdbt_stubs_check_take() -> bool;
+    fn kdbt_stop_cpus(
+        f: extern "C" fn(*mut core::ffi::c_void) -> core::ffi::c_int,
+        ctx: *mut core::ffi::c_void,
+    ) -> core::ffi::c_int;
+}
+
+/// Whether an invalidation happened since the last call (module/shim.c `kdbt_invalidate`).
+pub(crate) fn stubs_check_take() -> bool {
+    // SAFETY: an atomic exchange.
+    unsafe { kdbt_stubs_check_take() }
+}
+
+/// Stops every CPU and runs `f(interposer)` on one of them meanwhile. Errors: `f`'s, or
+/// `stop_machine`'s.
+pub(crate) fn stop_cpus_and(
+    interposer: &mut Interposer,
+    f: fn(&mut Interposer) -> Result,
+) -> Result {
+    struct Call<'a> {
+        interposer: &'a mut Interposer,
+        f: fn(&mut Interposer) -> Result,
+    }
+    extern "C" fn run(ctx: *mut core::ffi::c_void) -> core::ffi::c_int {
+        // SAFETY: `ctx` is the `Call` below, alive and used by this one CPU during the stop.
+        let call = unsafe { &mut *(ctx as *mut Call<'_>) };
+        match (call.f)(call.interposer) {
+            Ok(()) => 0,
+            Err(e) => e.to_errno(),
+        }
+    }
+    let mut call = Call { interposer, f };
+    // SAFETY: `run` gets `call` back only during the stop.
+    let rc = unsafe { kdbt_stop_cpus(run, &mut call as *mut Call<'_> as *mut _) };
+    if rc < 0 {
+        return Err(Error::from_errno(rc));
+    }
+    Ok(())
+}
+
+/// Called by the `invalidate` debugfs file after it invalidated: retargets the entry stubs
+/// before the write returns (0 or -errno).
+#[no_mangle]
+extern "C" fn kdbt_stubs_retarget_now(ctx: *const core::ffi::c_void) -> core::ffi::c_int {
+    // SAFETY: the debugfs files' context is the module's shared state (`DebugFiles::create`).
+    let shared = unsafe { &*(ctx as *const crate::Shared) };
+    stubs_check_take();
+    match shared.interposer.lock().retarget_stubs() {
+        Ok(()) => 0,
+        Err(e) => e.to_errno(),
+    }
 }
 
 /// What one flush attempt did.

@@ -186,6 +186,11 @@ long kdbt_flush_stacks(u64 lo, u64 hi, void *ctx, u64 *rewritten)
 	return f.outcome > 0;
 }
 
+int kdbt_stop_cpus(int (*fn)(void *), void *ctx)
+{
+	return stop_machine(fn, ctx, NULL);
+}
+
 static void *kdbt_flush_ctx;
 
 static void kdbt_flush_work_fn(struct work_struct *work);

@@ -112,7 +112,8 @@ pub(crate) struct Drain {
 enum Stubs {
     /// At switch-on: stubs and private gates, all translated or refused.
     Switching,
-    /// After a flush, every CPU stopped: the stubs only, whatever can be translated.
+    /// After a flush or an invalidation, every CPU stopped: the stubs only, whatever can be
+    /// translated.
     AfterFlush,
 }
 
@@ -126,6 +127,9 @@ pub(crate) struct Flushes {
     pub(crate) refused: u64,
     /// Code-cache addresses on stacks replaced by native ones.
     pub(crate) words_rewritten: u64,
+    /// Stops that pointed the entry stubs at fresh translations because an invalidation
+    /// (a text poke) had poisoned the block one of them led to.
+    pub(crate) stubs_retargeted: u64,
 }
 
 /// Entries of every CPU, the code they lead to, and their counters. One instance, behind the
@@ -161,6 +165,8 @@ pub(crate) struct Interposer {
     native_lstar: u64,
     /// Flushes of full caches.
     flushes: Flushes,
+    /// A retargeting of the entry stubs failed and is retried by the flush work.
+    retarget_pending: bool,
 }
 
 /// Why a switch-on was refused.
@@ -200,6 +206,7 @@ impl Interposer {
             native_idt: KVec::from_elem(Gate::default(), GATES, GFP_KERNEL)?,
             native_lstar: 0,
             flushes: Flushes::default(),
+            retarget_pending: false,
         })
     }
 
@@ -536,6 +543,16 @@ impl Interposer {
             self.untranslated_gates[v] = false;
         }
         self.native_lstar = native_lstar;
+        let mut entries = KVec::with_capacity(GATES + 1, GFP_KERNEL)?;
+        for gate in self.native_idt.iter().filter(|g| g.interposable()) {
+            entries.push(gate.target(), GFP_KERNEL)?;
+        }
+        entries.push(native_lstar, GFP_KERNEL)?;
+        if let Some(live) = &self.live {
+            for t in live.translators.iter() {
+                t.set_entry_points(&entries);
+            }
+        }
         self.write_stubs(Stubs::Switching)
     }
 
@@ -634,6 +651,14 @@ impl Interposer {
     /// if none is left that has no native equivalent, empties the caches and rewrites the
     /// entry stubs (module/flush.rs). Returns whether to try again later.
     pub(crate) fn flush_step(&mut self) -> bool {
+        if flush::stubs_check_take() || self.retarget_pending {
+            self.retarget_pending = false;
+            if let Err(e) = self.retarget_stubs() {
+                pr_warn!("retargeting the entry stubs failed ({:?}); retrying\n", e);
+                self.retarget_pending = true;
+                return true;
+            }
+        }
         let Some(live) = self.live.as_ref().filter(|_| self.on.is_some()) else {
             return false;
         };
@@ -660,6 +685,34 @@ impl Interposer {
                 true
             }
         }
+    }
+
+    /// After an invalidation: if an entry stub leads to a handler translation that is gone
+    /// (its block poisoned: a gate's handler or the syscall entry has no live block in some
+    /// CPU's translator), stops every CPU and points the stubs at fresh translations. A stub
+    /// left as it was still works, through the poisoned block's `int3`, at a trap per entry.
+    /// Errors: `stop_machine`'s, or the stubs' encoding (`ERANGE`).
+    pub(crate) fn retarget_stubs(&mut self) -> Result {
+        if !self.stubs_stale() {
+            return Ok(());
+        }
+        flush::stop_cpus_and(self, |interposer| interposer.write_stubs(Stubs::AfterFlush))?;
+        self.flushes.stubs_retargeted += 1;
+        Ok(())
+    }
+
+    fn stubs_stale(&self) -> bool {
+        let Some(live) = self.live.as_ref().filter(|_| self.on.is_some()) else {
+            return false;
+        };
+        live.translators.iter().any(|t| {
+            let gone = |native| t.lookup(native).is_none();
+            gone(self.native_lstar)
+                || (0..GATES).any(|v| {
+                    let gate = self.native_idt[v];
+                    gate.interposable() && !self.untranslated_gates[v] && gone(gate.target())
+                })
+        })
     }
 
     /// Inside the flush's stop, every stack rewritten: empties the translators' caches and

@@ -253,8 +253,8 @@ fn render_stats(shared: &Shared, w: &mut debugfs::TextWriter<'_>) -> Result {
     let f = interposer.flushes();
     let _ = writeln!(
         w,
-        "flush: cache_flushes {} flush_refusals {} stack_words_rewritten {}",
-        f.done, f.refused, f.words_rewritten
+        "flush: cache_flushes {} flush_refusals {} stack_words_rewritten {} stubs_retargeted {}",
+        f.done, f.refused, f.words_rewritten, f.stubs_retargeted
     );
     if let Some(t) = interposer.translator() {
         let n = t.render_stats(w.rest())?;

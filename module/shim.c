@@ -78,6 +78,38 @@ static int funccount_show(struct seq_file *m, void *unused)
 }
 DEFINE_SHOW_ATTRIBUTE(funccount);
 
+static u64 kdbt_invalidate(u64 lo, u64 hi);
+
+/*
+ * `invalidate`: "<native address, hex> <bytes>" drops the translations of those bytes as a
+ * text poke there would, and retargets the entry stubs before the write returns.
+ */
+static ssize_t invalidate_write(struct file *file, const char __user *ubuf, size_t len,
+				loff_t *ppos)
+{
+	char buf[64];
+	u64 lo, n;
+	int rc;
+
+	if (len >= sizeof(buf))
+		return -EINVAL;
+	if (copy_from_user(buf, ubuf, len))
+		return -EFAULT;
+	buf[len] = 0;
+	if (sscanf(buf, "%llx %llu", &lo, &n) != 2 || !n || lo + n < lo)
+		return -EINVAL;
+	kdbt_invalidate(lo, lo + n);
+	rc = kdbt_stubs_retarget_now(file->private_data);
+	return rc < 0 ? rc : len;
+}
+
+static const struct file_operations invalidate_fops = {
+	.owner = THIS_MODULE,
+	.open = simple_open,
+	.write = invalidate_write,
+	.llseek = noop_llseek,
+};
+
 int kdbt_debugfs_create(void *ctx)
 {
 	struct dentry *file;
@@ -92,6 +124,9 @@ int kdbt_debugfs_create(void *ctx)
 	if (IS_ERR(file))
 		goto fail;
 	file = debugfs_create_file("funccount", 0400, kdbt_dir, NULL, &funccount_fops);
+	if (IS_ERR(file))
+		goto fail;
+	file = debugfs_create_file("invalidate", 0200, kdbt_dir, ctx, &invalidate_fops);
 	if (IS_ERR(file))
 		goto fail;
 	return 0;
@@ -386,24 +421,42 @@ static void kdbt_serialize(void *unused)
 }
 
 static atomic64_t kdbt_pokes_seen, kdbt_pokes_invalidating;
+/* Set by an invalidation: an entry stub may lead to a poisoned block (kdbt_stubs_check_take). */
+static atomic_t kdbt_stubs_check;
 
-static void kdbt_text_poked_hook(void *addr, size_t len)
+/* Drops the translations of native lo..hi (its text changed); returns the blocks poisoned. */
+static u64 kdbt_invalidate(u64 lo, u64 hi)
 {
 	u64 poisoned = 0;
 	void *live;
 
-	atomic64_inc(&kdbt_pokes_seen);
 	rcu_read_lock();
 	live = rcu_dereference(kdbt_live);
 	if (live)
-		poisoned = kdbt_engine_invalidate(live, (u64)addr, (u64)addr + len);
+		poisoned = kdbt_engine_invalidate(live, lo, hi);
 	rcu_read_unlock();
 	if (!poisoned)
-		return;
-	atomic64_inc(&kdbt_pokes_invalidating);
+		return 0;
+	atomic_set(&kdbt_stubs_check, 1);
 	/* Make every CPU see the int3s before the new text is used (as text_poke_sync does). */
 	if (!irqs_disabled())
 		on_each_cpu(kdbt_serialize, NULL, 1);
+	return poisoned;
+}
+
+bool kdbt_stubs_check_take(void)
+{
+	return atomic_xchg(&kdbt_stubs_check, 0);
+}
+
+static void kdbt_text_poked_hook(void *addr, size_t len)
+{
+	atomic64_inc(&kdbt_pokes_seen);
+	if (!kdbt_invalidate((u64)addr, (u64)addr + len))
+		return;
+	atomic64_inc(&kdbt_pokes_invalidating);
+	/* Any context: the flush work retargets the entry stubs if they lead to a poisoned block. */
+	kdbt_flush_request();
 }
 
 void kdbt_text_pokes(u64 *seen, u64 *invalidating)

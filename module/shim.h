@@ -110,6 +110,15 @@ bool kdbt_flush_tick(void *ctx);
 long kdbt_flush_stacks(u64 lo, u64 hi, void *ctx, u64 *rewritten);
 u64 kdbt_flush_native_of(void *ctx, u64 tx);
 bool kdbt_flush_now(void *ctx);
+/*
+ * After an invalidation: kdbt_stubs_check_take says whether one happened since the last
+ * call; kdbt_stubs_retarget_now(ctx) points the entry stubs at fresh translations if one
+ * leads to an invalidated block (0 or -errno); kdbt_stop_cpus runs fn(ctx) on one CPU with
+ * every other CPU stopped (stop_machine's result).
+ */
+bool kdbt_stubs_check_take(void);
+int kdbt_stubs_retarget_now(void *ctx);
+int kdbt_stop_cpus(int (*fn)(void *), void *ctx);
 /* Logs the first word that held a flush back: its task, value and depth below the top. */
 void kdbt_flush_report(void *ctx, const char *comm, int pid, u64 word, u64 depth, u64 words);
 /*

@@ -120,6 +120,8 @@ extern "C" {
     ) -> isize;
     fn kdbt_engine_link(instance: *const RawInstance, next: *mut RawInstance);
     fn kdbt_engine_translate(instance: *const RawInstance, pc: u64) -> u64;
+    fn kdbt_engine_lookup(instance: *const RawInstance, pc: u64) -> u64;
+    fn kdbt_engine_set_entry_points(instance: *const RawInstance, natives: *const u64, n: usize);
     fn kdbt_engine_flush_wanted(instance: *const RawInstance) -> bool;
     fn kdbt_engine_native_at_boundary(instance: *const RawInstance, tx: u64) -> u64;
     fn kdbt_engine_flush(instance: *const RawInstance) -> bool;
@@ -309,7 +311,22 @@ impl Translator {
         (tx != 0).then_some(tx)
     }
 
-    /// Zeroes its statistics and those of the translators chained after it.
+    /// The tx address of the live block at native `pc`, translating nothing: `None` when
+    /// there is none (never translated, or invalidated since).
+    pub(crate) fn lookup(&self, pc: u64) -> Option<u64> {
+        // SAFETY: a live instance.
+        let tx = unsafe { kdbt_engine_lookup(self.raw, pc) };
+        (tx != 0).then_some(tx)
+    }
+
+    /// Names the native addresses the entry stubs lead to: an invalidation leaves their
+    /// blocks unpoisoned (they run before the kernel's `%gs` is loaded, where an `int3` cannot
+    /// be taken) and the interposer retargets the stubs instead.
+    pub(crate) fn set_entry_points(&self, natives: &[u64]) {
+        // SAFETY: a live instance; `natives` is a readable slice.
+        unsafe { kdbt_engine_set_entry_points(self.raw, natives.as_ptr(), natives.len()) }
+    }
+
     /// Whether a translator of the chain asked for a flush (its cache passed the watermark).
     pub(crate) fn flush_wanted(&self) -> bool {
         // SAFETY: `self.raw` is live for `self`'s life.
@@ -340,6 +357,7 @@ impl Translator {
         unsafe { kdbt_engine_describe_tx(self.raw, tx, out.as_mut_ptr(), out.len()) }
     }
 
+    /// Zeroes its statistics and those of the translators chained after it.
     pub(crate) fn reset_stats(&self) {
         // SAFETY: a live instance.
         unsafe { kdbt_engine_reset_stats(self.raw) }

@@ -719,3 +719,64 @@ kdbtctl off && unload
         "inscount {by_client:.1} vs icount {by_clock:.1} instructions per call:\n{o}"
     );
 }
+
+/// When a text poke invalidates the block an entry stub leads to (the syscall entry's or a
+/// gate handler's first block), the stubs are pointed at fresh translations: entries do not
+/// go on through the poisoned block's `int3`, a trap each. The `invalidate` debugfs file
+/// makes the invalidation land on those blocks on demand, in both designs.
+#[test]
+#[ignore = "needs the guest lab: run through `cargo xtask test`"]
+fn entry_stubs_are_retargeted_when_their_handlers_translation_is_invalidated() {
+    const CALLS: u64 = 100_000;
+    let script = format!(
+        "{PRELUDE}{}",
+        r#"
+addr() { awk -v s="$1" '$3==s { print $1; exit }' /proc/kallsyms; }
+insmod kdbt.ko || exit 90
+for m in fast drk; do
+  kdbt_on $m || exit 91
+  kdbtctl reset
+  for f in entry_SYSCALL_64 asm_exc_page_fault; do
+    echo "$(addr $f) 1" > /sys/kernel/debug/kdbt/invalidate || exit 92
+  done
+  perl -e 'syscall(110) for 1..CALLS'
+  echo "== $m"; kdbtctl stats; echo "== end"
+  kdbtctl off || exit 93
+done
+echo 'ffffffff81000000 0' > /sys/kernel/debug/kdbt/invalidate; echo "ZERO_LENGTH rc=$?"
+unload || exit 94
+"#
+        .replace("CALLS", &CALLS.to_string())
+    );
+    let out = run_script(&script, Duration::from_secs(600));
+    let o = &out.output;
+    assert_eq!(out.exit_status, 0, "{o}");
+    assert!(
+        o.contains("ZERO_LENGTH rc=1"),
+        "a 0-byte range is refused\n{o}"
+    );
+    // The flush counters count from the module's load.
+    let mut retargeted_before = 0;
+    for m in ["fast", "drk"] {
+        let start = o.find(&format!("== {m}\n")).unwrap();
+        let stats = &o[start..start + o[start..].find("== end").unwrap()];
+        eprintln!("[{m}] {}", field(stats, "flush").unwrap_or("?"));
+        // One stop per write: each invalidated a block a stub led to.
+        let retargeted = number_after(stats, "stubs_retargeted");
+        assert_eq!(retargeted - retargeted_before, 2, "[{m}] {stats}");
+        retargeted_before = retargeted;
+        assert!(
+            number_after(stats, "blocks_invalidated") >= 2,
+            "[{m}] {stats}"
+        );
+        // Without retargeting every syscall would trap (fast: traps_redirected; drk: the
+        // poisoned block's int3 goes through its rollback).
+        let traps = number_after(stats, "traps_redirected")
+            + field(stats, "drk").map_or(0, |d| number_after(d, "poison_redirected"));
+        assert!(traps < CALLS / 100, "[{m}] {traps} traps\n{stats}");
+        assert!(
+            number_after(field(stats, "total").unwrap(), "syscalls") >= CALLS,
+            "[{m}] {stats}"
+        );
+    }
+}

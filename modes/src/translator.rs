@@ -59,6 +59,9 @@ pub struct Translator<E: Env> {
     /// Live landings ([`crate::landing`]): native target → tx address of the `jrcxz`
     /// displacement that [`Translator::invalidate`] rewrites.
     landings: alloc::collections::BTreeMap<u64, u64>,
+    /// Native entry points the environment enters directly (sorted): their blocks are never
+    /// poisoned by [`Translator::invalidate`].
+    entry_points: Vec<u64>,
     /// Translated jump tables ([`crate::switch_table`]), and the next free data offset.
     tables: Vec<crate::switch_table::Table>,
     switch_next: usize,
@@ -112,6 +115,7 @@ impl<E: Env> Translator<E> {
             cfg,
             stats: Stats::default(),
             landings: alloc::collections::BTreeMap::new(),
+            entry_points: Vec::new(),
             tables: Vec::new(),
             switch_next: crate::switch_table::OFF,
             scratch,
@@ -237,6 +241,23 @@ impl<E: Env> Translator<E> {
         self.stats.flushes += 1;
     }
 
+    /// Names the native addresses the environment enters the cache at directly, outside any
+    /// exit or lookup (the kernel's IDT and syscall entry stubs), replacing any earlier list.
+    /// Their blocks run before the entry code has switched to the kernel's `%gs` and stack,
+    /// where a trap cannot be taken: [`Translator::invalidate`] leaves them unpoisoned, and
+    /// the environment points its entries at fresh translations instead.
+    pub fn set_entry_points(&mut self, natives: &[u64]) {
+        self.entry_points.clear();
+        self.entry_points.extend_from_slice(natives);
+        self.entry_points.sort_unstable();
+        self.entry_points.dedup();
+    }
+
+    /// Blocks invalidated since the translator was made ([`Translator::invalidate`]).
+    pub fn blocks_invalidated(&self) -> u64 {
+        self.stats.blocks_invalidated
+    }
+
     /// Invalidates the translations of native bytes `lo..hi` after the code there changed (the
     /// kernel patched its text), without a flush: code may be running in the cache.
     ///
@@ -244,8 +265,11 @@ impl<E: Env> Translator<E> {
     /// of its start, direct exits chained to its start go back to their stubs, its jumptable
     /// entry is forgotten, and an `int3` is written over the first byte of every native
     /// instruction's translation in it. Returns those tx addresses: a CPU reaching one (a
-    /// return address into the block, a lookup that raced with this) traps, and the environment's `int3` handler sends it to the native
-    /// instruction, where the state is exactly the native state (see [`Translator::tx_info`]).
+    /// return address into the block, a lookup that raced with this) traps, and the
+    /// environment's `int3` handler sends it to the native instruction, where the state is
+    /// exactly the native state (see [`Translator::tx_info`]). A block starting at an entry
+    /// point ([`Translator::set_entry_points`]) is stale but not poisoned: it runs its old code
+    /// until the environment stops entering it.
     pub fn invalidate(&mut self, lo: u64, hi: u64) -> Vec<u64> {
         self.env.native_changed(lo, hi);
         let stale = self.cache.mark_stale(lo, hi);
@@ -285,6 +309,9 @@ impl<E: Env> Translator<E> {
         let mut poisoned = Vec::new();
         for &b in &stale {
             let block = &self.cache.blocks()[b];
+            if self.entry_points.binary_search(&block.native_start).is_ok() {
+                continue;
+            }
             for m in &block.insns {
                 poisoned.push(block.tx_start + m.tx_off as u64);
             }

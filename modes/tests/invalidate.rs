@@ -151,3 +151,32 @@ fn native_breakpoints_are_left_to_their_owner() {
         }
     }
 }
+
+#[test]
+fn an_entry_points_block_goes_stale_without_poison_and_stays_runnable() {
+    for mode in MODES {
+        let (mut s, imm) = caller_and_callee();
+        let callee = s.labels[0];
+        let mut ex = Executor::new(ModeSpec::parse(mode).unwrap());
+        ex.translator_mut().set_entry_points(&[callee, s.entry]);
+        // SAFETY: the snippet is a well-formed function.
+        assert_eq!(unsafe { ex.call(s.entry, &[]) }.unwrap(), 11, "[{mode}]");
+        let old_tx = ex.translator().cache().lookup(callee).unwrap();
+        let mut before = [0u8; 16];
+        ex.translator().read_code(old_tx, &mut before);
+
+        let off = (imm - s.mem.addr()) as usize;
+        s.mem.bytes_mut()[off] = 2;
+        let poisoned = ex.translator_mut().invalidate(imm, imm + 4);
+        assert!(poisoned.is_empty(), "[{mode}] {poisoned:x?}");
+        assert_eq!(ex.translator().blocks_invalidated(), 1, "[{mode}]");
+        // Stale: the next lookup translates afresh (what the environment retargets to) ...
+        assert_eq!(ex.translator().cache().lookup(callee), None, "[{mode}]");
+        // ... but the old copy is untouched, so a CPU still sent there runs it to its end.
+        let mut after = [0u8; 16];
+        ex.translator().read_code(old_tx, &mut after);
+        assert_eq!(before, after, "[{mode}]");
+        // SAFETY: as above.
+        assert_eq!(unsafe { ex.call(s.entry, &[]) }.unwrap(), 12, "[{mode}]");
+    }
+}

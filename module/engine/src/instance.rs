@@ -565,6 +565,35 @@ pub unsafe extern "C" fn kdbt_engine_translate(instance: *const Instance, pc: u6
     g.translator().translate(pc).unwrap_or(0)
 }
 
+/// Names the native entry points of `instance` ([`kdbt_modes::Translator::set_entry_points`]):
+/// `n` addresses at `natives` (at most a few hundred: the gates and the syscall entry).
+///
+/// # Safety
+/// `instance` is live; `natives` is readable for `n` `u64`s.
+#[no_mangle]
+pub unsafe extern "C" fn kdbt_engine_set_entry_points(
+    instance: *const Instance,
+    natives: *const u64,
+    n: usize,
+) {
+    // SAFETY: the caller's contract.
+    let (inst, natives) = unsafe { (&*instance, core::slice::from_raw_parts(natives, n)) };
+    inst.lock_forever().translator().set_entry_points(natives);
+}
+
+/// The tx address of the live block that starts at native `pc` in `instance`, or 0 (none:
+/// never translated, or invalidated since). Translates nothing.
+///
+/// # Safety
+/// `instance` is live.
+#[no_mangle]
+pub unsafe extern "C" fn kdbt_engine_lookup(instance: *const Instance, pc: u64) -> u64 {
+    // SAFETY: the caller's contract.
+    let inst = unsafe { &*instance };
+    let mut g = inst.lock_forever();
+    g.translator().cache().lookup(pc).unwrap_or(0)
+}
+
 /// The native address the code-cache address `tx` stands for, or 0 when `tx` is not a
 /// translation (outside the cache, persistent entries, padding) or the lock stays busy.
 ///
@@ -589,8 +618,8 @@ pub unsafe extern "C" fn kdbt_engine_tx_to_native(instance: *const Instance, tx:
     }
 }
 
-/// Invalidates translations of native `lo..hi` (kernel text changed there); returns how many
-/// code-cache addresses were poisoned with `int3` (0: nothing was translated there).
+/// Invalidates translations of native `lo..hi` (kernel text changed there) in the chain;
+/// returns how many blocks went stale (0: nothing was translated there).
 ///
 /// # Safety
 /// `instance` is live.
@@ -604,7 +633,13 @@ pub unsafe extern "C" fn kdbt_engine_invalidate(
     let first = unsafe { &*instance };
     first
         .chain()
-        .map(|inst| inst.lock_forever().translator().invalidate(lo, hi).len() as u64)
+        .map(|inst| {
+            let mut g = inst.lock_forever();
+            let t = g.translator();
+            let before = t.blocks_invalidated();
+            t.invalidate(lo, hi);
+            t.blocks_invalidated() - before
+        })
         .sum()
 }
 
