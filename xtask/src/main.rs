@@ -5,8 +5,8 @@ use clap::{Args, Parser, Subcommand};
 use kdbt_harness::qemu::{Accel, Clock};
 use kdbt_harness::setup::Stage;
 use kdbt_harness::{
-    bench, cache, fresh, image, instrument, kernel, module, plan, qemu, runner, scaling, setup,
-    soak, store, vm,
+    bench, cache, fresh, image, instrument, kernel, module, plan, qemu, runner, scaling, selftests,
+    setup, soak, store, vm,
 };
 use std::path::PathBuf;
 use std::process::{Command, ExitCode};
@@ -69,6 +69,18 @@ enum Cmd {
         /// Switch-off/on cycles after the rounds.
         #[arg(long, default_value_t = 1000)]
         cycles: u32,
+    },
+    /// Run the kernel's own selftests (x86, futex, timers and an mm subset, built from the
+    /// guest kernel's source) natively and in each mode, in one guest boot; print every
+    /// verdict. Exits 1 when a translated verdict differs from the native one, or on kernel
+    /// trouble in the console.
+    Selftests {
+        /// A mode spec to compare with native; repeatable.
+        #[arg(long = "mode", default_values_t = ["fast".to_string(), "fast:no-callret".to_string(), "drk".to_string()])]
+        modes: Vec<String>,
+        /// A suite to run (x86, futex, timers, mm); repeatable. Default: all.
+        #[arg(long = "suite")]
+        suites: Vec<String>,
     },
     /// The whole test suite: fmt, clippy, the lab's builds, host tests and VM tests.
     Test,
@@ -259,6 +271,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             minutes,
             cycles,
         } => return soak(&mode, minutes, cycles),
+        Cmd::Selftests { modes, suites } => return run_selftests(&modes, &suites),
         Cmd::Test => return test(),
         Cmd::FreshCheck { keep } => {
             for step in fresh::check(keep)? {
@@ -502,6 +515,78 @@ fn soak(mode: &str, minutes: u32, cycles: u32) -> Result<ExitCode> {
     )?;
     println!("results: {}", dir.display());
     println!("{}", std::fs::read_to_string(dir.join("summary.md"))?);
+    Ok(if problems.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// `cargo xtask selftests`: checks modes and suites before any build, builds the lab and the
+/// suites, runs them natively and in every mode in one guest boot, prints the verdicts.
+fn run_selftests(modes: &[String], suites: &[String]) -> Result<ExitCode> {
+    let mut canonical = Vec::new();
+    for m in modes {
+        let m = bench::canonical_mode(m)?;
+        if m == "native" {
+            bail!("--mode: native always runs; give the modes to compare with it");
+        }
+        canonical.push(m);
+    }
+    let chosen: Vec<&selftests::Suite> = if suites.is_empty() {
+        selftests::SUITES.to_vec()
+    } else {
+        suites
+            .iter()
+            .map(|s| selftests::suite(s))
+            .collect::<Result<_>>()?
+    };
+    setup::ensure(setup::ALL_STAGES)?;
+    let mut lab = build_lab()?;
+    let mut binaries = Vec::new();
+    for suite in &chosen {
+        binaries.extend(timed(suite.name, || {
+            selftests::build_suite(&lab.kernel, suite)
+        })?);
+    }
+    let names = selftests::file_names(&binaries);
+    lab.files.extend(binaries);
+    let opts = VmOpts {
+        accel: Accel::Auto,
+        clock: Clock::Wall,
+        cpus: 2,
+        mem: 1024,
+        timeout: 1800 + names.len() as u64 * (canonical.len() as u64 + 1) * 60,
+    };
+    let command = vec![
+        "sh".into(),
+        "-c".into(),
+        selftests::script(&names, &canonical),
+    ];
+    eprintln!(
+        "kdbt selftests: {} tests, natively and under {}",
+        names.len(),
+        canonical.join(", ")
+    );
+    let boot = vm::boot(
+        &lab.kernel.bzimage,
+        &lab.rootfs,
+        &lab.spec(&opts, command),
+        &mut |line| eprintln!("{line}"),
+    )?;
+    let v = selftests::verdicts(&boot.output)?;
+    println!("{}", selftests::table(&v, &canonical));
+    let mut problems = selftests::differences(&v, &canonical);
+    problems.extend(boot.trouble.iter().map(|t| format!("console: {t}")));
+    if !boot.output.contains("SELFTESTS-DONE") {
+        problems.push(
+            boot.failure_summary()
+                .unwrap_or_else(|| "the guest script did not finish".into()),
+        );
+    }
+    for p in &problems {
+        eprintln!("kdbt selftests: {p}");
+    }
     Ok(if problems.is_empty() {
         ExitCode::SUCCESS
     } else {
