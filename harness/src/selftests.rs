@@ -2,9 +2,10 @@
 //! static on the host for the guest and cached under `$KDBT_CACHE/selftests/`, and the guest
 //! script that runs them natively and under translation (`cargo xtask selftests`, the VM tests).
 //!
-//! Each suite is built as its Makefile builds it (its flags, its helper sources), against the
-//! tree's own exported UAPI headers (`make headers`, the `KHDR_INCLUDES` of `lib.mk`), and
-//! `-static` so it needs nothing of the guest's userland.
+//! Each suite is built as its Makefile builds it (its flags, its helper sources, and
+//! `lib.mk`'s `-D_GNU_SOURCE=`, without which `basename` is implicitly declared and truncates
+//! its pointer), against the tree's own exported UAPI headers (`make headers`, the
+//! `KHDR_INCLUDES` of `lib.mk`), and `-static` so it needs nothing of the guest's userland.
 
 use crate::cache::{self, Key, Stamp};
 use crate::kernel::Kernel;
@@ -49,13 +50,12 @@ pub const ENTRY_PATH: &[&str] = &[
 ];
 
 /// Every 64-bit x86 selftest (x86/Makefile: `TARGETS_C_BOTHBITS`, `TARGETS_C_64BIT_ONLY` and
-/// `TARGETS_C_32BIT_NEEDED`).
+/// `TARGETS_C_32BIT_NEEDED`) but those in [`NOT_RUN`].
 pub const X86: Suite = Suite {
     name: "x86",
     dir: "x86",
     tests: &[
         "single_step_syscall",
-        "sysret_ss_attrs",
         "syscall_nt",
         "test_mremap_vdso",
         "check_initial_reg_state",
@@ -169,6 +169,14 @@ pub const MM: Suite = Suite {
 /// Every suite, in the order they run.
 pub const SUITES: &[&Suite] = &[&X86, &FUTEX, &TIMERS, &MM];
 
+/// Selftests of the suites' Makefiles that are not run, with the reason.
+pub const NOT_RUN: &[(&str, &str)] = &[(
+    "sysret_ss_attrs_64",
+    "natively under TCG it takes the kernel down: its far return to a 32-bit code segment \
+     faults on the user stack as a supervisor access (error code 0x1), which the kernel \
+     cannot fix up (Oops)",
+)];
+
 /// Extra sources and flags the x86 Makefile gives single tests (its `extra-files` and
 /// per-target `CFLAGS` rules).
 const X86_EXTRAS: &[(&str, &str)] = &[
@@ -271,7 +279,8 @@ fn build_tests(kernel: &Kernel, suite: &Suite, names: &[&str]) -> Result<Vec<Pat
         .part("kernel", &kernel.key)
         .part("cc", setup::tool_version("cc"))
         .part("suite", suite.dir)
-        .part("cflags", suite.cflags.join(" "));
+        .part("cflags", suite.cflags.join(" "))
+        .part("lib.mk", "-D_GNU_SOURCE=");
     for helper in suite.helpers {
         key = key.part(helper, std::fs::read(source.join(helper))?);
     }
@@ -298,7 +307,7 @@ fn build_tests(kernel: &Kernel, suite: &Suite, names: &[&str]) -> Result<Vec<Pat
         process::run_logged(
             Command::new("cc")
                 .current_dir(&source)
-                .arg("-static")
+                .args(["-static", "-D_GNU_SOURCE="])
                 .args(suite.cflags)
                 .arg("-isystem")
                 .arg(&include)

@@ -26,7 +26,7 @@ load() {
   wait $s; st=$?
   echo "LOAD $1 ab_rounds $rounds ab_failed $bad stress_rc $st $(kdbtctl stats | grep '^funccount:')"
   grep -vE 'dispatching|setting to|skipped|passed|failed: 0' /tmp/stress.out
-  kdbtctl funccount | sed -n '3,5p'
+  kdbtctl funccount | sed -n '2,6p'
 }
 for m in $METHODS; do
   case $m in
