@@ -331,8 +331,10 @@ fn build_tests(kernel: &Kernel, suite: &Suite, names: &[&str]) -> Result<Vec<Pat
 pub const TEST_TIMEOUT_S: u64 = 300;
 
 /// The guest script: loads kdbt, then runs every binary of `tests` (file names in /kdbt)
-/// natively and in each of `modes`, one line `VERDICT <mode> <test> <exit status>` each, with
-/// kdbt's `total:` statistics after each mode; unloads, and ends with `SELFTESTS-DONE`.
+/// natively and in each of `modes`, one line `VERDICT <mode> <test> <exit status>` each (and
+/// `TOOK <mode> <test> <start> <end>`, guest uptime in s; natively, a failing test's last
+/// lines as `OUT <test>: …`), with kdbt's `total:` statistics after each mode; unloads, and
+/// ends with `SELFTESTS-DONE`.
 pub fn script(tests: &[String], modes: &[String]) -> String {
     let prelude = crate::mix::PRELUDE;
     let all = tests.join(" ");
@@ -342,7 +344,11 @@ pub fn script(tests: &[String], modes: &[String]) -> String {
 insmod kdbt.ko || exit 90
 sweep() {{ # mode
   for t in {all}; do
-    timeout {TEST_TIMEOUT_S} ./$t > /tmp/$t.out 2>&1; echo "VERDICT $1 $t $?"
+    start=$(cut -d' ' -f1 /proc/uptime)
+    timeout {TEST_TIMEOUT_S} ./$t > /tmp/$t.out 2>&1; rc=$?
+    echo "VERDICT $1 $t $rc"
+    echo "TOOK $1 $t $start $(cut -d' ' -f1 /proc/uptime)"
+    [ "$1" = native ] && [ $rc != 0 ] && tail -n 4 /tmp/$t.out | sed "s/^/OUT $t: /"
   done
 }}
 sweep native
