@@ -57,17 +57,20 @@ fn failing_guest_command_returns_its_exit_status() {
 /// reads their reports as trouble. LKDTM (built in) provokes both, with the thresholds
 /// lowered to seconds: a task spinning with preemption off on one vCPU, and a task asleep
 /// uninterruptibly for ever. The script waits until the kernel log has both reports, so
-/// the verdict does not depend on how fast the guest runs.
+/// the verdict does not depend on how fast the guest runs. The spinning task is pinned to
+/// CPU 1 and everything else the run needs (init, the agent, this script and its children)
+/// to CPU 0: a task woken on the spinning CPU would wait there for ever (a run hung so once).
 #[test]
 #[ignore = "needs the guest lab: run through `cargo xtask test`"]
 fn the_console_check_sees_soft_lockups_and_hung_tasks() {
     const SOFT_LOCKUP: &str = "soft lockup";
     const HUNG_TASK: &str = "blocked for more than";
     let script = format!(
-        "echo 1 > /proc/sys/kernel/watchdog_thresh && \
+        "for p in 1 $PPID $$; do taskset -a -p -c 0 $p > /dev/null || exit 9; done && \
+         echo 1 > /proc/sys/kernel/watchdog_thresh && \
          echo 1 > /proc/sys/kernel/hung_task_timeout_secs && \
          {{ echo HUNG_TASK > /sys/kernel/debug/provoke-crash/DIRECT & }} && \
-         {{ echo SOFTLOCKUP > /sys/kernel/debug/provoke-crash/DIRECT & }} && \
+         {{ taskset -c 1 sh -c 'echo SOFTLOCKUP > /sys/kernel/debug/provoke-crash/DIRECT' & }} && \
          until dmesg | grep -q '{SOFT_LOCKUP}' && dmesg | grep -q '{HUNG_TASK}'; do sleep 1; done; \
          echo reported"
     );
