@@ -9,6 +9,11 @@
 //! CPU, replaces each code-cache address on a stack with the native address it stands for,
 //! empties the caches and points the entry stubs at fresh translations. The spec option
 //! `cache=SIZE` makes caches small enough to force flushes.
+//!
+//! A switched-off cache is drained the same way, without emptying it: once every stack's
+//! code-cache addresses are native ones, nothing can enter the cache any more, and the
+//! translator is kept warm or freed at once, whatever the tasks are doing (before, a drain
+//! waited for every task holding such an address to wake and return to user mode).
 
 use kernel::prelude::*;
 
@@ -19,7 +24,9 @@ extern "C" {
         lo: u64,
         hi: u64,
         ctx: *mut core::ffi::c_void,
+        flush: bool,
         rewritten: *mut u64,
+        held: *mut u64,
     ) -> isize;
     fn kdbt_flush_start(ctx: *const core::ffi::c_void);
     fn kdbt_flush_stop();
@@ -76,43 +83,59 @@ extern "C" fn kdbt_stubs_retarget_now(ctx: *const core::ffi::c_void) -> core::ff
     }
 }
 
-/// What one flush attempt did.
-pub(crate) struct Outcome {
-    /// The caches were emptied.
-    pub(crate) flushed: bool,
-    /// Code-cache addresses on stacks replaced by native ones.
-    pub(crate) rewritten: u64,
+/// What a stop that rewrote the stacks is to do when no code-cache address is left on them.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Then {
+    /// Empty the caches that asked for it and rewrite the entry stubs ([`Interposer::flush_now`]).
+    Flush,
+    /// Nothing more: the switched-off cache is unreferenced (a drain), unless a drk interrupt
+    /// still waits at a patched boundary in it.
+    Release,
 }
 
-/// Stops every CPU, rewrites the stacks' addresses in `lo..hi` (the translators' code
-/// memories) and, if none is left, flushes through [`Interposer::flush_now`]. Errors: the
-/// errno of `stop_machine`.
+/// What one stop did.
+pub(crate) struct Outcome {
+    /// No stack holds a code-cache address any more, and the caches were emptied
+    /// ([`Then::Flush`]) or are unreferenced ([`Then::Release`]).
+    pub(crate) done: bool,
+    /// Code-cache addresses on stacks replaced by native ones.
+    pub(crate) rewritten: u64,
+    /// Code-cache addresses left on stacks (inside an expansion: no native equivalent).
+    pub(crate) held: u64,
+}
+
+/// Stops every CPU, rewrites the stacks' addresses in `lo..hi` to native ones and, if none is
+/// left, does `then`. Errors: the errno of `stop_machine`.
 ///
 /// # Safety
-/// Process context; `interposer` is exclusively borrowed for the call and used only by the
+/// Process context, entered natively (the caller's own frames are walked too, while it waits
+/// in `stop_machine`); `interposer` is exclusively borrowed for the call and used only by the
 /// stopped CPU that walks the stacks.
-pub(crate) unsafe fn rewrite_and_flush(
+pub(crate) unsafe fn rewrite_stacks(
     lo: u64,
     hi: u64,
     interposer: &mut Interposer,
+    then: Then,
 ) -> Result<Outcome> {
-    let mut rewritten = 0;
+    let (mut rewritten, mut held) = (0, 0);
     let ctx = interposer as *mut Interposer as *mut core::ffi::c_void;
+    let flush = then == Then::Flush;
     // SAFETY: the callbacks below get `ctx` back only during the call.
-    let rc = unsafe { kdbt_flush_stacks(lo, hi, ctx, &mut rewritten) };
+    let rc = unsafe { kdbt_flush_stacks(lo, hi, ctx, flush, &mut rewritten, &mut held) };
     if rc < 0 {
         return Err(Error::from_errno(rc as i32));
     }
     Ok(Outcome {
-        flushed: rc == 1,
+        done: rc == 1,
         rewritten,
+        held,
     })
 }
 
 /// The native address that may replace code-cache address `tx` on a stack, or 0.
 #[no_mangle]
 extern "C" fn kdbt_flush_native_of(ctx: *mut core::ffi::c_void, tx: u64) -> u64 {
-    // SAFETY: `rewrite_and_flush` passes its exclusive borrow; only one CPU calls back.
+    // SAFETY: `rewrite_stacks` passes its exclusive borrow; only one CPU calls back.
     let interposer = unsafe { &*(ctx as *const Interposer) };
     interposer
         .translator()
@@ -120,15 +143,22 @@ extern "C" fn kdbt_flush_native_of(ctx: *mut core::ffi::c_void, tx: u64) -> u64 
         .unwrap_or(0)
 }
 
-/// Empties the caches and rewrites the stubs; whether it flushed.
+/// With no code-cache address left on any stack: empties the caches and rewrites the stubs
+/// (`flush`), or checks that no drk interrupt waits in the cache (a drain). Whether it did.
 #[no_mangle]
-extern "C" fn kdbt_flush_now(ctx: *mut core::ffi::c_void) -> bool {
+extern "C" fn kdbt_flush_finish(ctx: *mut core::ffi::c_void, flush: bool) -> bool {
     // SAFETY: as for `kdbt_flush_native_of`.
     let interposer = unsafe { &mut *(ctx as *mut Interposer) };
-    interposer.flush_now()
+    if flush {
+        interposer.flush_now()
+    } else {
+        !interposer
+            .translator()
+            .is_some_and(|t| t.delivery_pending())
+    }
 }
 
-/// Logs the first stack word that held a flush back (`comm` a NUL-padded task name).
+/// Logs the first stack word that held a flush or drain back (`comm` a NUL-padded task name).
 #[no_mangle]
 extern "C" fn kdbt_flush_report(
     ctx: *mut core::ffi::c_void,
@@ -138,7 +168,7 @@ extern "C" fn kdbt_flush_report(
     depth: u64,
     words: u64,
 ) {
-    // SAFETY: called by `kdbt_flush_stacks` after the stop, during `rewrite_and_flush`'s
+    // SAFETY: called by `kdbt_flush_stacks` after the stop, during `rewrite_stacks`'s
     // exclusive borrow.
     let interposer = unsafe { &*(ctx as *const Interposer) };
     // SAFETY: `comm` points to the task name copied into the flush's record (16 bytes).
@@ -149,7 +179,7 @@ extern "C" fn kdbt_flush_report(
         .translator()
         .map_or(0, |t| t.describe_tx(word, &mut text));
     pr_info!(
-        "cache flush held back by {} words; first: {}[{}] at {} bytes below its stack top holds {:#x}: {}\n",
+        "code cache held by {} stack words; first: {}[{}] at {} bytes below its stack top holds {:#x}: {}\n",
         words,
         core::str::from_utf8(comm).unwrap_or("?"),
         pid,

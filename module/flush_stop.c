@@ -1,19 +1,33 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * Flushing a full code cache while the kernel runs translated (module/flush.rs says when).
+ * Taking every reference to a code cache off the stacks, with every CPU stopped: to flush a
+ * full cache while switched on, and to drain a switched-off one (module/flush.rs says when).
  *
  * The dispatcher asks for a flush when a cache passes its watermark; it runs with interrupts
  * off, possibly inside any kernel lock, so it only queues an irq_work, whose handler queues
- * the flush work. The work stops every CPU and, on one of them, walks every sleeping task's
+ * the flush work. A drain runs from the drain work after switch-off, or from a switch-on to
+ * another mode. Either stops every CPU and, on one of them, walks every sleeping task's
  * frames: each return address or interrupted RIP in the cache is replaced by the native
- * address it stands for (identity call/ret leaves code-cache return addresses there; an interrupted frame
- * may hold a code-cache RIP). When every such word had one, the caches are emptied and the
- * entry stubs rewritten before any CPU runs on; otherwise (a frame stopped inside an
- * expansion) the caches stay and the work retries shortly. Rewriting is safe either way: at a
- * clean instruction boundary the native address continues exactly as the translation would.
+ * address it stands for (identity call/ret leaves code-cache return addresses there; an
+ * interrupted frame may hold a code-cache RIP). When every such word had one, a flush empties
+ * the caches and rewrites the entry stubs before any CPU runs on, and a drain is done: no
+ * task can return into the cache any more. Otherwise (a frame stopped inside an expansion)
+ * the work retries shortly. Rewriting is safe either way: at a clean instruction boundary the
+ * native address continues exactly as the translation would.
+ *
+ * Why every CPU stops in a native function, and not only one CPU walks: where return
+ * addresses are native (drk, fast:no-callret), a CPU runs in the cache without any task's
+ * stack saying so. It got there through a translated `ret` or `iretq`, and a translated
+ * context switch carries it into the next task, even an idle task, which may then loop in the
+ * cache. Each CPU calls kdbt_flush_fn from its stopper and returns from it natively, so after
+ * the stop no CPU executes in the cache, and only stacks lead back there: the stoppers' own
+ * (each CPU checks its own) and those of the tasks not running (one CPU walks them).
  *
  * Idle tasks are not on the task list and are not walked: none holds a code-cache address
- * while switched out (docs/ARCHITECTURE.md, "Flushing a full cache").
+ * while switched out. They are never preempted (they run with preemption off), and they leave
+ * switched out through a call that pushed a native return address (drk, no-callret) or never
+ * entered the cache (fast with callret: their stack's return addresses are native and the
+ * entries are native when off; docs/ARCHITECTURE.md, "Flushing a full cache").
  */
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
@@ -33,6 +47,8 @@
 struct kdbt_flush {
 	unsigned long lo, hi;
 	void *ctx;
+	/* Empty the caches when no word is left (a flush), or only release them (a drain). */
+	bool flush;
 	/* CPUs in the stop, and whether one took the walk. */
 	atomic_t arrived, claimed;
 	/* Stopper stacks holding a cache address (none expected: they run module code). */
@@ -124,15 +140,31 @@ static void kdbt_rewrite_stack(struct kdbt_flush *f, struct task_struct *t, unsi
 }
 
 /*
- * Whether this CPU's own stack (its stopper's, running module code) has a frame in the
- * cache: unwound like the others, word by word only when the unwinder fails.
+ * Whether this CPU's own stack (its stopper's, running module code) can return into the cache.
+ * The ORC unwinder walks its frames until one is in the cache (it cannot unwind past one: no
+ * ORC data there, and one is enough); only when the walk fails elsewhere does every word of
+ * the live stack count (conservative: a stale word may hold the stop back).
  */
 static bool kdbt_own_frames_in_cache(struct kdbt_flush *f)
 {
-	bool conservative;
+	struct unwind_state state;
+	unsigned long *sp = (unsigned long *)current_stack_pointer;
+	unsigned long *base = task_stack_page(current);
+	unsigned long *top = (unsigned long *)((char *)base + THREAD_SIZE);
 
-	return kdbt_task_references(current, (unsigned long *)current_stack_pointer, f->lo, f->hi,
-				    &conservative);
+	for (unwind_start(&state, current, NULL, NULL); !unwind_done(&state);
+	     unwind_next_frame(&state)) {
+		if (kdbt_in_cache(f, state.ip))
+			return true;
+	}
+	if (!unwind_error(&state))
+		return false;
+	if (sp < base || sp >= top)
+		sp = base;
+	for (; sp < top; sp++)
+		if (kdbt_in_cache(f, *sp))
+			return true;
+	return false;
 }
 
 static int kdbt_flush_fn(void *arg)
@@ -160,18 +192,20 @@ static int kdbt_flush_fn(void *arg)
 		kdbt_rewrite_stack(f, t, (unsigned long *)t->thread.sp);
 	}
 	rcu_read_unlock();
-	outcome = !f->unmovable && !atomic_read(&f->own) && kdbt_flush_now(f->ctx) ? 1 : -1;
+	outcome = !f->unmovable && !atomic_read(&f->own) && kdbt_flush_finish(f->ctx, f->flush) ?
+		1 : -1;
 	smp_store_release(&f->outcome, outcome);
 	return 0;
 }
 
-long kdbt_flush_stacks(u64 lo, u64 hi, void *ctx, u64 *rewritten)
+long kdbt_flush_stacks(u64 lo, u64 hi, void *ctx, bool flush, u64 *rewritten, u64 *held)
 {
 	static unsigned long refusals;
-	struct kdbt_flush f = { .lo = lo, .hi = hi, .ctx = ctx };
+	struct kdbt_flush f = { .lo = lo, .hi = hi, .ctx = ctx, .flush = flush };
 	int rc = stop_machine(kdbt_flush_fn, &f, cpu_online_mask);
 
 	*rewritten = f.rewritten;
+	*held = f.unmovable;
 	if (rc)
 		return rc;
 	/* Say what holds a flush back, now and then (every 200th refusal). */
@@ -180,7 +214,7 @@ long kdbt_flush_stacks(u64 lo, u64 hi, void *ctx, u64 *rewritten)
 			kdbt_flush_report(ctx, f.held_comm, f.held_pid, f.held_word, f.held_depth,
 					  f.unmovable);
 		else
-			pr_info("cache flush held back: %d stopper stacks, or a drk interrupt pending\n",
+			pr_info("code cache held: %d stopper stacks, or a drk interrupt pending\n",
 				atomic_read(&f.own));
 	}
 	return f.outcome > 0;

@@ -14,7 +14,8 @@
 //!   instruction. Native `int3`s (text_poke_bp, kprobes) are never copied: translated code
 //!   jumps to them.
 //! - **When a code cache may go**: after switch-off, stacks may still hold code-cache return
-//!   addresses; a stack scan with every CPU stopped decides, retried by delayed work.
+//!   addresses; delayed work rewrites them to native ones with every CPU stopped
+//!   (module/flush.rs), retried while a frame is stopped inside an expansion.
 
 use kernel::prelude::*;
 
@@ -26,9 +27,9 @@ extern "C" {
     fn kdbt_publish(instance: *mut RawInstance);
     fn kdbt_text_pokes(seen: *mut u64, invalidating: *mut u64);
     fn kdbt_traps_redirected_count() -> u64;
-    fn kdbt_stacks_referencing(lo: u64, hi: u64) -> isize;
     fn kdbt_drain_schedule(ctx: *const core::ffi::c_void);
     fn kdbt_drain_cancel();
+    fn kdbt_drain_pause();
     fn kdbt_take_injected_failure() -> i32;
     fn kdbt_hooks_reset_counts();
 }
@@ -73,19 +74,6 @@ pub(crate) fn counts() -> (u64, u64, u64) {
     (seen, invalidating, unsafe { kdbt_traps_redirected_count() })
 }
 
-/// How many kernel stacks hold an address in `lo..hi`: those of the tasks not running and
-/// each CPU's stopper, counted with every online CPU stopped in native code, so that none
-/// executes in `lo..hi` when this returns (module/shim.c explains why every CPU). Errors: the
-/// errno of `stop_machine`.
-pub(crate) fn stacks_referencing(lo: u64, hi: u64) -> Result<usize> {
-    // SAFETY: sleeps (stop_machine); called from process context (the drain work).
-    let n = unsafe { kdbt_stacks_referencing(lo, hi) };
-    if n < 0 {
-        return Err(Error::from_errno(n as i32));
-    }
-    Ok(n as usize)
-}
-
 /// Schedules the drain work (`kdbt_drain_tick(ctx)`, repeated while it answers true).
 ///
 /// # Safety
@@ -95,8 +83,8 @@ pub(crate) unsafe fn schedule_drain(ctx: *const core::ffi::c_void) {
     unsafe { kdbt_drain_schedule(ctx) }
 }
 
-/// The drain work's step (module/shim.c): frees the switched-off translator once no stack
-/// references its code cache. Returns whether to run again.
+/// The drain work's step (module/shim.c): unpins kdbt.ko once no stack references the
+/// switched-off code cache. Returns whether to run again.
 #[no_mangle]
 pub(crate) extern "C" fn kdbt_drain_tick(ctx: *const core::ffi::c_void) -> bool {
     // SAFETY: `schedule_drain`'s contract keeps the shared state valid until the work is
@@ -109,6 +97,12 @@ pub(crate) extern "C" fn kdbt_drain_tick(ctx: *const core::ffi::c_void) -> bool 
 pub(crate) fn cancel_drain() {
     // SAFETY: no preconditions.
     unsafe { kdbt_drain_cancel() }
+}
+
+/// Sleeps between two drain attempts of a switch-on (`KDBT_DRAIN_RETRY_MS`).
+pub(crate) fn drain_pause() {
+    // SAFETY: sleeps; callers are in process context and hold no spinlock.
+    unsafe { kdbt_drain_pause() }
 }
 
 /// Zeroes the counters of text pokes and redirected traps.

@@ -16,19 +16,21 @@
 //! switched back before the ioctl returns `EIO`.
 //!
 //! The translator outlives switch-off: with callret, sleeping tasks hold code-cache return
-//! addresses and keep running translated code (and entering the dispatcher) until they
-//! return to user mode. Only when a stack scan with every CPU stopped finds no code-cache
-//! address on any task's live stack (module/hooks.rs), retried every `KDBT_DRAIN_PERIOD_MS`,
-//! does kdbt.ko unpin itself (until then `rmmod` answers `EBUSY`). The drained translator
-//! stays warm: switching on again with its mode spec reuses it; another spec frees it (if it
-//! is drained; `EBUSY` otherwise) and starts a new one.
+//! addresses and would run translated code (and enter the dispatcher) until they return to
+//! user mode. The drain (delayed work, first run right after switch-off) stops every CPU and
+//! rewrites each such address to the native one it stands for (module/flush.rs), so no task can
+//! return into the cache whatever it is doing; only a frame stopped inside an expansion (no
+//! native equivalent; its task is runnable) holds it, retried every `KDBT_DRAIN_PERIOD_MS`.
+//! Then kdbt.ko unpins itself (until then `rmmod` answers `EBUSY`). The drained translator
+//! stays warm: switching on again with its mode spec reuses it; another spec drains it at once
+//! if it is not yet, frees it and starts a new one, so a switch never waits for a task.
 
 use crate::code_cache::{CodeCache, DataArea, WxProbe, PAGE};
 use crate::control_abi::SPEC_MAX;
 use crate::cpu::{self, ModulePin};
 use crate::dispatcher_stack::{self, DispatcherStacks};
 use crate::entry_stub::{self, DrkEvent, InCache, STUB_BYTES, TAG_ERROR_CODE};
-use crate::flush;
+use crate::flush::{self, Then};
 use crate::hooks::{self, InjectedFailure};
 use crate::idt::{self, Gate, Idtr, GATES};
 use crate::stats::{Stats, FIRST_INTERRUPT};
@@ -55,6 +57,8 @@ const ERROR_CODE_VECTORS: [usize; 10] = [8, 10, 11, 12, 13, 14, 17, 21, 29, 30];
 const CODE_BYTES: usize = 16 << 20;
 /// …and at least this much per CPU for drk's per-CPU caches.
 const DRK_CODE_BYTES_PER_CPU: usize = 8 << 20;
+/// Drain attempts a switch-on makes (`KDBT_DRAIN_RETRY_MS` apart) before it answers `EBUSY`.
+const SWITCH_DRAIN_ATTEMPTS: usize = 100;
 
 /// What one CPU saved when it switched, read back when it switches off.
 #[derive(Default)]
@@ -99,11 +103,13 @@ impl Live {
 /// Where a switched-off translator stands.
 #[derive(Clone, Copy, Default)]
 pub(crate) struct Drain {
-    /// Scans done since the last switch-off.
-    pub(crate) scans: u64,
-    /// Task stacks that held code-cache addresses at the last scan.
-    pub(crate) referencing: usize,
-    /// Drains completed since load (no task stack held a code-cache address any more).
+    /// Attempts since the last switch-off (each stops every CPU).
+    pub(crate) attempts: u64,
+    /// Code-cache addresses left on stacks at the last attempt (frames inside an expansion).
+    pub(crate) held: u64,
+    /// Code-cache addresses on stacks rewritten to native ones by drains since load.
+    pub(crate) rewritten: u64,
+    /// Drains completed since load (no stack held a code-cache address any more).
     pub(crate) completed: u64,
 }
 
@@ -300,12 +306,12 @@ impl Interposer {
             .as_ref()
             .is_some_and(|l| l.translators[0].spec() == mode);
         if !reuse && self.live.is_some() {
-            // Another mode's translator: free it once its cache is unreferenced (trying a
-            // scan now: this caller's own stack is clean, it entered the kernel natively).
-            if self.drain_step() {
+            // Another mode's translator: drain it now if it is not yet, then free it.
+            if !self.drain_now() {
                 return Err(OnError::Refused(
                     EBUSY,
-                    "the previous mode's code cache is still on task stacks; retry shortly",
+                    "a frame inside an expansion still holds the previous mode's code cache; \
+                     retry shortly",
                 ));
             }
             self.release();
@@ -381,8 +387,8 @@ impl Interposer {
         let n = mode.len().min(SPEC_MAX - 1);
         text[..n].copy_from_slice(&mode.as_bytes()[..n]);
         self.on = Some(On { mode: text });
-        self.drain.scans = 0;
-        self.drain.referencing = 0;
+        self.drain.attempts = 0;
+        self.drain.held = 0;
         Ok(())
     }
 
@@ -463,39 +469,55 @@ impl Interposer {
         Ok(())
     }
 
-    /// One drain step while off: when no task stack holds a code-cache address any more,
-    /// unpins the module (the translator stays, warm). Returns whether to try again later.
+    /// One drain step while off: stops every CPU and rewrites the stacks' code-cache addresses
+    /// to native ones; when none is left, unpins the module (the translator stays, warm).
+    /// Returns whether to try again later (a frame inside an expansion held one, or the stop
+    /// failed). Process context, entered natively: kdbt is off.
     pub(crate) fn drain_step(&mut self) -> bool {
-        let Some(live) = self.live.as_mut().filter(|l| l.pin.is_some()) else {
-            return false;
-        };
-        if self.on.is_some() {
+        if self.on.is_some() || !self.live.as_ref().is_some_and(|l| l.pin.is_some()) {
             return false;
         }
         let lo = self.region.exec();
         let hi = lo + self.region.len() as u64;
-        self.drain.scans += 1;
-        match hooks::stacks_referencing(lo, hi) {
-            Ok(0) => {
-                live.pin = None;
-                self.drain.referencing = 0;
+        self.drain.attempts += 1;
+        // SAFETY: the drain work and the control ioctls run in process context and entered the
+        // kernel natively (kdbt is off); `self` is borrowed mutably for the whole stop.
+        match unsafe { flush::rewrite_stacks(lo, hi, self, Then::Release) } {
+            Ok(outcome) => {
+                self.drain.rewritten += outcome.rewritten;
+                self.drain.held = outcome.held;
+                if !outcome.done {
+                    return true;
+                }
                 self.drain.completed += 1;
-                pr_info!(
-                    "code cache of {} unreferenced after {} scans\n",
-                    live.translators[0].spec(),
-                    self.drain.scans
-                );
+                if let Some(live) = self.live.as_mut() {
+                    live.pin = None;
+                    pr_info!(
+                        "code cache of {} unreferenced after {} attempts ({} stack words rewritten)\n",
+                        live.translators[0].spec(),
+                        self.drain.attempts,
+                        outcome.rewritten
+                    );
+                }
                 false
             }
-            Ok(n) => {
-                self.drain.referencing = n;
-                true
-            }
             Err(e) => {
-                pr_warn!("stack scan failed ({:?}); retrying\n", e);
+                pr_warn!("drain: stop_machine failed ({:?}); retrying\n", e);
                 true
             }
         }
+    }
+
+    /// Drains the switched-off translator now, retrying [`SWITCH_DRAIN_ATTEMPTS`] times while
+    /// a frame inside an expansion holds it. Whether it is drained (or was).
+    fn drain_now(&mut self) -> bool {
+        for _ in 0..SWITCH_DRAIN_ATTEMPTS {
+            if !self.drain_step() {
+                return true;
+            }
+            hooks::drain_pause();
+        }
+        false
     }
 
     /// Frees a kept translator whose code counts into the function set, so that a new set can
@@ -510,8 +532,11 @@ impl Interposer {
                 .any(|t| crate::funcs::counts_in(t.spec()))
         });
         if counting {
-            if self.drain_step() {
-                return Err("the funccount translator's cache is still on task stacks; retry");
+            if !self.drain_now() {
+                return Err(
+                    "a frame inside an expansion still holds the funccount translator's \
+                            cache; retry",
+                );
             }
             self.release();
         }
@@ -667,12 +692,13 @@ impl Interposer {
         }
         let lo = self.region.exec() + self.head as u64;
         let hi = self.region.exec() + self.region.len() as u64;
-        // SAFETY: `self` is borrowed mutably for the whole stop; only the stopped CPUs'
-        // callbacks use it meanwhile (module/flush.rs).
-        match unsafe { flush::rewrite_and_flush(lo, hi, self) } {
+        // SAFETY: the flush work runs in process context, natively; `self` is borrowed
+        // mutably for the whole stop; only the stopped CPUs' callbacks use it meanwhile
+        // (module/flush.rs).
+        match unsafe { flush::rewrite_stacks(lo, hi, self, Then::Flush) } {
             Ok(outcome) => {
                 self.flushes.words_rewritten += outcome.rewritten;
-                if outcome.flushed {
+                if outcome.done {
                     self.flushes.done += 1;
                     false
                 } else {

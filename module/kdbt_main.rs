@@ -157,18 +157,19 @@ fn render_status(shared: &Shared, w: &mut debugfs::TextWriter<'_>) -> Result {
             Some(t) if interposer.draining() => {
                 let _ = writeln!(
                     w,
-                    "draining: {} (scans {} task stacks referencing the cache {})",
+                    "draining: {} (attempts {} stack words held {})",
                     t.spec(),
-                    d.scans,
-                    d.referencing
+                    d.attempts,
+                    d.held
                 );
             }
             Some(t) => {
                 let _ = writeln!(
                     w,
-                    "kept warm: {} (drains completed {})",
+                    "kept warm: {} (drains completed {} stack words rewritten {})",
                     t.spec(),
-                    d.completed
+                    d.completed,
+                    d.rewritten
                 );
             }
             None => {}

@@ -6,6 +6,7 @@
 #include <linux/cpu.h>
 #include <linux/cpumask.h>
 #include <linux/debugfs.h>
+#include <linux/delay.h>
 #include <linux/err.h>
 #include <linux/execmem.h>
 #include <linux/fs.h>
@@ -25,15 +26,11 @@
 #include <linux/vmalloc.h>
 #include <linux/kdebug.h>
 #include <linux/rcupdate.h>
-#include <linux/sched/signal.h>
-#include <linux/sched/task_stack.h>
-#include <linux/stop_machine.h>
 #include <linux/workqueue.h>
 #include <asm/pgtable_types.h>
 #include <asm/gsseg.h>
 #include <asm/segment.h>
 #include <asm/traps.h>
-#include <asm/unwind.h>
 #include <asm/trapnr.h>
 
 #include "shim.h"
@@ -543,125 +540,6 @@ void kdbt_publish(void *instance)
 		synchronize_rcu();
 }
 
-struct kdbt_scan {
-	unsigned long lo, hi;
-	unsigned long tasks, found, conservative;
-	/* Whether a CPU took the task list, and how many CPUs' own stacks held a cache address. */
-	atomic_t claimed, running;
-	/* The first tasks found, for the log. */
-	pid_t pids[4];
-	char comms[4][TASK_COMM_LEN];
-};
-
-/*
- * Whether task t, whose live stack starts at sp, can return into lo..hi. The ORC unwinder
- * walks its frames (return addresses and interrupt frames) until one is in the cache. It
- * cannot unwind past a cache address (no ORC data there), which is fine: one is enough. When
- * the walk fails elsewhere, every word of the live stack counts (conservative; stale words
- * may delay the answer).
- */
-bool kdbt_task_references(struct task_struct *t, unsigned long *sp, u64 lo, u64 hi,
-			  bool *conservative)
-{
-	struct unwind_state state;
-	unsigned long *base, *top;
-
-	for (unwind_start(&state, t, NULL, NULL); !unwind_done(&state);
-	     unwind_next_frame(&state)) {
-		if (state.ip - lo < hi - lo)
-			return true;
-	}
-	if (!unwind_error(&state))
-		return false;
-	*conservative = true;
-	base = task_stack_page(t);
-	top = (unsigned long *)((char *)base + THREAD_SIZE);
-	if (sp < base || sp >= top)
-		sp = base;
-	for (; sp < top; sp++)
-		if (*sp - lo < hi - lo)
-			return true;
-	return false;
-}
-
-/* kdbt_task_references for the drain's scan, which counts conservative answers. */
-static bool kdbt_stack_references(struct kdbt_scan *s, struct task_struct *t,
-				  unsigned long *sp)
-{
-	bool conservative = false;
-	bool found = kdbt_task_references(t, sp, s->lo, s->hi, &conservative);
-
-	if (conservative)
-		WRITE_ONCE(s->conservative, 1);
-	return found;
-}
-
-/*
- * Runs on every online CPU at once, each in its stopper thread, so no stack changes under the
- * scan. Why every CPU: where return addresses are native (drk, fast:no-callret), a CPU runs
- * in the cache without any task's stack saying so. It got there through a translated `ret`
- * or `iretq`, and a translated context switch carries it into the next task, even an idle
- * task, which may then loop in the cache forever. Each CPU calls this native function from
- * its stopper and returns from it natively, so after the stop no CPU executes in the cache,
- * and only stacks can lead back there: the stoppers' own (each CPU checks its own) and those
- * of the tasks not running (one CPU checks them). Idle tasks are on no task list; they can
- * hold no cache address while switched out: they are never preempted (they run with
- * preemption off), and they leave switched out through a call that pushed a native return
- * address (drk, no-callret) or never entered the cache (fast with callret: their stack's
- * return addresses are native and the entries are native when off).
- */
-static int kdbt_scan_fn(void *arg)
-{
-	struct kdbt_scan *s = arg;
-	struct task_struct *g, *t;
-
-	if (kdbt_stack_references(s, current, (unsigned long *)current_stack_pointer))
-		atomic_inc(&s->running);
-	if (atomic_xchg(&s->claimed, 1))
-		return 0;
-	rcu_read_lock();
-	for_each_process_thread(g, t) {
-		/*
-		 * The tasks on a CPU now are the stopper threads (each checked itself); an exited
-		 * task has no stack (and none can exit while every CPU is stopped).
-		 */
-		if (READ_ONCE(t->on_cpu) || !t->stack)
-			continue;
-		s->tasks++;
-		if (kdbt_stack_references(s, t, (unsigned long *)t->thread.sp)) {
-			if (s->found < ARRAY_SIZE(s->pids)) {
-				s->pids[s->found] = t->pid;
-				memcpy(s->comms[s->found], t->comm, TASK_COMM_LEN);
-			}
-			s->found++;
-		}
-	}
-	rcu_read_unlock();
-	return 0;
-}
-
-long kdbt_stacks_referencing(u64 lo, u64 hi)
-{
-	static unsigned long scans;
-	struct kdbt_scan s = { .lo = lo, .hi = hi };
-	unsigned long i, running;
-	int rc = stop_machine(kdbt_scan_fn, &s, cpu_online_mask);
-
-	if (rc)
-		return rc;
-	running = atomic_read(&s.running);
-	/* Say who keeps the code cache alive, now and then (every 25th scan: 5 s). */
-	if ((s.found || running) && scans++ % 25 == 0) {
-		if (running)
-			pr_info("code cache still referenced by %lu stopper stacks\n", running);
-		for (i = 0; i < min_t(unsigned long, s.found, ARRAY_SIZE(s.pids)); i++)
-			pr_info("code cache still referenced by %s[%d] (%lu of %lu tasks)%s\n",
-				s.comms[i], s.pids[i], s.found, s.tasks,
-				s.conservative ? " (some stacks scanned word by word)" : "");
-	}
-	return s.found + running;
-}
-
 /*
  * Fault injection for tests, as the kernel's own fault-injection knobs: writing "build" or
  * "cpus" to /sys/module/kdbt/parameters/fail_next_switch_on makes the next switch-on fail at
@@ -700,13 +578,18 @@ static void kdbt_drain_fn(struct work_struct *work)
 void kdbt_drain_schedule(void *ctx)
 {
 	kdbt_drain_ctx = ctx;
-	/* Soon: the caller is about to return to user mode, leaving its stack clean. */
+	/* Soon: the caller is about to return to user mode (its frames need no rewriting then). */
 	mod_delayed_work(system_wq, &kdbt_drain_work, msecs_to_jiffies(KDBT_DRAIN_FIRST_MS));
 }
 
 void kdbt_drain_cancel(void)
 {
 	cancel_delayed_work_sync(&kdbt_drain_work);
+}
+
+void kdbt_drain_pause(void)
+{
+	msleep(KDBT_DRAIN_RETRY_MS);
 }
 
 void kdbt_engine_panic(const char *msg, size_t len)

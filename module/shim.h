@@ -68,48 +68,46 @@ void kdbt_module_release(void);
 /* The engine's heap: kmalloc(GFP_ATOMIC), since the dispatcher runs with interrupts off. */
 /*
  * Translator hooks (module/hooks.rs): the kernel patch's extable and text-poke hooks, the
- * die notifier for int3/#UD at code-cache addresses, the RCU-published live translator, the
- * stack scan that decides when a code cache may go, and the delayed work that retries it.
+ * die notifier for int3/#UD at code-cache addresses, the RCU-published live translator, and
+ * the delayed work that drains a switched-off code cache (kdbt_drain_tick(ctx), again after
+ * KDBT_DRAIN_PERIOD_MS while it answers true).
  */
 #define KDBT_DRAIN_FIRST_MS 20
 #define KDBT_DRAIN_PERIOD_MS 200
+/* A switch-on that drains another mode's cache sleeps this long between attempts. */
+#define KDBT_DRAIN_RETRY_MS 10
 int kdbt_hooks_register(void);
 void kdbt_hooks_unregister(void);
 void kdbt_publish(void *instance);
 void kdbt_text_pokes(u64 *seen, u64 *invalidating);
 u64 kdbt_traps_redirected_count(void);
-long kdbt_stacks_referencing(u64 lo, u64 hi);
-/*
- * Whether task t (stopped, or current), whose live stack starts at sp, can return into lo..hi:
- * its frames by the ORC unwinder, or, when the walk fails, every word of its live stack
- * (*conservative is then set). Used by the drain's scan and by the flush (module/flush_stop.c).
- */
-struct task_struct;
-bool kdbt_task_references(struct task_struct *t, unsigned long *sp, u64 lo, u64 hi,
-			  bool *conservative);
 /* Zeroes the text-poke and trap counters (`kdbtctl reset`). */
 void kdbt_hooks_reset_counts(void);
 /* The stage the next switch-on is to fail at (0 none, 1 build, 2 cpus), cleared. */
 int kdbt_take_injected_failure(void);
 void kdbt_drain_schedule(void *ctx);
 void kdbt_drain_cancel(void);
+/* Sleeps KDBT_DRAIN_RETRY_MS: a frame stopped inside an expansion belongs to a runnable task. */
+void kdbt_drain_pause(void);
 bool kdbt_drain_tick(void *ctx);
 bool kdbt_core_kernel_text(u64 addr);
 /*
  * Flushing a full code cache (module/flush_stop.c, module/flush.rs). kdbt_flush_request is
  * the engine's call (any context); the work runs kdbt_flush_tick(ctx) between start and stop,
  * again after KDBT_FLUSH_RETRY_MS while it answers true. kdbt_flush_stacks stops every CPU,
- * rewrites stacks in lo..hi with kdbt_flush_native_of and flushes with kdbt_flush_now: 1
- * flushed, 0 left, or a negative errno.
+ * rewrites stacks in lo..hi with kdbt_flush_native_of and, when no word is left, finishes with
+ * kdbt_flush_finish(ctx, flush): empties the caches (flush) or only checks that nothing else
+ * holds them (a drain). Returns 1 finished, 0 left, or a negative errno; *held is the number
+ * of words left.
  */
 #define KDBT_FLUSH_RETRY_MS 5
 void kdbt_flush_request(void);
 void kdbt_flush_start(void *ctx);
 void kdbt_flush_stop(void);
 bool kdbt_flush_tick(void *ctx);
-long kdbt_flush_stacks(u64 lo, u64 hi, void *ctx, u64 *rewritten);
+long kdbt_flush_stacks(u64 lo, u64 hi, void *ctx, bool flush, u64 *rewritten, u64 *held);
 u64 kdbt_flush_native_of(void *ctx, u64 tx);
-bool kdbt_flush_now(void *ctx);
+bool kdbt_flush_finish(void *ctx, bool flush);
 /*
  * After an invalidation: kdbt_stubs_check_take says whether one happened since the last
  * call; kdbt_stubs_retarget_now(ctx) points the entry stubs at fresh translations if one

@@ -125,6 +125,7 @@ extern "C" {
     fn kdbt_engine_flush_wanted(instance: *const RawInstance) -> bool;
     fn kdbt_engine_native_at_boundary(instance: *const RawInstance, tx: u64) -> u64;
     fn kdbt_engine_flush(instance: *const RawInstance) -> bool;
+    fn kdbt_engine_delivery_pending(instance: *const RawInstance) -> bool;
     fn kdbt_engine_describe_tx(
         instance: *const RawInstance,
         tx: u64,
@@ -348,6 +349,13 @@ impl Translator {
     pub(crate) fn flush(&self) -> bool {
         // SAFETY: as above; the caller stops every CPU.
         unsafe { kdbt_engine_flush(self.raw) }
+    }
+
+    /// Whether a drk interrupt of the chain waits at a patched boundary (it must be delivered
+    /// before the cache may be left for good). Only with every CPU stopped.
+    pub(crate) fn delivery_pending(&self) -> bool {
+        // SAFETY: as above; the caller stops every CPU.
+        unsafe { kdbt_engine_delivery_pending(self.raw) }
     }
 
     /// What the translators know about code-cache address `tx`, as text in `out`; returns

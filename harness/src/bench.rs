@@ -10,6 +10,7 @@
 //! mode is recorded as failed (with the console log) for the rest of the run, and the guest is
 //! booted again for the remaining slots.
 
+use crate::mix::WAIT_FOR_DRAIN;
 use crate::slot_stats;
 use crate::store::{self, BenchRecord, Failure, Params, RunWriter, Suite};
 use anyhow::{bail, Context, Result};
@@ -152,15 +153,6 @@ impl Matrix {
                 s,
                 "insmod /kdbt/kdbt.ko 2>/tmp/kdbt.err || echo \"{MARK} insmod-failed $(tr '\\n' ' ' </tmp/kdbt.err)\""
             );
-            // Switching to another mode waits while the previous mode's code cache is still
-            // on task stacks (EBUSY, for a moment after switch-off); anything else fails now.
-            // Each retry prints and lets an orphan exit: the guest agent (blocked in a read)
-            // and init (re-entering wait4 when apache2's orphans exit) would otherwise sleep
-            // on in syscalls they entered translated, holding the cache.
-            let _ = writeln!(
-                s,
-                "kdbt_on() {{ tries=0; until kdbtctl on \"$1\" >/tmp/kdbt.err 2>&1; do grep -q 'task stacks' /tmp/kdbt.err || return 1; tries=$((tries+1)); [ $tries -ge 100 ] && return 1; echo 'waiting for the code cache to drain'; ( sleep 0 & ); sleep 0.1; done; }}"
-            );
             if let Some(funcs) = &self.funcs {
                 // A failure shows in every slot that needs the set (switch-on or probe refused).
                 let _ = writeln!(s, "kdbtctl funcs /kdbt/{}", quote(funcs));
@@ -203,17 +195,15 @@ impl Matrix {
                 let mode = quote(&slot.mode);
                 let _ = writeln!(
                     s,
-                    "if kdbt_on {mode}; then\n  echo \"{MARK} stats-before {i}\"; kdbtctl stats; echo \"{MARK} stats-end {i}\"\n  {run}\n  echo \"{MARK} stats {i}\"; kdbtctl stats; echo \"{MARK} stats-end {i}\"\n  kdbtctl off >/tmp/kdbt.err 2>&1 || echo \"{MARK} switch-off-failed {i} $(tr '\\n' ' ' </tmp/kdbt.err)\"\nelse\n  echo \"{MARK} switch-on-failed {i} $(tr '\\n' ' ' </tmp/kdbt.err)\"\nfi"
+                    "if kdbtctl on {mode} >/tmp/kdbt.err 2>&1; then\n  echo \"{MARK} stats-before {i}\"; kdbtctl stats; echo \"{MARK} stats-end {i}\"\n  {run}\n  echo \"{MARK} stats {i}\"; kdbtctl stats; echo \"{MARK} stats-end {i}\"\n  kdbtctl off >/tmp/kdbt.err 2>&1 || echo \"{MARK} switch-off-failed {i} $(tr '\\n' ' ' </tmp/kdbt.err)\"\nelse\n  echo \"{MARK} switch-on-failed {i} $(tr '\\n' ' ' </tmp/kdbt.err)\"\nfi"
                 );
             }
             let _ = writeln!(s, "echo \"{MARK} slot-end {i}\"");
         }
         if translated {
-            // kdbt.ko stays pinned until no task stack holds a code-cache address.
-            let _ = writeln!(
-                s,
-                "n=0; until rmmod kdbt 2>/dev/null; do n=$((n+1)); [ $n -ge 100 ] && break; echo 'waiting for the code cache to drain'; ( sleep 0 & ); sleep 0.1; done"
-            );
+            // kdbt.ko stays pinned until its drain work (run right after switch-off) took the
+            // last code-cache address off the stacks: moments, whatever the tasks do.
+            let _ = writeln!(s, "{WAIT_FOR_DRAIN}; rmmod kdbt");
         }
         s
     }
@@ -799,12 +789,14 @@ mod tests {
             s.contains("kdbt-workload micro --only 'lat_syscall null' --samples 3"),
             "{s}"
         );
-        let on = s.find("kdbt_on fast").unwrap();
+        let on = s.find("kdbtctl on fast").unwrap();
         let run = s[on..].find("kdbt-workload").unwrap() + on;
         let off = s.find("kdbtctl off").unwrap();
         assert!(on < run && run < off, "{s}");
-        assert!(s.contains("kdbt_on() {"), "{s}");
-        assert!(s.contains("until rmmod kdbt"), "{s}");
+        assert!(
+            s.ends_with(&format!("{WAIT_FOR_DRAIN}; rmmod kdbt\n")),
+            "{s}"
+        );
         let native_only = m.script(&plan, &[0]);
         assert!(!native_only.contains("insmod"), "{native_only}");
     }

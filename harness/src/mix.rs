@@ -1,26 +1,36 @@
 //! Guest shell scripts shared by the VM tests and `cargo xtask soak`: the prelude of helper
 //! functions and the kernel-heavy mix that exercises a translated kernel.
 
+/// Shell: waits while kdbt.ko drains a switched-off code cache (its status says `draining`),
+/// at most 15 s. The module's drain work, run right after switch-off, rewrites every stack's
+/// code-cache addresses to native ones; only a frame stopped inside an expansion delays it, and
+/// that task is runnable, so this ends by itself (no task needs waking).
+macro_rules! wait_for_drain {
+    () => {
+        "t=0; while grep -qs '^draining' /sys/kernel/debug/kdbt/status; do t=$((t+1)); [ $t -ge 150 ] && break; sleep 0.1; done"
+    };
+}
+
+/// [`wait_for_drain!`] as a constant, for scripts without the [`PRELUDE`].
+pub const WAIT_FOR_DRAIN: &str = wait_for_drain!();
+
 /// Shell helpers for the scripts: `case NAME CMD...` runs CMD and prints `CASE NAME rc=N`;
 /// `ioctl REQUEST [BUFFER_PERL_EXPR]` issues a raw ioctl on /dev/kdbt from perl and exits with
-/// its errno (0 on success); `unload` retries `rmmod` for up to 30 s (after switch-off, kdbt.ko
-/// stays pinned until no task stack holds a code-cache address); `kdbt_on SPEC` retries
-/// likewise (another mode's cache must drain first). Between tries `nudge` wakes the two tasks
-/// that otherwise sleep on in a syscall entered translated: the guest agent, blocked in a read
-/// until output comes, and init, which re-enters wait4 translated when an orphan (an apache2
-/// worker) exits while on, until another orphan exits.
-/// `total NAME` prints a counter of the `total:` statistics line.
-pub const PRELUDE: &str = r#"
+/// its errno (0 on success); `unload` waits for the drain ([`WAIT_FOR_DRAIN`]), then runs
+/// `rmmod kdbt`. `total NAME` prints a counter of the `total:` statistics line.
+pub const PRELUDE: &str = concat!(
+    r#"
 set -u
 export PATH=/kdbt:$PATH
 case_() { name=$1; shift; "$@"; echo "CASE $name rc=$?"; }
 ioctl() { perl -e 'open(F, "<", "/dev/kdbt") or exit($!+0); my $b = eval($ARGV[1] // "0"); exit(ioctl(F, hex($ARGV[0]), $b) ? 0 : $!+0)' "$@"; }
 status() { cat /sys/kernel/debug/kdbt/status; }
-nudge() { echo "waiting for the code cache to drain"; ( sleep 0 & ); sleep 0.2; }
-kdbt_on() { tries=0; until kdbtctl on "$1"; do tries=$((tries+1)); [ $tries -ge 150 ] && return 1; nudge; done; }
-unload() { tries=0; until rmmod kdbt 2>/dev/null; do tries=$((tries+1)); [ $tries -ge 150 ] && { rmmod kdbt; return $?; }; nudge; done; }
+unload() { "#,
+    wait_for_drain!(),
+    r#"; rmmod kdbt; }
 total() { kdbtctl stats | awk -v k="$1" '$1=="total:" { for (i=2;i<NF;i++) if ($i==k) print $(i+1) }'; }
-"#;
+"#
+);
 
 /// The kernel-heavy mix in mode `$m` (set before it): stress-ng (fork, pipe, signal, file
 /// classes; `$STRESS_S` seconds, default 20), Apache under `ab -c 16` (`$AB_REQUESTS`
@@ -28,9 +38,7 @@ total() { kdbtctl stats | awk -v k="$1" '$1=="total:" { for (i=2;i<NF;i++) if ($
 /// the native run's, file churn, a static-key flip (live text patching), a uaccess fault
 /// (exception-table fixup at a code-cache address), and `$GETPPID_N` `getppid` calls (default 1,000,000). One mode
 /// per boot. `$FUNCS`, if set, is a function list (names or globs, space-separated) loaded before
-/// switch-on, for the `funccount` client. Switching to another mode waits until no task stack holds the previous mode's
-/// code-cache addresses, which a task asleep in a syscall it entered translated can delay
-/// indefinitely.
+/// switch-on, for the `funccount` client.
 pub const MIX: &str = r#"
 insmod kdbt.ko || exit 90
 if [ -n "${FUNCS:-}" ]; then echo "$FUNCS" | tr ' ' '\n' > /tmp/funcs.txt; kdbtctl funcs /tmp/funcs.txt || exit 92; fi

@@ -373,7 +373,7 @@ sweep() {{ # mode
 }}
 sweep native
 for m in {modes}; do
-  kdbt_on "$m" || exit 91
+  kdbtctl on "$m" || exit 91
   sweep "$m"
   kdbtctl stats | grep -E '^(total|flush):'
   kdbtctl off || exit 92

@@ -5,8 +5,9 @@
 //! small result set: the guest's output, its console log and `summary.md` (rounds and their
 //! failures, the switch cycles, kdbt's statistics with its flushes, the console verdict).
 //!
-//! A soak passes when every round's work succeeded, every cycle switched, kdbt.ko unloaded,
-//! and the console shows no kernel trouble ([`crate::console`]).
+//! A soak passes when every round's work succeeded, every cycle switched, no code ran natively
+//! for want of cache room or a rule, kdbt.ko unloaded, and the console shows no kernel trouble
+//! ([`crate::console`]).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -54,7 +55,7 @@ insmod kdbt.ko || exit 90
 mkdir -p /tmp/src; i=0
 while [ $i -lt 20 ]; do head -c 1000000 /dev/urandom > /tmp/src/f$i; i=$((i+1)); done
 native=$(tar -C /tmp -cf - src | gzip -1 | md5sum)
-kdbt_on "$m" || exit 91
+kdbtctl on "$m" || exit 91
 uptime_s() { cut -d. -f1 /proc/uptime; }
 end=$(( $(uptime_s) + MINUTES * 60 )); round=0
 while [ "$(uptime_s)" -lt "$end" ]; do
@@ -80,6 +81,13 @@ echo "== stats"; kdbtctl stats | grep -v '^vector'; echo "== end"
 kdbtctl off
 unload; echo "UNLOAD rc $?"
 "#;
+
+/// Counters that must stay 0 in a soak: blocks that ran natively because a full cache was not
+/// flushed, or because no rule could translate them.
+const NATIVE_COUNTERS: [&str; 2] = [
+    "translator_cache_full_native",
+    "translator_untranslatable_native",
+];
 
 /// What a soak's output says.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -155,6 +163,14 @@ impl Summary {
         if self.unload_rc != Some(0) {
             p.push(format!("rmmod kdbt: {:?}", self.unload_rc));
         }
+        // Translated means translated: no code ran natively for want of room or a rule.
+        for counter in NATIVE_COUNTERS {
+            match self.stats.get(counter) {
+                None => p.push(format!("kdbt statistics: no {counter}")),
+                Some(&n) if n > 0 => p.push(format!("{counter} {n}: code ran natively")),
+                Some(_) => {}
+            }
+        }
         for line in trouble {
             p.push(format!("console: {line}"));
         }
@@ -180,6 +196,15 @@ impl Summary {
         }
         let _ = writeln!(o, "| switch cycles under load | {} |", self.cycles);
         let _ = writeln!(o, "| failed switches | {} |", self.cycles_failed);
+        let stat = |k: &str| self.stats.get(k).map_or("?".to_string(), u64::to_string);
+        let _ = writeln!(
+            o,
+            "| code-cache flushes | {} |",
+            stat("flush_cache_flushes")
+        );
+        for counter in NATIVE_COUNTERS {
+            let _ = writeln!(o, "| `{counter}` | {} |", stat(counter));
+        }
         let rc = self
             .unload_rc
             .map_or("not reached".to_string(), |r| r.to_string());
@@ -247,7 +272,7 @@ mod tests {
     const OUTPUT: &str = "ROUND round 1 apache 0 ab_not_ok 0 checksum 0 getppid 0 stress 0\n\
 ROUND round 2 apache 0 ab_not_ok 2 checksum 1 getppid 0 stress 0\n\
 CYCLES cycles 3 failed 0\n== stats\nflush: cache_flushes 57 flush_refusals 2 stack_words_rewritten 900\n\
-translator: cache_full_native 0\n== end\nUNLOAD rc 0\n";
+translator: cache_full_native 0 untranslatable_native 0\n== end\nUNLOAD rc 0\n";
 
     #[test]
     fn a_soaks_output_reads_into_rounds_failures_cycles_and_counters() {
@@ -270,6 +295,7 @@ translator: cache_full_native 0\n== end\nUNLOAD rc 0\n";
         let md = s.markdown(&spec(), &[], 75.0, "abc1234");
         assert!(md.starts_with("# Soak of `drk:cache=1M`: FAIL"), "{md}");
         assert!(md.contains("| flush_cache_flushes | 57 |"), "{md}");
+        assert!(md.contains("| code-cache flushes | 57 |"), "{md}");
     }
 
     #[test]
@@ -284,6 +310,16 @@ translator: cache_full_native 0\n== end\nUNLOAD rc 0\n";
         );
         let no_unload = Summary::parse(&clean.replace("UNLOAD rc 0\n", "")).unwrap();
         assert_eq!(no_unload.problems(&spec(), &[]), ["rmmod kdbt: None"]);
+        let full = Summary::parse(&clean.replace("full_native 0", "full_native 12")).unwrap();
+        assert_eq!(
+            full.problems(&spec(), &[]),
+            ["translator_cache_full_native 12: code ran natively"]
+        );
+        let no_stats = Summary::parse(&clean.replace("untranslatable_native 0", "")).unwrap();
+        assert_eq!(
+            no_stats.problems(&spec(), &[]),
+            ["kdbt statistics: no translator_untranslatable_native"]
+        );
         assert!(Summary::parse("nothing").is_err());
     }
 

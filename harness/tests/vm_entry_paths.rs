@@ -46,7 +46,7 @@ sweep() {{ # mode
 }}
 sweep native
 for m in {modes}; do
-  kdbt_on "$m" || exit 91
+  kdbtctl on "$m" || exit 91
   sweep "$m"
   kdbtctl stats | grep -E '^(total|drk):' | head -3
   kdbtctl off || exit 92

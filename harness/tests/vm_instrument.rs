@@ -45,7 +45,7 @@ kdbtctl on fast:funccount; echo \"NO_SET rc=$?\"
 kdbtctl funcs /tmp/funcs.txt || exit 2
 work() {{ kdbtctl reset; perl -e 'syscall(110) for 1..{GETPPIDS}'; dd if=/dev/zero of=/dev/null bs=1 count={ZERO_READS} 2>/dev/null; }}
 for m in fast:funccount drk:funccount; do
-  kdbt_on $m || exit 3
+  kdbtctl on $m || exit 3
   work
   kdbtctl off || exit 4
   echo \"== kdbt $m\"; kdbtctl funccount
@@ -53,7 +53,7 @@ done
 # More functions than one per-CPU allocation holds: kdbt's counters are shared (lock add).
 printf '__x64_sys_getppid\\nread_zero\\n[a-z]*\\n' > /tmp/many.txt
 kdbtctl funcs /tmp/many.txt > /dev/null || exit 7
-kdbt_on fast:funccount || exit 8
+kdbtctl on fast:funccount || exit 8
 work
 kdbtctl off || exit 9
 echo '== kdbt shared'; kdbtctl funccount | grep -E '^#|getppid$|read_zero$'

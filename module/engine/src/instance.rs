@@ -523,6 +523,21 @@ pub unsafe extern "C" fn kdbt_engine_describe_tx(
     w.len
 }
 
+/// Whether a drk interrupt waits at a patched boundary in a cache of the chain, or a
+/// translator's lock stayed busy (then it may).
+///
+/// # Safety
+/// `instance` is live; every CPU is stopped.
+#[no_mangle]
+pub unsafe extern "C" fn kdbt_engine_delivery_pending(instance: *const Instance) -> bool {
+    // SAFETY: the caller's contract.
+    let first = unsafe { &*instance };
+    first.chain().any(|inst| match inst.lock(1 << 24) {
+        Some(mut g) => g.parts().1.pending(),
+        None => true,
+    })
+}
+
 /// Empties the code caches of the chain that asked for a flush (the persistent entries stay)
 /// and clears their requests. Refused (false, nothing flushed) while a drk interrupt waits at a patched
 /// boundary in a cache.
@@ -536,13 +551,9 @@ pub unsafe extern "C" fn kdbt_engine_flush(instance: *const Instance) -> bool {
     // SAFETY: the caller's contract.
     let first = unsafe { &*instance };
     // Nothing can change between the passes: every CPU is stopped.
-    for inst in first.chain() {
-        let Some(mut g) = inst.lock(1 << 24) else {
-            return false;
-        };
-        if g.parts().1.pending() {
-            return false;
-        }
+    // SAFETY: as above.
+    if unsafe { kdbt_engine_delivery_pending(instance) } {
+        return false;
     }
     // Only the caches that asked: drk's per-CPU caches fill at their own pace, and no CPU
     // runs in another's (their stacks and frames hold native addresses only).
