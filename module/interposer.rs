@@ -521,7 +521,8 @@ impl Interposer {
     }
 
     /// Frees a kept translator whose code counts into the function set, so that a new set can
-    /// be loaded. Errors (why): kdbt is on, or that translator's cache is still on task stacks.
+    /// be loaded (draining it first if needed). Errors (why): kdbt is on, or a frame inside an
+    /// expansion held that translator's cache for a second.
     pub(crate) fn release_funccount(&mut self) -> Result<(), &'static str> {
         if self.on.is_some() {
             return Err("kdbt is on: switch it off first");
