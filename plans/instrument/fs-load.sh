@@ -36,7 +36,7 @@ for m in $METHODS; do
       load "$m"
       kdbtctl probe off || exit 95 ;;
     *)
-      tries=0; until kdbtctl on "$m"; do tries=$((tries+1)); [ $tries -ge 150 ] && exit 92; ( sleep 0 & ); sleep 0.2; done
+      kdbtctl on "$m" || exit 92
       load "$m"
       kdbtctl off || exit 93 ;;
   esac

@@ -10,7 +10,8 @@
 //! kdbtctl funccount   print the set's counts per method, largest first
 //! ```
 //! Exit status: 0 on success, the errno of the refused ioctl otherwise (`EINVAL` 22 bad spec,
-//! `EBUSY` 16 already on or another mode still draining, `EALREADY` 114 already off,
+//! `EBUSY` 16 already on, or a frame inside an expansion held another mode's code cache for a
+//! second, `EALREADY` 114 already off,
 //! `EOPNOTSUPP` 95 the drk design, `EPERM` 1 without CAP_SYS_ADMIN, ...),
 //! 1 for other failures. The ABI is the module's own definition (module/control_abi.rs).
 
