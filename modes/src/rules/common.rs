@@ -17,10 +17,7 @@
 //! | a direct branch to code that runs natively | straight there, no exit stub on the path |
 //! | far transfers, `xbegin`, `sysenter`/`sysexit`, `iret`/`iretd` | unsupported: the block stops before them |
 
-use iced_x86::{
-    Code, FlowControl, Instruction, InstructionInfoFactory, MemoryOperand, Mnemonic, OpKind,
-    Register,
-};
+use iced_x86::{Code, FlowControl, Instruction, MemoryOperand, Mnemonic, OpKind, Register};
 
 use super::{Cx, Flow, RuleResult, Unsupported};
 use crate::cache::After;
@@ -98,8 +95,8 @@ fn far_rip(cx: &mut Cx, n: &NativeInsn) -> RuleResult {
     let i = &n.insn;
     let addr = i.memory_displacement64();
     let next = i.next_ip();
-    let e = &mut cx.e;
     if i.mnemonic() == Mnemonic::Lea {
+        let e = &mut cx.e;
         let r = i.op0_register();
         let mov = match r.size() {
             8 => Instruction::with2(Code::Mov_r64_imm64, r, addr),
@@ -111,13 +108,14 @@ fn far_rip(cx: &mut Cx, n: &NativeInsn) -> RuleResult {
     }
     if i.stack_pointer_increment() != 0 {
         if i.mnemonic() == Mnemonic::Push && i.memory_size().size() == 8 {
-            push_far_qword(e, addr)?;
-            e.cur = Recipe::clean(next);
+            push_far_qword(cx.e, addr)?;
+            cx.e.cur = Recipe::clean(next);
             return Ok(Flow::Continue);
         }
         return Err(Unsupported);
     }
-    let used = InstructionInfoFactory::new()
+    let used = cx
+        .info
         .info(i)
         .used_registers()
         .iter()
@@ -139,6 +137,7 @@ fn far_rip(cx: &mut Cx, n: &NativeInsn) -> RuleResult {
         .next()
         .ok_or(Unsupported)?;
     let rz = cx.red_zone as i32;
+    let e = &mut cx.e;
     e.lea_rsp(-rz)?;
     e.push_reg(scratch)?;
     e.insn(&Instruction::with2(Code::Mov_r64_imm64, scratch, addr)?)?;

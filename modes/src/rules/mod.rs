@@ -74,6 +74,9 @@ pub(crate) struct Scratch {
     insns: Vec<NativeInsn>,
     stubs: Vec<u32>,
     direct_stubs: link::DirectStubs,
+    /// iced's instruction-info factory keeps its buffers between calls: one per translator,
+    /// not one per instruction (a new one allocates).
+    info: iced_x86::InstructionInfoFactory,
 }
 
 impl Scratch {
@@ -87,6 +90,7 @@ impl Scratch {
             insns: Vec::with_capacity(MAX_BLOCK_INSNS + 1),
             stubs: Vec::new(),
             direct_stubs: link::DirectStubs::new(red_zone, entries),
+            info: iced_x86::InstructionInfoFactory::new(),
         }
     }
 }
@@ -111,6 +115,8 @@ pub(crate) struct Cx<'a> {
     block_native: u64,
     exits: &'a mut Vec<Exit>,
     pending: &'a mut Vec<Pending>,
+    /// Reused for the registers an instruction uses.
+    pub(crate) info: &'a mut iced_x86::InstructionInfoFactory,
     /// The jump-table site of the instruction being translated, if it is a bounded one.
     pub(crate) switch: Option<crate::switch_table::Site>,
     /// Next free data-memory offset for translated jump tables.
@@ -320,6 +326,7 @@ pub(crate) fn translate_block(
         block_native: pc,
         exits: &mut scratch.exits,
         pending: &mut scratch.pending,
+        info: &mut scratch.info,
         tails: Vec::new(),
         switch: None,
         switch_next,
