@@ -11,7 +11,7 @@
 
 use std::fmt::Write as _;
 
-use kdbt_modes::cache::ExitKind;
+use kdbt_modes::cache::{ExitKind, BLOCK_ALIGN};
 use kdbt_modes::env::{CodeMemory, CounterHome, DataMemory, Env};
 use kdbt_modes::user::{libc_text, read_memory};
 use kdbt_modes::{ModeSpec, Translator};
@@ -120,6 +120,7 @@ fn digest(mode: &str, text: &[u8], place: Place) -> String {
     while pc < place.text + SWEEP as u64 {
         match t.translate(pc) {
             Ok(tx) => {
+                assert_eq!(tx % BLOCK_ALIGN, 0, "{mode}: block at {tx:#x} not aligned");
                 let b = t.cache().blocks().iter().rev().find(|b| b.tx_start == tx);
                 let last = b.and_then(|b| b.insns.last()).expect("a new block");
                 pc = last.native_pc + last.native_len as u64;
