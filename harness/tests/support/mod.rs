@@ -1,4 +1,4 @@
-//! What the VM tests share: the guest tools, one guest at a time, the shell prelude and the
+//! What the VM tests share: the guest tools, at most two guests at a time, the shell prelude and the
 //! readers of what a script printed. Each test binary uses part of it.
 #![allow(dead_code)]
 
@@ -7,7 +7,7 @@ use kdbt_harness::{cache, module, vm};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::Command;
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Condvar, Mutex, OnceLock};
 use std::time::Duration;
 
 /// Builds `kdbtctl`, `kdbt-workload` and `kdbt-hostile` for the guest (the guest runs the host's Debian
@@ -78,10 +78,7 @@ fn run_script_clocked(
     extra: Vec<PathBuf>,
     clock: Clock,
 ) -> vm::Outcome {
-    // One guest at a time: 2 host cores are enough for one TCG guest, and these tests time
-    // 200 switch cycles under load.
-    static ONE_GUEST: Mutex<()> = Mutex::new(());
-    let _guest = ONE_GUEST.lock().unwrap_or_else(|e| e.into_inner());
+    let _slot = GuestSlot::take();
     let ko = module::cached().expect("kdbt.ko (cargo xtask module)");
     let tools = guest_tools();
     let mut files = vec![
@@ -99,6 +96,37 @@ fn run_script_clocked(
         clock,
     )
     .expect("guest run (console log named in the error)")
+}
+
+/// Guests a test binary runs at once. A single-threaded TCG guest keeps one host core busy,
+/// and the lab machines have two; no test's verdict depends on how fast its guest runs, so
+/// two guests side by side only shorten the suite (`cargo test` runs one binary at a time).
+pub const MAX_GUESTS: u32 = 2;
+
+/// One of the [`MAX_GUESTS`] slots, held while a guest runs.
+struct GuestSlot;
+
+static SLOTS: (Mutex<u32>, Condvar) = (Mutex::new(0), Condvar::new());
+
+impl GuestSlot {
+    /// Waits for a free slot and takes it.
+    fn take() -> GuestSlot {
+        let (busy, freed) = &SLOTS;
+        let mut n = busy.lock().unwrap_or_else(|e| e.into_inner());
+        while *n >= MAX_GUESTS {
+            n = freed.wait(n).unwrap_or_else(|e| e.into_inner());
+        }
+        *n += 1;
+        GuestSlot
+    }
+}
+
+impl Drop for GuestSlot {
+    fn drop(&mut self) {
+        let (busy, freed) = &SLOTS;
+        *busy.lock().unwrap_or_else(|e| e.into_inner()) -= 1;
+        freed.notify_one();
+    }
 }
 
 /// The `rc` of every `CASE <name> rc=<n>` line the script printed.
