@@ -499,6 +499,36 @@ pub fn first_cpu_of(allowed: &libc::cpu_set_t) -> Option<libc::cpu_set_t> {
     Some(one)
 }
 
+/// The calling thread held on the lowest-numbered CPU it may run on, until dropped, when its
+/// former affinity comes back. Children forked meanwhile inherit the one CPU.
+///
+/// Why rows pin: under the icount clock every vCPU's instructions advance the time a
+/// benchmark reads, and a wait with every vCPU idle jumps to the next timer. A child or peer
+/// on the other CPU adds both (workloads/README.md, "What the icount clock measures").
+pub struct OneCpu {
+    saved: libc::cpu_set_t,
+}
+
+impl OneCpu {
+    /// Pins the calling thread.
+    ///
+    /// # Errors
+    /// `sched_getaffinity`/`sched_setaffinity` failures, or an empty affinity mask.
+    pub fn pin() -> io::Result<OneCpu> {
+        let saved = affinity()?;
+        let one = first_cpu_of(&saved)
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "empty affinity mask"))?;
+        set_affinity(&one)?;
+        Ok(OneCpu { saved })
+    }
+}
+
+impl Drop for OneCpu {
+    fn drop(&mut self) {
+        let _ = set_affinity(&self.saved);
+    }
+}
+
 /// Sets `SO_LINGER` to abort on close: the connection ends with RST and leaves no
 /// TIME_WAIT socket, so tens of thousands of connects do not exhaust ephemeral ports.
 ///

@@ -38,22 +38,17 @@ struct Ring {
     overhead_ns_per_hop: f64,
     last_total_ns: u64,
     _peers: Vec<Peer>,
-    saved_affinity: libc::cpu_set_t,
+    /// Declared last: dropped after the peers are gone.
+    _pinned: sys::OneCpu,
 }
 
 impl Ring {
     fn new(env: &Env, n: usize) -> anyhow::Result<Ring> {
-        let saved_affinity = sys::affinity().context("sched_getaffinity")?;
-        let one = sys::first_cpu_of(&saved_affinity).context("no CPU in affinity mask")?;
-        sys::set_affinity(&one).context("sched_setaffinity")?;
-        let ring = Self::build(env, n, saved_affinity);
-        if ring.is_err() {
-            let _ = sys::set_affinity(&saved_affinity);
-        }
-        ring
+        let pinned = sys::OneCpu::pin().context("pinning the ring to one CPU")?;
+        Self::build(env, n, pinned)
     }
 
-    fn build(env: &Env, n: usize, saved_affinity: libc::cpu_set_t) -> anyhow::Result<Ring> {
+    fn build(env: &Env, n: usize, pinned: sys::OneCpu) -> anyhow::Result<Ring> {
         let overhead_ns_per_hop = pipe_overhead_ns(env.sample_target_ns)?;
         // pipes[i] carries the token into process i; process 0 is us.
         let pipes = (0..n)
@@ -76,7 +71,7 @@ impl Ring {
             overhead_ns_per_hop,
             last_total_ns: 0,
             _peers: peers,
-            saved_affinity,
+            _pinned: pinned,
         })
     }
 }
@@ -124,11 +119,5 @@ impl Bench for Ring {
             "pipe overhead {:.3} us per hop, subtracted",
             self.overhead_ns_per_hop / 1e3
         ))
-    }
-}
-
-impl Drop for Ring {
-    fn drop(&mut self) {
-        let _ = sys::set_affinity(&self.saved_affinity);
     }
 }
