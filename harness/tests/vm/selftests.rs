@@ -7,11 +7,9 @@
 //!
 //! Needs the guest lab, so a plain `cargo test` skips it; `cargo xtask test` runs it.
 
-mod support;
-
+use crate::support::run_script_with;
 use kdbt_harness::{kernel, selftests};
 use std::time::Duration;
-use support::run_script_with;
 
 #[test]
 #[ignore = "needs the guest lab: run through `cargo xtask test`"]

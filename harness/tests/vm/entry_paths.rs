@@ -6,13 +6,11 @@
 //!
 //! Needs the guest lab, so a plain `cargo test` skips it; `cargo xtask test` runs it.
 
-mod support;
-
+use crate::support::run_script_with;
 use kdbt_harness::mix::PRELUDE;
 use kdbt_harness::{kernel, selftests};
 use std::collections::BTreeMap;
 use std::time::Duration;
-use support::run_script_with;
 
 /// The modes compared with native.
 const MODES: &[&str] = &["fast", "fast:no-callret", "drk"];

@@ -6,11 +6,9 @@
 //! They need the lab built, so they are `#[ignore]`d in a plain `cargo test`; `cargo xtask
 //! test` runs them.
 
-mod support;
-
+use crate::support::run_script;
 use kdbt_harness::mix::PRELUDE;
 use std::time::Duration;
-use support::run_script;
 
 /// `getppid` system calls and one-byte reads of /dev/zero the workload makes.
 const GETPPIDS: u64 = 100_000;

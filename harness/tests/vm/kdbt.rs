@@ -3,14 +3,12 @@
 //! guest, drive `/dev/kdbt` with `kdbtctl` (and perl for raw ioctls), and check what the guest
 //! prints, kdbt's statistics and the console log (any Oops/BUG/WARNING fails the run).
 //!
-//! Like vm_smoke.rs they need the lab built, so they are `#[ignore]`d in a plain `cargo test`;
+//! Like every VM test they need the lab built, so they are `#[ignore]`d in a plain `cargo test`;
 //! `cargo xtask test` runs them with `--include-ignored`.
 
-mod support;
-
+use crate::support::{cases, run_script, run_script_expecting, run_script_icount};
 use kdbt_harness::mix::{MIX, PRELUDE};
 use std::time::Duration;
-use support::{cases, run_script, run_script_expecting, run_script_icount};
 
 /// `key: value` of a status/stats line starting with `key: `.
 fn field<'a>(text: &'a str, key: &str) -> Option<&'a str> {

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 /// Boots a 2-vCPU TCG guest (KVM where the CPU has it) and runs `command` with kdbt.ko shared.
 fn run_in_guest(command: &[&str]) -> vm::Outcome {
+    let _slot = crate::support::GuestSlot::take();
     let ko = module::cached().expect("kdbt.ko (cargo xtask module)");
     vm::run_on_cached_lab(
         vec![ko],
@@ -74,6 +75,7 @@ fn the_console_check_sees_soft_lockups_and_hung_tasks() {
          until dmesg | grep -q '{SOFT_LOCKUP}' && dmesg | grep -q '{HUNG_TASK}'; do sleep 1; done; \
          echo reported"
     );
+    let _slot = crate::support::GuestSlot::take();
     let ko = module::cached().expect("kdbt.ko (cargo xtask module)");
     let out = vm::run_on_cached_lab_expecting(
         vec![ko],

@@ -98,19 +98,20 @@ fn run_script_clocked(
     .expect("guest run (console log named in the error)")
 }
 
-/// Guests a test binary runs at once. A single-threaded TCG guest keeps one host core busy,
+/// Guests the VM tests run at once. A single-threaded TCG guest keeps one host core busy,
 /// and the lab machines have two; no test's verdict depends on how fast its guest runs, so
-/// two guests side by side only shorten the suite (`cargo test` runs one binary at a time).
+/// two guests side by side only shorten the suite. Every VM test is in this one binary
+/// (`cargo test` runs binaries one after another), so the slots pack all of them.
 pub const MAX_GUESTS: u32 = 2;
 
 /// One of the [`MAX_GUESTS`] slots, held while a guest runs.
-struct GuestSlot;
+pub struct GuestSlot;
 
 static SLOTS: (Mutex<u32>, Condvar) = (Mutex::new(0), Condvar::new());
 
 impl GuestSlot {
     /// Waits for a free slot and takes it.
-    fn take() -> GuestSlot {
+    pub fn take() -> GuestSlot {
         let (busy, freed) = &SLOTS;
         let mut n = busy.lock().unwrap_or_else(|e| e.into_inner());
         while *n >= MAX_GUESTS {
