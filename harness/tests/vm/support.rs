@@ -1,5 +1,5 @@
-//! What the VM tests share: the guest tools, at most two guests at a time, the shell prelude and the
-//! readers of what a script printed. Each test binary uses part of it.
+//! What the VM tests share: the guest tools, the guest slots (at most two guests at a time)
+//! and the readers of what a script printed.
 #![allow(dead_code)]
 
 use kdbt_harness::qemu::Clock;
