@@ -3,7 +3,7 @@
 //!
 //! Unlike lmbench's default, parent and children are pinned to one CPU: a child the
 //! scheduler puts on the other CPU adds that CPU's work and idle gaps to the icount clock, and
-//! unpinned fork samples spread ±2% where pinned ones agree to ±0.05%.
+//! unpinned fork samples spread ±2% where pinned ones agree to ±0.05% within a round.
 
 use std::ffi::CStr;
 
