@@ -75,16 +75,11 @@ fn the_console_check_sees_soft_lockups_and_hung_tasks() {
          until dmesg | grep -q '{SOFT_LOCKUP}' && dmesg | grep -q '{HUNG_TASK}'; do sleep 1; done; \
          echo reported"
     );
-    let _slot = crate::support::GuestSlot::take();
-    let ko = module::cached().expect("kdbt.ko (cargo xtask module)");
-    let out = vm::run_on_cached_lab_expecting(
-        vec![ko],
-        vec!["sh".into(), "-c".into(), script],
+    let out = crate::support::run_script_expecting(
+        &script,
         Duration::from_secs(600),
         &[SOFT_LOCKUP, HUNG_TASK],
-        kdbt_harness::qemu::Clock::Wall,
-    )
-    .expect("guest run (console log named in the error)");
+    );
     assert_eq!(out.exit_status, 0, "{}", out.output);
     assert_eq!(out.output.trim(), "reported");
     let console = std::fs::read_to_string(&out.console_log).unwrap();
