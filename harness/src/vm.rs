@@ -11,6 +11,7 @@ use crate::qemu::{self, Accel, Clock, Machine};
 use crate::{cache, console, process};
 use anyhow::{bail, Context, Result};
 use std::io::{BufRead, BufReader, Write};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -184,7 +185,20 @@ pub fn boot(
     let args = machine.args()?;
     std::fs::write(run_dir.join("qemu.args"), args.join("\n"))?;
     let start = Instant::now();
-    let mut child = Command::new("qemu-system-x86_64")
+    let mut qemu = Command::new("qemu-system-x86_64");
+    // SAFETY: the closure runs in the forked child before exec and only calls prctl, which
+    // is async-signal-safe and touches no memory shared with the parent.
+    unsafe {
+        qemu.pre_exec(|| {
+            // A guest must not outlive the run that waits for it (a killed bench): the
+            // thread that spawns it waits for it below, so its exit means nobody will.
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) == -1 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        })
+    };
+    let mut child = qemu
         .args(&args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
