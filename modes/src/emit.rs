@@ -497,10 +497,22 @@ impl Emitter {
         self.labels[label.0 as usize].map(|o| self.base + o as u64)
     }
 
-    /// Bytes of padding that put the rel32 field of a branch with `before_field` bytes before
-    /// it on a 4-byte boundary (for one atomic store when chaining patches it).
-    pub(crate) fn field_pad(&self, before_field: u64) -> usize {
-        ((4 - (self.here() + before_field) % 4) % 4) as usize
+    /// Bytes of padding (0–3) that make the rel32 field of a branch with `before_field` bytes
+    /// before it one atomic store when chaining patches it: with `line_only`, only a field
+    /// that would cross a 64-byte cache line moves (to the next line); otherwise every field
+    /// goes to a 4-byte boundary.
+    pub(crate) fn field_pad(&self, before_field: u64, line_only: bool) -> usize {
+        let field = self.here() + before_field;
+        if line_only {
+            let in_line = field % CACHE_LINE;
+            if in_line + 4 > CACHE_LINE {
+                (CACHE_LINE - in_line) as usize
+            } else {
+                0
+            }
+        } else {
+            ((4 - field % 4) % 4) as usize
+        }
     }
 
     /// `pad` bytes of padding ([`Emitter::field_pad`]), then a branch (`code`, a rel32 form)
@@ -669,6 +681,9 @@ pub(crate) fn reaches_from(from: u64, target: u64, span: u64) -> bool {
 }
 
 /// Padding before a branch: multi-byte NOPs, or redundant CS prefixes of the branch.
+/// x86's cache line, bytes: the unit within which one store is atomic, aligned or not.
+pub(crate) const CACHE_LINE: u64 = 64;
+
 const NOPS: [&[u8]; 4] = [&[], &[0x90], &[0x66, 0x90], &[0x0f, 0x1f, 0x00]];
 const CS: [&[u8]; 4] = [&[], &[0x2e], &[0x2e, 0x2e], &[0x2e, 0x2e, 0x2e]];
 

@@ -152,16 +152,50 @@ impl CodeMemory {
         unsafe { core::ptr::copy_nonoverlapping(self.rw.add(off), buf.as_mut_ptr(), buf.len()) }
     }
 
-    /// The writable alias of the 4-byte aligned word at `tx`.
-    pub(crate) fn word(&self, tx: u64) -> &core::sync::atomic::AtomicU32 {
+    /// The writable alias of the 32-bit field at `tx`, which must lie within one 64-byte
+    /// cache line (`tx` and its alias share their offset in the page, so in the line too).
+    fn field(&self, tx: u64) -> *mut u32 {
         let off = (tx - self.tx_base) as usize;
         assert!(
-            off + 4 <= self.len && tx % 4 == 0,
-            "patch site out of range or unaligned"
+            off + 4 <= self.len && tx % crate::emit::CACHE_LINE <= crate::emit::CACHE_LINE - 4,
+            "patch site out of range or across a cache line"
         );
-        // SAFETY: in range, 4-byte aligned (tx_base is 16-aligned), memory we own; AtomicU32
-        // has the layout of u32.
-        unsafe { &*(self.rw.add(off) as *const core::sync::atomic::AtomicU32) }
+        // SAFETY: in range (checked above).
+        unsafe { self.rw.add(off) }.cast()
+    }
+
+    /// Stores `value` in the 32-bit field at `tx` with one `mov`, which instruction fetch on
+    /// any CPU sees whole or not at all: a store that stays within one cache line is atomic on
+    /// x86 whether aligned or not (Intel SDM vol. 3A, 9.1.1, "Guaranteed Atomic Operations").
+    /// Stores are not reordered with older stores, so code written before it is seen first.
+    pub(crate) fn store_field(&self, tx: u64, value: u32) {
+        let p = self.field(tx);
+        // SAFETY: `p` is a field of code memory we own (`field` checked range and line); a
+        // plain `mov` because Rust's atomics require 4-byte alignment, which the field may lack.
+        unsafe {
+            core::arch::asm!(
+                "mov dword ptr [{p}], {v:e}",
+                p = in(reg) p,
+                v = in(reg) value,
+                options(nostack, preserves_flags)
+            )
+        };
+    }
+
+    /// The 32-bit field at `tx`, read with one `mov` (see [`CodeMemory::store_field`]).
+    pub(crate) fn load_field(&self, tx: u64) -> u32 {
+        let p = self.field(tx);
+        let value: u32;
+        // SAFETY: as in `store_field`; a read of memory we own.
+        unsafe {
+            core::arch::asm!(
+                "mov {v:e}, dword ptr [{p}]",
+                p = in(reg) p,
+                v = out(reg) value,
+                options(nostack, preserves_flags, readonly)
+            )
+        };
+        value
     }
 }
 

@@ -50,10 +50,11 @@
 //! interrupts off (`pushfq; cli` … `popfq`). [`crate::dispatch::emit_trampoline`] emits one.
 //!
 //! # Chaining
-//! A direct branch in a block body is a `jmp/jcc/call rel32` whose rel32 field is 4-byte
-//! aligned; it first points at its stub. When the dispatcher resolves the stub's target it
-//! rewrites the field with one aligned 32-bit store ([`patch_rel32`], the only raw-byte write
-//! to live code), so concurrent CPUs see the old or the new jump, never a mix.
+//! A direct branch in a block body is a `jmp/jcc/call rel32` whose rel32 field lies within one
+//! cache line (`line-pad`) or is 4-byte aligned; it first points at its stub. When the
+//! dispatcher resolves the stub's target it rewrites the field with one 32-bit store
+//! ([`patch_rel32`], the only raw-byte write to live code), atomic because it stays within a
+//! line, so concurrent CPUs see the old or the new jump, never a mix.
 
 use iced_x86::{Code, Instruction, MemoryOperand, Register};
 
@@ -275,17 +276,16 @@ pub(crate) fn emit_enter_dispatcher(
     Ok(())
 }
 
-/// Points the rel32 field at `field` (4-byte aligned, tx address) to `target` with one atomic
-/// store through the writable alias.
+/// Points the rel32 field at `field` (tx address, within one cache line) to `target` with one
+/// atomic store through the writable alias ([`CodeMemory::store_field`]).
 pub fn patch_rel32(mem: &CodeMemory, field: u64, target: u64) {
     let rel = target.wrapping_sub(field + 4) as i64;
     let rel = i32::try_from(rel).expect("chaining target out of rel32 range");
-    mem.word(field)
-        .store(rel as u32, core::sync::atomic::Ordering::Release);
+    mem.store_field(field, rel as u32);
 }
 
 /// The target a rel32 field at `field` currently jumps to.
 pub fn rel32_target(mem: &CodeMemory, field: u64) -> u64 {
-    let rel = mem.word(field).load(core::sync::atomic::Ordering::Acquire) as i32;
+    let rel = mem.load_field(field) as i32;
     (field + 4).wrapping_add(rel as i64 as u64)
 }

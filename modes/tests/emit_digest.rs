@@ -170,6 +170,7 @@ const MODES: &[&str] = &[
     "drk",
     "fast:no-landings",
     "fast:no-prefix-pad",
+    "fast:no-line-pad",
     "fast:no-jumptable",
     "fast:no-chaining",
     "fast:inscount,indirect",

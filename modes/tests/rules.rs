@@ -5,7 +5,7 @@ mod support;
 
 use iced_x86::code_asm::*;
 use iced_x86::{Code, Instruction, Register};
-use kdbt_modes::user::{ExecConfig, Executor};
+use kdbt_modes::user::{libc_text, ExecConfig, Executor};
 use kdbt_modes::ModeSpec;
 use support::{differential, reg::*, regs, snippet, Case, MODES};
 
@@ -929,9 +929,9 @@ fn direct_branches_to_native_code_go_straight_there() {
     }
 }
 
-/// Chaining patches a direct branch's rel32 with one aligned store. The alignment costs no
-/// executed instruction: redundant prefixes on the branch itself (`prefix-pad`, the default),
-/// not NOPs before it (`no-prefix-pad`, kept for the ablation).
+/// With `no-line-pad`, chaining patches a direct branch's rel32 with one aligned store. The
+/// alignment costs no executed instruction: redundant prefixes on the branch itself
+/// (`prefix-pad`, the default), not NOPs before it (`no-prefix-pad`, kept for the ablation).
 #[test]
 fn chainable_branch_fields_are_aligned_by_prefixes_not_nops() {
     let s = snippet(|a| {
@@ -950,15 +950,9 @@ fn chainable_branch_fields_are_aligned_by_prefixes_not_nops() {
         Ok(vec![])
     });
     for mode in ["fast", "fast:no-callret", "drk"] {
-        for (pad, want_nops) in [("", false), (",no-prefix-pad", true)] {
-            let spec = format!(
-                "{mode}{}",
-                if mode.contains(':') {
-                    pad.to_string()
-                } else {
-                    pad.replacen(',', ":", 1)
-                }
-            );
+        for (pad, want_nops) in [("no-line-pad", false), ("no-line-pad,no-prefix-pad", true)] {
+            let sep = if mode.contains(':') { ',' } else { ':' };
+            let spec = format!("{mode}{sep}{pad}");
             let mut ex = Executor::new(ModeSpec::parse(&spec).unwrap());
             let mut r = regs(&[(RCX, 0)]);
             // SAFETY: a self-contained loop.
@@ -999,6 +993,41 @@ fn chainable_branch_fields_are_aligned_by_prefixes_not_nops() {
                 assert_eq!(nops, 0, "{spec}: no NOP on the path: {insns:?}");
             }
         }
+    }
+}
+
+/// With `line-pad` (the default) a chainable rel32 field is padded only where it would cross a
+/// 64-byte cache line, so a store to it stays atomic: over real code, no field crosses a
+/// line and most fields are left unaligned rather than padded to 4 bytes.
+#[test]
+fn chainable_branch_fields_stay_within_a_cache_line() {
+    let (start, len) = libc_text();
+    for mode in ["fast", "fast:no-callret", "drk"] {
+        let mut ex = Executor::new(ModeSpec::parse(mode).unwrap());
+        ex.translate_sweep(start, len.min(32 << 10));
+        let fields: Vec<u64> = ex
+            .translator()
+            .cache()
+            .exits()
+            .iter()
+            .filter_map(|e| match e.kind {
+                kdbt_modes::cache::ExitKind::Direct { field } => Some(field),
+                _ => None,
+            })
+            .collect();
+        assert!(fields.len() > 1000, "{mode}: {} direct exits", fields.len());
+        for &field in &fields {
+            assert!(
+                field % 64 <= 60,
+                "{mode}: rel32 field at {field:#x} crosses a line"
+            );
+        }
+        let unaligned = fields.iter().filter(|&&f| f % 4 != 0).count();
+        assert!(
+            unaligned * 2 > fields.len(),
+            "{mode}: {unaligned} of {} fields unaligned: padded to 4 bytes?",
+            fields.len()
+        );
     }
 }
 

@@ -351,6 +351,7 @@ fn the_kernel_runs_the_mix_with_each_fast_option_value() {
         "fast:no-switch-tables",
         "fast:no-flags-liveness",
         "fast:no-prefix-pad",
+        "fast:no-line-pad",
         "fast:inscount,indirect",
         "fast:funccount",
     ]);
@@ -369,6 +370,7 @@ fn the_kernel_runs_the_mix_with_each_drk_option_value() {
         "drk:no-switch-tables",
         "drk:no-flags-liveness",
         "drk:no-prefix-pad",
+        "drk:no-line-pad",
         "drk:inscount,indirect",
         "drk:funccount",
     ]);

@@ -136,7 +136,7 @@ pub(crate) struct Cx<'a> {
 
 impl Cx<'_> {
     /// A direct branch out of the block: `code` (a rel32 form: jmp, jcc or call) to native
-    /// `target`, its rel32 field 4-byte aligned. Linked at once when chaining is on and the
+    /// `target`, its rel32 field within one cache line (`line-pad`) or 4-byte aligned. Linked at once when chaining is on and the
     /// target is translated, otherwise to its stub, emitted after the body either way. A target
     /// that runs natively ([`Env::run_natively`]) is branched to directly, chaining or not: the
     /// exit then never touches the stack, which code such as the kernel's espfix64 return
@@ -146,7 +146,7 @@ impl Cx<'_> {
             Code::Jmp_rel32_64 | Code::Call_rel32_64 => 1,
             _ => 2,
         };
-        let pad = self.e.field_pad(opcode_len);
+        let pad = self.e.field_pad(opcode_len, self.opts.line_pad);
         let index = (self.cache.next_exit_index() + self.exits.len()) as u32;
         // Reach is judged from the branch, after its padding.
         let from = self.e.here() + pad as u64;
