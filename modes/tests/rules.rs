@@ -929,6 +929,19 @@ fn direct_branches_to_native_code_go_straight_there() {
     }
 }
 
+/// The tx addresses of the rel32 fields of every direct exit in `ex`'s cache.
+fn direct_fields(ex: &Executor) -> Vec<u64> {
+    ex.translator()
+        .cache()
+        .exits()
+        .iter()
+        .filter_map(|e| match e.kind {
+            kdbt_modes::cache::ExitKind::Direct { field } => Some(field),
+            _ => None,
+        })
+        .collect()
+}
+
 /// With `no-line-pad`, chaining patches a direct branch's rel32 with one aligned store. The
 /// alignment costs no executed instruction: redundant prefixes on the branch itself
 /// (`prefix-pad`, the default), not NOPs before it (`no-prefix-pad`, kept for the ablation).
@@ -969,16 +982,7 @@ fn chainable_branch_fields_are_aligned_by_prefixes_not_nops() {
                     )
                 })
                 .collect();
-            let fields: Vec<u64> = ex
-                .translator()
-                .cache()
-                .exits()
-                .iter()
-                .filter_map(|e| match e.kind {
-                    kdbt_modes::cache::ExitKind::Direct { field } => Some(field),
-                    _ => None,
-                })
-                .collect();
+            let fields = direct_fields(&ex);
             assert!(fields.len() >= 3, "{spec}: jcc, jmp and call exits");
             for field in fields {
                 assert_eq!(field % 4, 0, "{spec}: rel32 field at {field:#x}");
@@ -1005,16 +1009,7 @@ fn chainable_branch_fields_stay_within_a_cache_line() {
     for mode in ["fast", "fast:no-callret", "drk"] {
         let mut ex = Executor::new(ModeSpec::parse(mode).unwrap());
         ex.translate_sweep(start, len.min(32 << 10));
-        let fields: Vec<u64> = ex
-            .translator()
-            .cache()
-            .exits()
-            .iter()
-            .filter_map(|e| match e.kind {
-                kdbt_modes::cache::ExitKind::Direct { field } => Some(field),
-                _ => None,
-            })
-            .collect();
+        let fields = direct_fields(&ex);
         assert!(fields.len() > 1000, "{mode}: {} direct exits", fields.len());
         for &field in &fields {
             assert!(
