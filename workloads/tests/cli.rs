@@ -119,6 +119,24 @@ fn micro_short_run_gives_one_ok_record_per_benchmark_in_list_order() {
     );
 }
 
+/// A measuring run re-executes itself with address-space randomization off, so every run
+/// sees one layout (`sys::reexec_without_aslr`).
+#[test]
+fn micro_runs_with_a_fixed_address_layout() {
+    let out = workload(&[
+        "micro",
+        "--only",
+        "lat_syscall null",
+        "--samples",
+        "1",
+        "--budget-ms",
+        "1",
+    ]);
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("address layout fixed"), "{stderr}");
+}
+
 #[test]
 fn only_is_repeatable_and_selects_exactly_those() {
     let out = workload(&[

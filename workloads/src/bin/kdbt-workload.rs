@@ -254,6 +254,12 @@ fn run(cmd: Cmd, sink: &mut RecordSink<std::io::Stdout>) -> anyhow::Result<()> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if !matches!(cli.cmd, Cmd::List { .. }) {
+        if let Err(e) = kdbt_workloads::sys::reexec_without_aslr() {
+            eprintln!("kdbt-workload: turning address-space randomization off: {e}");
+            return ExitCode::from(2);
+        }
+    }
     let mut sink = RecordSink::stdout();
     match run(cli.cmd, &mut sink) {
         Err(e) => {

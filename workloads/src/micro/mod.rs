@@ -198,7 +198,14 @@ pub fn run<W: Write>(
         opts.samples,
         stats::min_sample_ns(granularity),
     );
-    eprintln!("micro: timer granularity {granularity} ns, sample target {target} ns");
+    let layout = match crate::sys::aslr_off() {
+        Ok(true) => "fixed",
+        Ok(false) => "randomized",
+        Err(_) => "unknown",
+    };
+    eprintln!(
+        "micro: timer granularity {granularity} ns, sample target {target} ns, address layout {layout}"
+    );
     let dir = enter_dir(&opts.dir)?;
     for spec in selected {
         let scratch = tempfile::Builder::new()

@@ -9,6 +9,8 @@ use crate::sys;
 /// A child process running a benchmark's server loop.
 pub struct Peer {
     pid: sys::Pid,
+    /// This process's affinity before [`Peer::spawn_apart`] pinned it, restored on drop.
+    restore: Option<libc::cpu_set_t>,
 }
 
 impl Peer {
@@ -23,12 +25,33 @@ impl Peer {
         // SAFETY: the micro suite runs single-threaded (the CLI starts no threads before it),
         // and the child only runs `body`, which does plain system calls, then `_exit`s.
         match unsafe { sys::fork() }? {
-            Some(pid) => Ok(Peer { pid }),
+            Some(pid) => Ok(Peer { pid, restore: None }),
             None => {
                 let code = i32::from(body().is_err());
                 sys::exit_child(code)
             }
         }
+    }
+
+    /// As [`Peer::spawn`], with this process held on the lowest CPU it may use and the peer
+    /// on the next one until the peer is dropped: the placement an unpinned pair on two CPUs
+    /// mostly settles in, made fixed. Unpinned, a pipe's synchronous wakeups pull the pair
+    /// onto one CPU now and then, and under the icount clock a sample's figure then depends
+    /// on where the pair was (workloads/README.md, "What the icount clock measures").
+    ///
+    /// # Errors
+    /// Affinity or `fork` failures.
+    pub fn spawn_apart(body: impl FnOnce() -> io::Result<()>) -> io::Result<Peer> {
+        let saved = sys::affinity()?;
+        let (mine, theirs) = sys::two_cpus_of(&saved)
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "empty affinity mask"))?;
+        sys::set_affinity(&mine)?;
+        let mut peer = Peer::spawn(|| {
+            sys::set_affinity(&theirs)?;
+            body()
+        })?;
+        peer.restore = Some(saved);
+        Ok(peer)
     }
 }
 
@@ -37,6 +60,9 @@ impl Drop for Peer {
         // The peer loops forever by design; SIGKILL then reap so no zombie outlives the run.
         let _ = sys::kill(self.pid, libc::SIGKILL);
         let _ = sys::wait(self.pid);
+        if let Some(saved) = &self.restore {
+            let _ = sys::set_affinity(saved);
+        }
     }
 }
 

@@ -24,7 +24,8 @@ pub(super) fn specs() -> Vec<Spec> {
                 // Two pipes: ours→peer carries the token out, peer→ours brings it back.
                 let (out_r, out_w) = sys::pipe()?;
                 let (back_r, back_w) = sys::pipe()?;
-                let peer = Peer::spawn(|| peer::echo(out_r.as_fd(), back_w.as_fd(), LAT_MSG))?;
+                let peer =
+                    Peer::spawn_apart(|| peer::echo(out_r.as_fd(), back_w.as_fd(), LAT_MSG))?;
                 Ok(Box::new(RoundTrip::new(out_w, back_r, LAT_MSG, peer)))
             },
         ),
