@@ -176,7 +176,6 @@ impl Matrix {
                 run.push_str(&quote(a));
             }
             let _ = writeln!(s, "echo \"{MARK} slot {i}\"");
-            let _ = writeln!(s, "sleep {SETTLE_S}");
             if is_probe_mode(&slot.mode) {
                 let mode = quote(&slot.mode);
                 let _ = writeln!(
@@ -704,14 +703,6 @@ pub const PROBE_MODES: &[&str] = &["kprobes", "ftrace"];
 pub fn is_probe_mode(mode: &str) -> bool {
     PROBE_MODES.contains(&mode)
 }
-
-/// Guest seconds each slot starts with, idle, so that work the previous slot left deferred
-/// (RCU callbacks, freed sockets and inodes, the translator's drain) runs before its samples,
-/// not during them: under icount every CPU's instructions count, and the first native
-/// `lat_connect` slot of a boot, right after `lat_pipe`'s slots, ran its first samples 25–100%
-/// slow. Idle time under icount costs next to no host time (the clock jumps to the next
-/// timer).
-const SETTLE_S: u32 = 1;
 
 /// Seconds a guest needs to boot, start the agent and power off under TCG, at the least.
 const MIN_BOOT_S: u64 = 20;
