@@ -680,10 +680,10 @@ pub(crate) fn reaches_from(from: u64, target: u64, span: u64) -> bool {
     (-limit..limit).contains(&d)
 }
 
-/// Padding before a branch: multi-byte NOPs, or redundant CS prefixes of the branch.
 /// x86's cache line, bytes: the unit within which one store is atomic, aligned or not.
 pub(crate) const CACHE_LINE: u64 = 64;
 
+/// Padding before a branch: multi-byte NOPs, or redundant CS prefixes of the branch.
 const NOPS: [&[u8]; 4] = [&[], &[0x90], &[0x66, 0x90], &[0x0f, 0x1f, 0x00]];
 const CS: [&[u8]; 4] = [&[], &[0x2e], &[0x2e, 0x2e], &[0x2e, 0x2e, 0x2e]];
 

@@ -492,12 +492,11 @@ pub fn first_cpu_of(allowed: &libc::cpu_set_t) -> Option<libc::cpu_set_t> {
     cpus_of(allowed).next().map(only)
 }
 
-/// Sets holding only the lowest and the next-lowest CPU of `allowed` (the same one twice
-/// when it allows a single CPU).
-pub fn two_cpus_of(allowed: &libc::cpu_set_t) -> Option<(libc::cpu_set_t, libc::cpu_set_t)> {
+/// A set holding only the second-lowest CPU of `allowed` (the lowest when it allows one).
+pub fn second_cpu_of(allowed: &libc::cpu_set_t) -> Option<libc::cpu_set_t> {
     let mut cpus = cpus_of(allowed);
     let first = cpus.next()?;
-    Some((only(first), only(cpus.next().unwrap_or(first))))
+    Some(only(cpus.next().unwrap_or(first)))
 }
 
 /// The CPUs in `set`, lowest first.

@@ -164,7 +164,7 @@ struct BenchArgs {
     out: PathBuf,
     /// Limit per guest boot, seconds; a boot past it counts as a crash of the running mode.
     /// Only a bound for hangs: a full default run with `--jobs 1` keeps one boot busy for
-    /// 70–80 minutes, and a busy host stretches that.
+    /// about 55 minutes on a 2-core host, and a busy host stretches that.
     #[arg(long, default_value_t = 10800)]
     boot_timeout: u64,
 }

@@ -9,8 +9,9 @@ use crate::sys;
 /// A child process running a benchmark's server loop.
 pub struct Peer {
     pid: sys::Pid,
-    /// This process's affinity before [`Peer::spawn_apart`] pinned it, restored on drop.
-    restore: Option<libc::cpu_set_t>,
+    /// This process held on one CPU by [`Peer::spawn_apart`]; dropped after the peer is
+    /// reaped, which gives the former affinity back.
+    _pinned: Option<sys::OneCpu>,
 }
 
 impl Peer {
@@ -25,7 +26,7 @@ impl Peer {
         // SAFETY: the micro suite runs single-threaded (the CLI starts no threads before it),
         // and the child only runs `body`, which does plain system calls, then `_exit`s.
         match unsafe { sys::fork() }? {
-            Some(pid) => Ok(Peer { pid, restore: None }),
+            Some(pid) => Ok(Peer { pid, _pinned: None }),
             None => {
                 let code = i32::from(body().is_err());
                 sys::exit_child(code)
@@ -42,15 +43,14 @@ impl Peer {
     /// # Errors
     /// Affinity or `fork` failures.
     pub fn spawn_apart(body: impl FnOnce() -> io::Result<()>) -> io::Result<Peer> {
-        let saved = sys::affinity()?;
-        let (mine, theirs) = sys::two_cpus_of(&saved)
+        let theirs = sys::second_cpu_of(&sys::affinity()?)
             .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "empty affinity mask"))?;
-        sys::set_affinity(&mine)?;
+        let pinned = sys::OneCpu::pin()?;
         let mut peer = Peer::spawn(|| {
             sys::set_affinity(&theirs)?;
             body()
         })?;
-        peer.restore = Some(saved);
+        peer._pinned = Some(pinned);
         Ok(peer)
     }
 }
@@ -60,9 +60,6 @@ impl Drop for Peer {
         // The peer loops forever by design; SIGKILL then reap so no zombie outlives the run.
         let _ = sys::kill(self.pid, libc::SIGKILL);
         let _ = sys::wait(self.pid);
-        if let Some(saved) = &self.restore {
-            let _ = sys::set_affinity(saved);
-        }
     }
 }
 
