@@ -35,6 +35,32 @@ pub struct Benchmark {
     pub args: Vec<String>,
 }
 
+impl Benchmark {
+    /// Roughly the wall time one slot of this benchmark takes under TCG with icount, in
+    /// seconds, from its arguments: about 3 s of switch-on, warm-up and statistics, plus twice
+    /// its samples' guest time (`--samples` × `--budget-ms`) for micro and file; for Apache,
+    /// 8 s per `ab` point (concurrency levels × file sizes × samples). Fitted to the 2026-12-01
+    /// reference runs (micro ≈ 4 s, Apache ≈ 230 s a slot); used only to balance shards.
+    pub fn expected_slot_s(&self) -> u64 {
+        let arg = |flag: &str| {
+            let i = self.args.iter().position(|a| a == flag)?;
+            self.args.get(i + 1)
+        };
+        let number =
+            |flag: &str, default: u64| arg(flag).and_then(|v| v.parse().ok()).unwrap_or(default);
+        let count =
+            |flag: &str, default: u64| arg(flag).map_or(default, |v| v.split(',').count() as u64);
+        match self.suite {
+            Suite::Micro | Suite::File => {
+                3 + 2 * number("--samples", 5) * number("--budget-ms", 100) / 1000
+            }
+            Suite::Apache => {
+                8 * count("--concurrency", 3) * count("--file-sizes", 3) * number("--samples", 3)
+            }
+        }
+    }
+}
+
 /// What one run measures.
 #[derive(Debug, Clone)]
 pub struct Matrix {
@@ -61,15 +87,27 @@ pub struct PlannedSlot {
 }
 
 impl Matrix {
-    /// The slice `shard` of this matrix (see [`store::Shard`]). Errors when it holds no
-    /// benchmark.
+    /// The slice `shard` of this matrix (see [`store::Shard`]): whole benchmarks, each with all
+    /// its modes and rounds, dealt out so that the shards' expected wall times are close
+    /// ([`Benchmark::expected_slot_s`]): longest first, each to the shard with the least so far
+    /// (ties to the lower index). Deterministic: every shard of one matrix computes the same
+    /// deal. A shard keeps the plan's order. Errors when it holds no benchmark.
     pub fn shard(&self, shard: store::Shard) -> Result<Matrix> {
+        let mut order: Vec<usize> = (0..self.benchmarks.len()).collect();
+        order.sort_by_key(|&i| std::cmp::Reverse(self.benchmarks[i].expected_slot_s()));
+        let mut load = vec![0u64; shard.count as usize];
+        let mut owner = vec![0u32; self.benchmarks.len()];
+        for i in order {
+            let least = (0..load.len()).min_by_key(|&k| load[k]).unwrap_or(0);
+            load[least] += self.benchmarks[i].expected_slot_s();
+            owner[i] = least as u32;
+        }
         let benchmarks: Vec<Benchmark> = self
             .benchmarks
             .iter()
-            .enumerate()
-            .filter(|(i, _)| *i as u32 % shard.count == shard.index)
-            .map(|(_, b)| b.clone())
+            .zip(&owner)
+            .filter(|(_, o)| **o == shard.index)
+            .map(|(b, _)| b.clone())
             .collect();
         if benchmarks.is_empty() {
             bail!(
@@ -1114,6 +1152,71 @@ apache	ab
             .all(|n| !names(&shards[1]).contains(n)));
         assert_ne!(shards[0].digest(), m.digest());
         assert!(m.shard(store::Shard { index: 5, count: 6 }).is_err());
+    }
+
+    /// The default plan's shape: 31 micro rows, 4 file personalities, Apache.
+    fn default_shaped_matrix() -> Matrix {
+        let mut list: String = (0..31).map(|i| format!("micro\tlat_{i}\n")).collect();
+        list += "file\tfileserver\nfile\tvarmail\nfile\twebserver\nfile\twebproxy\napache\tab\n";
+        let all = [Suite::Micro, Suite::File, Suite::Apache];
+        matrix_for(&list, &all, Budget::Full, modes(), 2, None).unwrap()
+    }
+
+    #[test]
+    fn shards_balance_expected_wall_time_and_keep_the_plan_order() {
+        let m = default_shaped_matrix();
+        let halves: Vec<Matrix> = (0..2)
+            .map(|index| m.shard(store::Shard { index, count: 2 }).unwrap())
+            .collect();
+        let load =
+            |m: &Matrix| -> u64 { m.benchmarks.iter().map(Benchmark::expected_slot_s).sum() };
+        let apache = m
+            .benchmarks
+            .iter()
+            .find(|b| b.suite == Suite::Apache)
+            .unwrap();
+        // Apache costs as much as everything else together: it gets a shard of its own.
+        assert_eq!(load(&halves[0]) + load(&halves[1]), load(&m));
+        assert_eq!(halves[0].benchmarks, std::slice::from_ref(apache));
+        assert!(load(&halves[1]) <= apache.expected_slot_s());
+        let order = |s: &Matrix| {
+            s.benchmarks
+                .iter()
+                .map(|b| m.benchmarks.iter().position(|x| x == b).unwrap())
+                .collect::<Vec<_>>()
+        };
+        assert!(order(&halves[1]).windows(2).all(|w| w[0] < w[1]));
+        // Three shards: no shard is more than one benchmark above a third of the whole.
+        let thirds: Vec<u64> = (0..3)
+            .map(|index| load(&m.shard(store::Shard { index, count: 3 }).unwrap()))
+            .collect();
+        assert!(
+            thirds.iter().all(|&t| t <= apache.expected_slot_s()),
+            "{thirds:?}"
+        );
+        assert_eq!(thirds.iter().sum::<u64>(), load(&m));
+    }
+
+    #[test]
+    fn a_slots_expected_time_follows_its_arguments() {
+        let m = default_shaped_matrix();
+        let cost = |suite| {
+            m.benchmarks
+                .iter()
+                .find(|b| b.suite == suite)
+                .unwrap()
+                .expected_slot_s()
+        };
+        assert_eq!(cost(Suite::Micro), 4);
+        assert_eq!(cost(Suite::File), 23);
+        assert_eq!(cost(Suite::Apache), 216);
+        let fewer = m.clone().with_apache_concurrency(&[32]);
+        let ab = fewer
+            .benchmarks
+            .iter()
+            .find(|b| b.suite == Suite::Apache)
+            .unwrap();
+        assert_eq!(ab.expected_slot_s(), 72);
     }
 
     #[test]

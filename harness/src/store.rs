@@ -697,9 +697,9 @@ pub struct Manifest {
     pub shard: Option<Shard>,
 }
 
-/// A deterministic slice of a matrix: the benchmarks whose index is `index` modulo `count`,
-/// each with all its modes and rounds, so a benchmark's native and translated samples share
-/// their boots.
+/// A deterministic slice of a matrix: whole benchmarks, dealt out by expected wall time
+/// (`crate::bench::Matrix::shard`), each with all its modes and rounds, so a benchmark's
+/// native and translated samples share their boots.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Shard {

@@ -126,8 +126,9 @@ struct BenchArgs {
     /// micro, file, apache or all.
     #[arg(long, default_value = "all", conflicts_with = "plan")]
     suite: String,
-    /// Run one deterministic slice of the plan, `I/N` (benchmarks whose index is I modulo N,
-    /// each with all its modes and rounds); `cargo xtask merge` joins the N result sets.
+    /// Run one deterministic slice of the plan, `I/N` (whole benchmarks, each with all its
+    /// modes and rounds, dealt out by expected wall time); `cargo xtask merge` joins the N
+    /// result sets.
     #[arg(long, conflicts_with = "jobs")]
     shard: Option<String>,
     /// Guest boots at once on this host: the plan's N shards run in parallel and are merged
