@@ -73,7 +73,9 @@ pub(super) fn specs() -> Vec<Spec> {
                 let listener = TcpListener::bind(loopback()).context("bind")?;
                 sys::listen(listener.as_fd(), CONNECT_BACKLOG).context("listen")?;
                 let addr = listener.local_addr()?;
-                let peer = Peer::spawn(|| loop {
+                // The server on the other CPU, as lat_pipe's peer: unpinned, where the
+                // scheduler put it changed from sample to sample (workloads/README.md).
+                let peer = Peer::spawn_apart(|| loop {
                     let (conn, _) = listener.accept()?;
                     drop(conn);
                 })?;
