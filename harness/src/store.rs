@@ -685,7 +685,8 @@ pub struct Manifest {
     pub kdbt_stats: BTreeMap<String, BTreeMap<String, u64>>,
     /// Every failure recorded in `samples.csv`, with where to look.
     pub failures: Vec<Failure>,
-    /// The command line that started the run, one argument per element.
+    /// The command line that started the run, one argument per element, with absolute paths
+    /// made relative to the repository or cut to `…/<name>` (no machine path in a manifest).
     pub command_line: Vec<String>,
     /// What the whole matrix was (modes, rounds, every benchmark with its arguments), as a
     /// digest: shards of one matrix share it (`cargo xtask merge` checks). Empty in runs made

@@ -8,7 +8,7 @@ use kdbt_harness::{
     bench, cache, fresh, image, instrument, kernel, module, plan, qemu, runner, scaling, selftests,
     setup, soak, store, vm,
 };
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use std::time::{Duration, Instant};
 
@@ -237,14 +237,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Cmd::Bench(args) => bench(args)?,
         Cmd::Merge { runs, out } => {
             check_distinct_runs(&runs)?;
-            let command_line = ["cargo".to_string(), "xtask".to_string()]
-                .into_iter()
-                .chain(std::env::args().skip(1))
-                .collect();
             let dir = kdbt_harness::merge::merge(
                 &runs,
                 &cache::repo_root().join(out),
-                command_line,
+                recorded_command_line(std::env::args().skip(1), &cache::repo_root()),
                 None,
             )?;
             println!("results: {}", dir.display());
@@ -421,11 +417,7 @@ fn bench(args: BenchArgs) -> Result<()> {
         mem_mib: args.mem,
         boot_timeout: Duration::from_secs(args.boot_timeout),
         results_root: cache::repo_root().join(&args.out),
-        // As typed: `cargo xtask ...` (the binary's own path says nothing about the run).
-        command_line: ["cargo".to_string(), "xtask".to_string()]
-            .into_iter()
-            .chain(std::env::args().skip(1))
-            .collect(),
+        command_line: recorded_command_line(std::env::args().skip(1), &cache::repo_root()),
         started,
         matrix_digest,
         shard,
@@ -598,6 +590,39 @@ fn run_selftests(modes: &[String], suites: &[String]) -> Result<ExitCode> {
 }
 
 /// Refuses a `figures` call that names one result set twice (in any spelling of its path).
+/// The command line a result set records: `cargo xtask` and `args` as typed (the binary's own
+/// path says nothing about the run), except that an absolute path is made relative to `repo`
+/// when inside it and cut to `…/<name>` when not, so a committed manifest names no path of
+/// the machine that made it (`--out /scratch/runs` → `--out …/runs`).
+fn recorded_command_line(args: impl Iterator<Item = String>, repo: &Path) -> Vec<String> {
+    let portable = |arg: String| -> String {
+        let (flag, value) = match arg.split_once('=') {
+            Some((f, v)) if f.starts_with("--") => (Some(f.to_string()), v.to_string()),
+            _ => (None, arg.clone()),
+        };
+        let path = Path::new(&value);
+        if !path.is_absolute() {
+            return arg;
+        }
+        let short = match path.strip_prefix(repo) {
+            Ok(inside) => inside.display().to_string(),
+            Err(_) => format!(
+                "…/{}",
+                path.file_name()
+                    .map_or(String::new(), |n| n.to_string_lossy().into_owned())
+            ),
+        };
+        match flag {
+            Some(f) => format!("{f}={short}"),
+            None => short,
+        }
+    };
+    ["cargo".to_string(), "xtask".to_string()]
+        .into_iter()
+        .chain(args.map(portable))
+        .collect()
+}
+
 fn check_distinct_runs(runs: &[PathBuf]) -> Result<()> {
     let mut seen = Vec::new();
     for run in runs {
@@ -750,5 +775,34 @@ mod tests {
             }
         }
         assert!(n >= 5, "only {n} plans in {}", dir.display());
+    }
+
+    #[test]
+    fn a_recorded_command_line_names_no_machine_path() {
+        let repo = Path::new("/home/someone/kdbt");
+        let args = [
+            "bench",
+            "--out",
+            "/scratch/runs",
+            "--plan=/home/someone/kdbt/plans/layout.toml",
+            "--jobs",
+            "2",
+            "--out=results",
+        ];
+        let line = recorded_command_line(args.iter().map(|a| a.to_string()), repo);
+        assert_eq!(
+            line,
+            [
+                "cargo",
+                "xtask",
+                "bench",
+                "--out",
+                "…/runs",
+                "--plan=plans/layout.toml",
+                "--jobs",
+                "2",
+                "--out=results"
+            ]
+        );
     }
 }
