@@ -41,7 +41,8 @@ pub(super) fn specs() -> Vec<Spec> {
                 // Small messages must not wait for Nagle's coalescing.
                 client.set_nodelay(true)?;
                 server.set_nodelay(true)?;
-                let peer = Peer::spawn(|| peer::echo(server.as_fd(), server.as_fd(), LAT_MSG))?;
+                let peer =
+                    Peer::spawn_apart(|| peer::echo(server.as_fd(), server.as_fd(), LAT_MSG))?;
                 drop(server);
                 let rx = OwnedFd::from(client);
                 let tx = rx.try_clone()?;
@@ -58,7 +59,8 @@ pub(super) fn specs() -> Vec<Spec> {
                 ours.connect(theirs.local_addr()?)?;
                 theirs.connect(ours.local_addr()?)?;
                 ours.set_read_timeout(Some(UDP_TIMEOUT))?;
-                let peer = Peer::spawn(|| peer::echo(theirs.as_fd(), theirs.as_fd(), LAT_MSG))?;
+                let peer =
+                    Peer::spawn_apart(|| peer::echo(theirs.as_fd(), theirs.as_fd(), LAT_MSG))?;
                 drop(theirs);
                 let rx = OwnedFd::from(ours);
                 let tx = rx.try_clone()?;

@@ -20,7 +20,8 @@ pub(super) fn specs() -> Vec<Spec> {
             Kind::Latency { ops_per_iter: 1 },
             |_| {
                 let (ours, theirs) = UnixStream::pair()?;
-                let peer = Peer::spawn(|| peer::echo(theirs.as_fd(), theirs.as_fd(), LAT_MSG))?;
+                let peer =
+                    Peer::spawn_apart(|| peer::echo(theirs.as_fd(), theirs.as_fd(), LAT_MSG))?;
                 drop(theirs);
                 let ours = OwnedFd::from(ours);
                 let tx = ours.try_clone()?;
