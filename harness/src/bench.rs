@@ -93,13 +93,18 @@ impl Matrix {
     /// (ties to the lower index). Deterministic: every shard of one matrix computes the same
     /// deal. A shard keeps the plan's order. Errors when it holds no benchmark.
     pub fn shard(&self, shard: store::Shard) -> Result<Matrix> {
-        let mut order: Vec<usize> = (0..self.benchmarks.len()).collect();
-        order.sort_by_key(|&i| std::cmp::Reverse(self.benchmarks[i].expected_slot_s()));
+        let cost: Vec<u64> = self
+            .benchmarks
+            .iter()
+            .map(Benchmark::expected_slot_s)
+            .collect();
+        let mut order: Vec<usize> = (0..cost.len()).collect();
+        order.sort_by_key(|&i| std::cmp::Reverse(cost[i]));
         let mut load = vec![0u64; shard.count as usize];
-        let mut owner = vec![0u32; self.benchmarks.len()];
+        let mut owner = vec![0u32; cost.len()];
         for i in order {
             let least = (0..load.len()).min_by_key(|&k| load[k]).unwrap_or(0);
-            load[least] += self.benchmarks[i].expected_slot_s();
+            load[least] += cost[i];
             owner[i] = least as u32;
         }
         let benchmarks: Vec<Benchmark> = self

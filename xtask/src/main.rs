@@ -589,7 +589,6 @@ fn run_selftests(modes: &[String], suites: &[String]) -> Result<ExitCode> {
     })
 }
 
-/// Refuses a `figures` call that names one result set twice (in any spelling of its path).
 /// The command line a result set records: `cargo xtask` and `args` as typed (the binary's own
 /// path says nothing about the run), except that an absolute path is made relative to `repo`
 /// when inside it and cut to `…/<name>` when not, so a committed manifest names no path of
@@ -623,6 +622,7 @@ fn recorded_command_line(args: impl Iterator<Item = String>, repo: &Path) -> Vec
         .collect()
 }
 
+/// Refuses a `figures` call that names one result set twice (in any spelling of its path).
 fn check_distinct_runs(runs: &[PathBuf]) -> Result<()> {
     let mut seen = Vec::new();
     for run in runs {

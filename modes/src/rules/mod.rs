@@ -138,10 +138,10 @@ impl Cx<'_> {
     /// A direct branch out of the block: `code` (a rel32 form: jmp, jcc or call) to native
     /// `target`, its rel32 field within one cache line (`line-pad`) or 4-byte aligned. Linked
     /// at once when chaining is on and the target is translated, otherwise to its stub,
-    /// emitted after the body either way. A target
-    /// that runs natively ([`Env::run_natively`]) is branched to directly, chaining or not: the
-    /// exit then never touches the stack, which code such as the kernel's espfix64 return
-    /// (on a read-only stack) needs. Returns the exit index.
+    /// emitted after the body either way. A target that runs natively ([`Env::run_natively`])
+    /// is branched to directly, chaining or not: the exit then never touches the stack, which
+    /// code such as the kernel's espfix64 return (on a read-only stack) needs. Returns the
+    /// exit index.
     pub(crate) fn exit_branch(&mut self, code: Code, target: u64) -> Result<u32, EncodeFailed> {
         let opcode_len = match code {
             Code::Jmp_rel32_64 | Code::Call_rel32_64 => 1,
