@@ -28,7 +28,7 @@ pub enum Suite {
 pub enum Metric {
     /// Time per operation in µs (lmbench's `lat_*`).
     Latency,
-    /// Data moved per second in MB/s with MB = 2^20 bytes (lmbench's `bw_*`).
+    /// Data moved per second in MB/s with MB = 10^6 bytes (lmbench's `bw_*`).
     Bandwidth,
     /// Operations completed per second (filebench's per-flow and total throughput).
     OpsPerSec,
@@ -46,7 +46,7 @@ pub enum Unit {
     /// Microseconds.
     #[serde(rename = "us")]
     Us,
-    /// 2^20 bytes per second.
+    /// 10^6 bytes per second.
     #[serde(rename = "MB/s")]
     MbPerSec,
     /// Operations per second.

@@ -155,9 +155,10 @@ pub fn us_per_op(total_ns: u64, ops: u64) -> f64 {
     total_ns as f64 / 1e3 / ops.max(1) as f64
 }
 
-/// Converts `bytes` moved in `ns` to MB/s with MB = 2^20 bytes, as lmbench's `bw_*` print.
+/// Converts `bytes` moved in `ns` to MB/s with MB = 10^6 bytes, as lmbench's `bw_*` print
+/// (`mb()` in its lib_timing.c divides by `MB`, defined as 1000*1000.0).
 pub fn mb_per_sec(bytes: u64, ns: u64) -> f64 {
-    bytes as f64 / (1u64 << 20) as f64 / (ns.max(1) as f64 / 1e9)
+    bytes as f64 / 1e6 / (ns.max(1) as f64 / 1e9)
 }
 
 #[cfg(test)]
@@ -297,7 +298,7 @@ mod tests {
     #[test]
     fn unit_conversions_follow_lmbench() {
         assert_eq!(us_per_op(5_000, 10), 0.5);
-        assert_eq!(mb_per_sec(1 << 20, 1_000_000_000), 1.0);
-        assert_eq!(mb_per_sec(64 << 20, 500_000_000), 128.0);
+        assert_eq!(mb_per_sec(1_000_000, 1_000_000_000), 1.0);
+        assert_eq!(mb_per_sec(64 << 20, 500_000_000), 134.217728);
     }
 }

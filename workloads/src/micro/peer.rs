@@ -9,8 +9,8 @@ use crate::sys;
 /// A child process running a benchmark's server loop.
 pub struct Peer {
     pid: sys::Pid,
-    /// This process held on one CPU by [`Peer::spawn_apart`]; dropped after the peer is
-    /// reaped, which gives the former affinity back.
+    /// This process held on one CPU by [`Peer::spawn_apart`] or [`Peer::spawn_beside`];
+    /// dropped after the peer is reaped, which gives the former affinity back.
     _pinned: Option<sys::OneCpu>,
 }
 
@@ -50,6 +50,24 @@ impl Peer {
             sys::set_affinity(&theirs)?;
             body()
         })?;
+        peer._pinned = Some(pinned);
+        Ok(peer)
+    }
+}
+
+impl Peer {
+    /// As [`Peer::spawn`], with this process and the peer held together on the lowest CPU it
+    /// may use until the peer is dropped, as lmbench's `lat_ctx` holds its ring. A bandwidth
+    /// pair then runs in a fixed rhythm: the writer fills the pipe or socket buffer and
+    /// blocks, the reader drains it. Unpinned, how often the reader woke on the other CPU
+    /// for part of a chunk changed from sample to sample, and under the icount clock so did
+    /// a sample's figure (workloads/README.md, "What the icount clock measures").
+    ///
+    /// # Errors
+    /// Affinity or `fork` failures.
+    pub fn spawn_beside(body: impl FnOnce() -> io::Result<()>) -> io::Result<Peer> {
+        let pinned = sys::OneCpu::pin()?;
+        let mut peer = Peer::spawn(body)?;
         peer._pinned = Some(pinned);
         Ok(peer)
     }

@@ -37,7 +37,7 @@ pub(super) fn specs() -> Vec<Spec> {
             },
             |_| {
                 let (r, w) = sys::pipe()?;
-                let peer = Peer::spawn(|| peer::source(w.as_fd(), BW_CHUNK))?;
+                let peer = Peer::spawn_beside(|| peer::source(w.as_fd(), BW_CHUNK))?;
                 // Our copy of the write end would keep the pipe open after the peer dies.
                 drop(w);
                 Ok(Box::new(Sink::new(r, BW_CHUNK, peer)))

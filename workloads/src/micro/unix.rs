@@ -36,7 +36,7 @@ pub(super) fn specs() -> Vec<Spec> {
             },
             |_| {
                 let (ours, theirs) = UnixStream::pair()?;
-                let peer = Peer::spawn(|| peer::source(theirs.as_fd(), BW_CHUNK))?;
+                let peer = Peer::spawn_beside(|| peer::source(theirs.as_fd(), BW_CHUNK))?;
                 drop(theirs);
                 Ok(Box::new(Sink::new(OwnedFd::from(ours), BW_CHUNK, peer)))
             },
