@@ -5,7 +5,7 @@
 use criterion::{
     black_box, criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput,
 };
-use kdbt_modes::user::{libc_text, ExecConfig, Executor};
+use kdbt_modes::user::{libc_text, ExecConfig, Executor, KERNEL_RECORDS};
 use kdbt_modes::ModeSpec;
 
 const DESIGNS: &[&str] = &["fast", "fast:no-callret", "drk"];
@@ -15,6 +15,8 @@ fn fresh(mode: &str) -> Executor {
     let cfg = ExecConfig {
         cache_size: 64 << 20,
         flush_safe: Some(true),
+        // As the kernel's switch-on: translating then never grows a record vector.
+        records: Some(KERNEL_RECORDS),
         ..ExecConfig::default()
     };
     Executor::with_config(ModeSpec::parse(mode).unwrap(), cfg)

@@ -19,7 +19,7 @@
 use std::io::Write;
 use std::process::Command;
 
-use kdbt_modes::user::{libc_text, ExecConfig, Executor};
+use kdbt_modes::user::{libc_text, ExecConfig, Executor, KERNEL_RECORDS};
 use kdbt_modes::ModeSpec;
 
 /// One sweep of `kib` KiB of libc in `mode`, after a warm-up. Returns the native
@@ -31,6 +31,8 @@ fn once(mode: &str, kib: u64, dump: Option<&str>) -> u64 {
     let cfg = ExecConfig {
         cache_size: 64 << 20,
         flush_safe: Some(true),
+        // As the kernel's switch-on: translating then never grows a record vector.
+        records: Some(KERNEL_RECORDS),
         ..ExecConfig::default()
     };
     Executor::with_config(spec, cfg.clone()).translate_sweep(start, 4 << 10);

@@ -55,10 +55,12 @@ pub struct Block {
     pub tx_end: u64,
     /// Its native instructions, in order.
     pub insns: Vec<InsnMap>,
-    /// (offset, recipe before the instruction at offset), sorted.
+    /// (offset, recipe before the instruction at offset), sorted. None for the direct exit
+    /// stubs: [`CodeCache::tx_info`] derives theirs from the exits.
     pub recipes: Vec<(u32, Recipe)>,
-    /// Offsets of its exit stubs (after the body), sorted.
-    pub stubs: Vec<u32>,
+    /// Its exits: indices into [`CodeCache::exits`], in the order the body leaves by them
+    /// (their stubs, where they have one after the body, are in the same order).
+    pub exits: core::ops::Range<u32>,
     /// The exit a block cut short (size limit, unsupported or undecodable instruction) falls
     /// through to, after its last instruction.
     pub fall_exit: Option<u32>,
@@ -125,6 +127,8 @@ pub struct CodeCache {
     layout: crate::landing::Layout,
     /// Landings with recipes (slot layout), in address order.
     landings: Vec<LandingCode>,
+    /// The shapes of the direct exit stubs, which give their recipes.
+    pub(crate) direct_stubs: link::DirectStubs,
 }
 
 /// A landing's place and recipes (slot layout only: fast's landings have no native state).
@@ -159,7 +163,9 @@ impl CodeCache {
             link::emit_persistent(&mut mem, dispatcher, red_zone, layout)
                 .map_err(|_| crate::InitError::DispatcherOutOfReach)?;
         let next = mem.tx_base() + PERSISTENT_SIZE;
+        let direct_stubs = link::DirectStubs::new(red_zone, &entries);
         Ok(CodeCache {
+            direct_stubs,
             mem,
             entries,
             persistent_recipes,
@@ -246,7 +252,6 @@ impl CodeCache {
         // Blocks live as long as the cache: keep no growth slack (the kernel's heap is fixed).
         block.insns.shrink_to_fit();
         block.recipes.shrink_to_fit();
-        block.stubs.shrink_to_fit();
         debug_assert_eq!(block.tx_start, self.next_tx());
         self.mem.write(block.tx_start, bytes);
         self.next = block.tx_end;
@@ -418,20 +423,34 @@ impl CodeCache {
                 place: Some((b, Some(i))),
             })
         } else {
+            // After the body: exit stubs in exit order, then call tails. The last stub that
+            // starts at or before `tx` holds it, unless a tail does.
+            let exits = &self.exits[block.exits.start as usize..block.exits.end as usize];
+            let stub = exits.iter().rev().find(|x| {
+                matches!(x.kind, ExitKind::Direct { .. } | ExitKind::Switch { .. })
+                    && x.stub >= block.body_end
+                    && x.stub <= tx
+            });
+            if let Some(x) = stub.filter(|x| matches!(x.kind, ExitKind::Direct { .. })) {
+                let within = tx - x.stub;
+                if within < self.direct_stubs.len(x.target) as u64 {
+                    return Some(TxInfo {
+                        native_pc: x.target,
+                        offset: within as u32,
+                        recipe: self.direct_stubs.recipe_at(x.target, within as usize),
+                        place: Some((b, None)),
+                    });
+                }
+            }
             let (roff, recipe) = recorded?;
             let pc = match recipe.pc {
                 PcSource::Static(pc) => pc,
                 PcSource::StackSlot(_) => 0,
             };
-            let stub = block
-                .stubs
-                .partition_point(|s| *s <= off)
-                .checked_sub(1)
-                .map(|s| block.stubs[s]);
-            let offset = off - stub.unwrap_or(roff);
+            let from = stub.map_or(roff, |x| (x.stub - block.tx_start) as u32);
             Some(TxInfo {
                 native_pc: pc,
-                offset,
+                offset: off - from,
                 recipe,
                 place: Some((b, None)),
             })

@@ -222,9 +222,12 @@ impl Emitter {
         self.put(bytes);
     }
 
-    /// Appends the instructions of `t` with one copy, each recorded with its recipe as
-    /// [`Emitter::raw`] would.
-    pub(crate) fn template(&mut self, t: &Template) {
+    /// Appends the instructions of `t` with one copy and records **no** recipe for them: the
+    /// caller's code-cache records must derive them ([`Template::rsp_adjust_at`]), as
+    /// [`crate::cache::CodeCache::tx_info`] does for direct exit stubs from their exits. Only
+    /// outside a body (nothing implied). The current recipe moves by what `t` pushes.
+    pub(crate) fn template_unrecorded(&mut self, t: &Template) {
+        debug_assert!(self.implied.is_none(), "a template inside a body");
         // The whole array in one fixed-size move; the bytes past `t.len` are room.
         let start = self.len;
         if start + t.bytes.len() > self.buf.len() {
@@ -232,30 +235,8 @@ impl Emitter {
                 .resize(2 * self.buf.len().max(start + t.bytes.len()), 0);
         }
         self.buf[start..start + t.bytes.len()].copy_from_slice(&t.bytes);
-        self.recipes.reserve(t.n);
-        // The first instruction as `raw` records it. Outside a body (stubs: nothing implied)
-        // the last recipe then is the current one, so each later instruction's recipe is
-        // recorded exactly when the one before it moved rsp: what `note_recipe` would decide,
-        // without comparing recipes.
-        self.note_recipe();
-        let mut noted =
-            self.implied.is_none() || self.recipes.last().is_some_and(|(_, r)| *r == self.cur);
-        let mut at = start;
-        for &(len, pushed) in &t.steps[..t.n] {
-            if at != start {
-                if noted {
-                    self.recipes.push((at as u32, self.cur));
-                } else {
-                    self.len = at;
-                    self.note_recipe();
-                    noted = self.recipes.last().is_some_and(|(_, r)| *r == self.cur);
-                }
-            }
-            at += len as usize;
-            self.cur.rsp_adjust += pushed;
-            noted &= pushed != 0;
-        }
-        self.len = at;
+        self.len = start + t.len;
+        self.cur.rsp_adjust += t.steps[..t.n].iter().map(|&(_, p)| p).sum::<i32>();
     }
 
     /// Appends a native instruction (`bytes[..len]`) at the start of its translation, where the
@@ -669,6 +650,21 @@ impl Template {
         self.len += insn.len();
         self.steps[self.n] = (insn.len() as u8, pushed);
         self.n += 1;
+    }
+
+    /// Bytes pushed by the instructions before the one that holds byte `off` (`off < len`):
+    /// the `rsp_adjust` its recipe adds to the one the template started with.
+    pub(crate) fn rsp_adjust_at(&self, off: usize) -> i32 {
+        let mut adjust = 0;
+        let mut end = 0;
+        for &(len, pushed) in &self.steps[..self.n] {
+            end += len as usize;
+            if off < end {
+                break;
+            }
+            adjust += pushed;
+        }
+        adjust
     }
 }
 

@@ -106,7 +106,7 @@ impl<E: Env> Translator<E> {
         if spec.options.landings {
             crate::landing::clear(&data, cache.entries.landing_miss);
         }
-        let scratch = rules::Scratch::new(red_zone as u16, &cache.entries);
+        let scratch = rules::Scratch::new();
         Ok(Translator {
             env,
             spec,

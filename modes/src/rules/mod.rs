@@ -23,7 +23,7 @@ use crate::clients::{self, Counter, Home};
 use crate::decode::{self, DecodeStop, NativeInsn, MAX_BLOCK_INSNS};
 use crate::emit::{Emitter, EncodeFailed, Label};
 use crate::env::Env;
-use crate::link::{self, Entries};
+use crate::link::Entries;
 use crate::spec::{Design, Options};
 
 /// The instruction cannot be translated by any rule (or not here): the block stops before it.
@@ -72,24 +72,20 @@ pub(crate) struct Scratch {
     pending: Vec<Pending>,
     maps: Vec<InsnMap>,
     insns: Vec<NativeInsn>,
-    stubs: Vec<u32>,
-    direct_stubs: link::DirectStubs,
     /// iced's instruction-info factory keeps its buffers between calls: one per translator,
     /// not one per instruction (a new one allocates).
     info: iced_x86::InstructionInfoFactory,
 }
 
 impl Scratch {
-    /// Buffers for a translator whose stubs step over `red_zone` and enter `entries`.
-    pub(crate) fn new(red_zone: u16, entries: &Entries) -> Scratch {
+    /// Buffers for one translator.
+    pub(crate) fn new() -> Scratch {
         Scratch {
             e: Emitter::new(0),
             exits: Vec::new(),
             pending: Vec::new(),
             maps: Vec::new(),
             insns: Vec::with_capacity(MAX_BLOCK_INSNS + 1),
-            stubs: Vec::new(),
-            direct_stubs: link::DirectStubs::new(red_zone, entries),
             info: iced_x86::InstructionInfoFactory::new(),
         }
     }
@@ -495,17 +491,14 @@ pub(crate) fn translate_block(
     let body_end = cx.e.here();
 
     // Exit stubs, in exit order.
-    let stubs = &mut scratch.stubs;
-    stubs.clear();
     let red_zone = cx.red_zone;
     let entries = cx.entries;
-    let direct_stubs = &scratch.direct_stubs;
+    let direct_stubs = &cache.direct_stubs;
     for (k, pending) in cx.pending.iter().enumerate() {
         let id = cache.exit_id(cache.next_exit_index() + k);
         match *pending {
             Pending::Stub { target, label } => {
                 cx.e.bind(label);
-                stubs.push(cx.e.offset());
                 cx.exits[k].stub = cx.e.here();
                 direct_stubs
                     .emit(cx.e, target, id)
@@ -518,7 +511,6 @@ pub(crate) fn translate_block(
                 data_off,
             } => {
                 cx.e.bind(label);
-                stubs.push(cx.e.offset());
                 let resolve = cx.e.here();
                 cx.exits[k].stub = resolve;
                 if let Some(t) = cx.tables.iter_mut().find(|t| t.data_off == data_off) {
@@ -546,7 +538,10 @@ pub(crate) fn translate_block(
         tx_end,
         insns: maps.to_vec(),
         recipes: cx.e.recipes.to_vec(),
-        stubs: stubs.to_vec(),
+        exits: {
+            let first = cache.next_exit_index() as u32;
+            first..first + cx.exits.len() as u32
+        },
         fall_exit,
         stale: false,
     };

@@ -230,7 +230,16 @@ pub struct ExecConfig {
     /// of the executor's, or behind `%gs` with `counters_in_gs` ([`Executor::func_counts`]).
     /// Needs `funccount` in the spec.
     pub funcs: Vec<u64>,
+    /// Block and exit records reserved up front ([`Translator::reserve`]), as the kernel's
+    /// switch-on does ([`KERNEL_RECORDS`]); None: the record vectors grow as needed.
+    pub records: Option<(usize, usize)>,
 }
+
+/// The records the module reserves for one translator at switch-on (module/translator.rs,
+/// `MAX_BLOCKS` and `MAX_EXITS`): (blocks, exits). With them translating never grows a record
+/// vector or rehashes the block map, in the kernel or in a bench that sets
+/// [`ExecConfig::records`] to them.
+pub const KERNEL_RECORDS: (usize, usize) = (48 << 10, 128 << 10);
 
 impl Default for ExecConfig {
     fn default() -> Self {
@@ -242,6 +251,7 @@ impl Default for ExecConfig {
             dispatcher_stacks: false,
             native: None,
             funcs: Vec::new(),
+            records: None,
         }
     }
 }
@@ -421,6 +431,9 @@ impl Executor {
             unsafe { DataMemory::new(data.0 as u64, data.0 as *mut u8, clients::DATA_SIZE) };
         let mut translator =
             Box::new(Translator::new(spec, env, code, data_mem).expect("translator setup"));
+        if let Some((blocks, exits)) = cfg.records {
+            translator.reserve(blocks, exits).expect("records reserved");
+        }
         let mut counts = None;
         if !cfg.funcs.is_empty() && cfg.counters_in_gs {
             let set = crate::FuncSet::per_cpu(&cfg.funcs, FUNCS_GS_OFF).expect("function set");
