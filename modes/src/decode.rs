@@ -1,7 +1,7 @@
 //! Decoding native code with iced-x86, and the text form the module logs.
 
 use core::fmt::{self, Write};
-use iced_x86::{Decoder, DecoderOptions, Formatter, GasFormatter, Instruction};
+use iced_x86::{Decoder, DecoderOptions, FlowControl, Formatter, GasFormatter, Instruction};
 
 /// Decodes up to `max_insns` instructions of `code`, which sits at native address `ip`, and
 /// writes one line per instruction (`<ip hex>: <AT&T syntax>`) to `out`.
@@ -46,9 +46,20 @@ pub struct NativeInsn {
     pub insn: Instruction,
     /// Its bytes, as read from native memory (followed by whatever came after them, up to 15).
     pub bytes: [u8; 15],
+    /// `insn.flow_control()`, looked up once: the block builder and the rulebooks ask often.
+    pub flow: FlowControl,
 }
 
 impl NativeInsn {
+    /// `insn` with its bytes.
+    pub fn new(insn: Instruction, bytes: [u8; 15]) -> NativeInsn {
+        NativeInsn {
+            flow: insn.flow_control(),
+            insn,
+            bytes,
+        }
+    }
+
     /// The instruction's bytes.
     pub fn bytes(&self) -> &[u8] {
         &self.bytes[..self.insn.len()]
@@ -91,14 +102,14 @@ pub fn decode_one(env: &mut dyn crate::env::Env, pc: u64) -> Result<NativeInsn, 
             },
         );
     }
-    Ok(NativeInsn { insn, bytes })
+    Ok(NativeInsn::new(insn, bytes))
 }
 
 /// Bytes of native code read at once by [`decode_line`].
 const WINDOW: usize = 512;
 
 /// Decodes the straight line at `pc` into `insns` (emptied first) while `goes_on` accepts each
-/// instruction (the last one decoded is the first it refuses), up to `max` instructions, with
+/// instruction's flow control (the last one decoded is the first it refuses), up to `max` instructions, with
 /// one read and one decoder per [`WINDOW`] bytes rather than per instruction. Returns the stop,
 /// if decoding ended early: the same errors as [`decode_one`] at the address where it failed.
 pub fn decode_line(
@@ -106,7 +117,7 @@ pub fn decode_line(
     pc: u64,
     max: usize,
     insns: &mut alloc::vec::Vec<NativeInsn>,
-    mut goes_on: impl FnMut(&Instruction) -> bool,
+    mut goes_on: impl FnMut(FlowControl) -> bool,
 ) -> Option<DecodeStop> {
     insns.clear();
     let mut buf = [0u8; WINDOW];
@@ -147,8 +158,9 @@ pub fn decode_line(
                 bytes[..insn.len()].copy_from_slice(&buf[off..off + insn.len()]);
             }
             at = insn.next_ip();
-            let more = goes_on(&insn);
-            insns.push(NativeInsn { insn, bytes });
+            let flow = insn.flow_control();
+            let more = goes_on(flow);
+            insns.push(NativeInsn { insn, bytes, flow });
             if !more || insns.len() >= max {
                 return None;
             }
@@ -178,7 +190,7 @@ pub fn flags_dead_before(insns: &[NativeInsn], at: usize) -> bool {
         if overwritten == STATUS_FLAGS {
             return true;
         }
-        if i.flow_control() != iced_x86::FlowControl::Next {
+        if n.flow != FlowControl::Next {
             return false;
         }
     }

@@ -239,22 +239,14 @@ impl Emitter {
         self.cur.rsp_adjust += t.steps[..t.n].iter().map(|&(_, p)| p).sum::<i32>();
     }
 
-    /// Appends a native instruction (`bytes[..len]`) at the start of its translation, where the
-    /// state is the implied clean one ([`Emitter::begin_native`]): what [`Emitter::raw`] does
-    /// there, with no recipe to record or compare. All 15 bytes are copied (one fixed-size
-    /// move); those past `len` are room the next instruction overwrites.
+    /// Appends a native instruction (`bytes[..len]`) that is its own translation, in a body,
+    /// where the state is native (every rule ends so): its recipe is the clean one the
+    /// block's instruction map implies, so nothing is recorded, and the current recipe is left
+    /// as it was, unread until the next [`Emitter::begin_native`] (or a stub's) sets it. All
+    /// 15 bytes are copied (one fixed-size move); those past `len` are room the next
+    /// instruction overwrites.
     #[inline]
     pub(crate) fn copy_native(&mut self, bytes: &[u8; 15], len: usize) {
-        debug_assert!(
-            self.implied.is_some()
-                && self.cur.is_clean()
-                && self.offset() == self.insn_start
-                && self
-                    .recipes
-                    .last()
-                    .map_or(true, |(o, _)| *o < self.insn_start),
-            "not at the clean start of a native instruction"
-        );
         let at = self.len;
         if at + 16 > self.buf.len() {
             self.buf.resize(2 * self.buf.len().max(at + 16), 0);

@@ -160,10 +160,7 @@ mod tests {
         let mut all: Vec<NativeInsn> = Vec::new();
         while d.can_decode() {
             let insn = d.decode();
-            all.push(NativeInsn {
-                insn,
-                bytes: [0; 15],
-            });
+            all.push(NativeInsn::new(insn, [0; 15]));
         }
         let last = all.pop().unwrap().insn;
         (all, last)

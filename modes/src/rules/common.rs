@@ -30,7 +30,7 @@ use crate::rollback::Recipe;
 /// The shared rulebook.
 pub(crate) fn rule(cx: &mut Cx, n: &NativeInsn) -> RuleResult {
     let i = &n.insn;
-    match (i.flow_control(), i.mnemonic()) {
+    match (n.flow, i.mnemonic()) {
         (_, Mnemonic::Sti) => shadowing(cx, n),
         (FlowControl::Next, Mnemonic::Mov | Mnemonic::Pop) if i.op0_register() == Register::SS => {
             shadowing(cx, n)
@@ -66,8 +66,9 @@ pub(crate) fn rule(cx: &mut Cx, n: &NativeInsn) -> RuleResult {
 /// Whether `i` is translated by copying its bytes as they are, in every design: what
 /// [`rule`] sends to [`identity`] without a RIP-relative operand (the designs' own rulebooks
 /// have no arm for `FlowControl::Next`). `translate_block` copies these without the rulebooks.
-pub(crate) fn is_plain_copy(i: &Instruction) -> bool {
-    i.flow_control() == FlowControl::Next
+pub(crate) fn is_plain_copy(n: &NativeInsn) -> bool {
+    let i = &n.insn;
+    n.flow == FlowControl::Next
         && !i.is_ip_rel_memory_operand()
         && match i.mnemonic() {
             Mnemonic::Sti | Mnemonic::Sysretq | Mnemonic::Sysret => false,

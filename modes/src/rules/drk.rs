@@ -19,7 +19,7 @@ use crate::link;
 use crate::rollback::Recipe;
 
 pub(crate) fn rule(cx: &mut Cx, n: &NativeInsn) -> RuleResult {
-    match (n.insn.flow_control(), n.insn.mnemonic()) {
+    match (n.flow, n.insn.mnemonic()) {
         (FlowControl::Call, Mnemonic::Call) if n.insn.is_call_near() => {
             common::call_push_native(cx, n)
         }

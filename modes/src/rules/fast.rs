@@ -16,7 +16,7 @@ use crate::decode::NativeInsn;
 
 pub(crate) fn rule(cx: &mut Cx, n: &NativeInsn) -> RuleResult {
     let callret = cx.opts.callret;
-    match (n.insn.flow_control(), n.insn.mnemonic()) {
+    match (n.flow, n.insn.mnemonic()) {
         (FlowControl::Call, Mnemonic::Call) if n.insn.is_call_near() && callret => {
             common::call_callret(cx, n)
         }

@@ -271,12 +271,10 @@ fn decode_run(
     calls_continue: bool,
     insns: &mut Vec<NativeInsn>,
 ) -> Option<DecodeStop> {
-    decode::decode_line(env, pc, MAX_BLOCK_INSNS + 1, insns, |i| {
-        match i.flow_control() {
-            FlowControl::Next | FlowControl::ConditionalBranch => true,
-            FlowControl::Call | FlowControl::IndirectCall => calls_continue,
-            _ => false,
-        }
+    decode::decode_line(env, pc, MAX_BLOCK_INSNS + 1, insns, |flow| match flow {
+        FlowControl::Next | FlowControl::ConditionalBranch => true,
+        FlowControl::Call | FlowControl::IndirectCall => calls_continue,
+        _ => false,
     })
 }
 
@@ -377,8 +375,7 @@ pub(crate) fn translate_block(
         // Most instructions: one every design copies as it is, with no counter bump before it.
         // What its rule does, without a checkpoint, the rulebooks' matches or a recipe to
         // compare.
-        if !bump && func.is_none() && common::is_plain_copy(&n.insn) {
-            cx.e.begin_native(n.insn.ip());
+        if !bump && func.is_none() && common::is_plain_copy(n) {
             cx.e.copy_native(&n.bytes, n.insn.len());
             cx.new_segment = false;
             cx.shadow = false;
@@ -428,12 +425,11 @@ pub(crate) fn translate_block(
         cx.new_segment = false;
         let was_shadow = core::mem::replace(&mut cx.shadow, false);
         cx.after = After::FallThrough;
-        cx.switch =
-            if cfg.opts.switch_tables && n.insn.flow_control() == FlowControl::IndirectBranch {
-                crate::switch_table::site(&insns[..i], &n.insn)
-            } else {
-                None
-            };
+        cx.switch = if cfg.opts.switch_tables && n.flow == FlowControl::IndirectBranch {
+            crate::switch_table::site(&insns[..i], &n.insn)
+        } else {
+            None
+        };
         let result = match cx.design {
             Design::Fast => fast::rule(&mut cx, n),
             Design::Drk => drk::rule(&mut cx, n),
