@@ -219,9 +219,7 @@ fn jmp_direct(cx: &mut Cx, n: &NativeInsn) -> RuleResult {
 }
 
 fn jcc(cx: &mut Cx, n: &NativeInsn) -> RuleResult {
-    let mut near = n.insn;
-    near.as_near_branch();
-    let exit = cx.exit_branch(near.code(), n.insn.near_branch_target())?;
+    let exit = cx.exit_branch(n.insn.code().as_near_branch(), n.insn.near_branch_target())?;
     cx.after = After::FallThroughOr(exit);
     cx.new_segment = true;
     Ok(Flow::Continue)
