@@ -52,8 +52,13 @@ pub(crate) enum Flow {
 pub(crate) type RuleResult = Result<Flow, Unsupported>;
 
 enum Pending {
-    /// Stub to emit after the body (also for a branch already linked).
-    Stub { target: u64, label: Label },
+    /// Stub to emit after the body (also for a branch already linked). An unlinked branch's
+    /// rel32 field (tx address `field`) is pointed at the stub once it is placed.
+    Stub {
+        target: u64,
+        field: u64,
+        linked: bool,
+    },
     /// An indirect miss path, already emitted.
     Done,
     /// A translated jump table's resolve stub, for the jump at native `pc`.
@@ -156,18 +161,19 @@ impl Cx<'_> {
         } else {
             self.cache.lookup(target)
         };
-        let label = self.e.new_label();
-        let to = match known.filter(|_| native || self.opts.chaining) {
-            // Linked now, with a stub all the same: invalidating the target sends the branch
-            // back to it (`Translator::invalidate`).
-            Some(tx) => {
-                self.links += u64::from(!native);
-                Ok(tx)
-            }
-            None => Err(label),
+        let linked = known.filter(|_| native || self.opts.chaining);
+        // Linked now, with a stub all the same: invalidating the target sends the branch back
+        // to it (`Translator::invalidate`). Unlinked, the field is set when the stub is placed.
+        self.links += u64::from(linked.is_some() && !native);
+        let to = linked.unwrap_or(from);
+        let field = self
+            .e
+            .padded_branch(code, pad, self.opts.prefix_pad, Ok(to))?;
+        let pending = Pending::Stub {
+            target,
+            field,
+            linked: linked.is_some(),
         };
-        let field = self.e.padded_branch(code, pad, self.opts.prefix_pad, to)?;
-        let pending = Pending::Stub { target, label };
         self.exits.push(Exit {
             kind: ExitKind::Direct { field },
             target,
@@ -493,9 +499,16 @@ pub(crate) fn translate_block(
     for (k, pending) in cx.pending.iter().enumerate() {
         let id = cache.exit_id(cache.next_exit_index() + k);
         match *pending {
-            Pending::Stub { target, label } => {
-                cx.e.bind(label);
-                cx.exits[k].stub = cx.e.here();
+            Pending::Stub {
+                target,
+                field,
+                linked,
+            } => {
+                let stub = cx.e.here();
+                if !linked {
+                    cx.e.set_u32(field, stub.wrapping_sub(field + 4) as u32);
+                }
+                cx.exits[k].stub = stub;
                 direct_stubs
                     .emit(cx.e, target, id)
                     .map_err(|_| TranslateError::Untranslatable { pc })?;
