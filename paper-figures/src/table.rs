@@ -207,22 +207,37 @@ pub(crate) fn describe(failures: &[FailureNote]) -> String {
 
 /// Cold start: what each translated slot translated, warm-up included (its translator starts
 /// cold unless the previous slot ran the same mode), per benchmark and mode, median over the
-/// slots: blocks, and KiB of native code.
+/// slots: blocks, KiB of native code, and the time spent translating and dispatching in
+/// millions of TSC ticks (guest instructions under the icount clock; result sets from before
+/// the module counted it show blocks and KiB only).
 fn translation(out: &mut String, run: &Run) {
     if run.slot_stats.is_empty() {
         return;
     }
     type Key<'a> = (&'a str, &'a str, &'a str);
-    let mut per: BTreeMap<Key, (Vec<f64>, Vec<f64>)> = BTreeMap::new();
+    #[derive(Default)]
+    struct Cold {
+        blocks: Vec<f64>,
+        kib: Vec<f64>,
+        mticks: Vec<f64>,
+    }
+    let mut per: BTreeMap<Key, Cold> = BTreeMap::new();
     for r in &run.slot_stats {
         let key = (r.suite.as_str(), r.benchmark.as_str(), r.mode.as_str());
-        let (blocks, bytes) = per.entry(key).or_default();
+        let cold = per.entry(key).or_default();
         match r.counter.as_str() {
-            "translator_blocks_translated" => blocks.push(r.value as f64),
-            "translator_native_bytes_translated" => bytes.push(r.value as f64 / 1024.0),
+            "translator_blocks_translated" => cold.blocks.push(r.value as f64),
+            "translator_native_bytes_translated" => cold.kib.push(r.value as f64 / 1024.0),
+            "translator_translate_tsc" => cold.mticks.push(r.value as f64 / 1e6),
             _ => {}
         }
     }
+    let ticks = match run.manifest.clock {
+        Clock::Icount => {
+            "millions of guest instructions (TSC ticks under the icount clock, every CPU's)"
+        }
+        Clock::Wall => "millions of TSC ticks",
+    };
     let modes: Vec<&String> = run
         .manifest
         .modes
@@ -232,8 +247,9 @@ fn translation(out: &mut String, run: &Run) {
     let _ = writeln!(
         out,
         "## Translation per slot (cold start)\n\nBlocks translated / KiB of native code \
-         translated in a slot, warm-up included, median over the slots (`kdbt_stats.csv`). \
-         Each slot switches on a translator that is cold unless the previous slot ran the same \
+         translated / time in the dispatcher and translator, in {ticks}, in a slot, warm-up \
+         included, median over the slots (`kdbt_stats.csv`, `translator_translate_tsc`). Each \
+         slot switches on a translator that is cold unless the previous slot ran the same \
          mode; drk translates once per CPU.\n"
     );
     let _ = write!(out, "| Benchmark |");
@@ -251,8 +267,16 @@ fn translation(out: &mut String, run: &Run) {
         let _ = write!(out, "| {} |", md_cell(&format!("{suite}: {bench}")));
         for mode in &modes {
             let text = match per.get(&(suite, bench, mode.as_str())) {
-                Some((blocks, kib)) => match (median(blocks), median(kib)) {
-                    (Some(b), Some(k)) => format!("{} / {}", format::count(b), format::value(k)),
+                Some(cold) => match (median(&cold.blocks), median(&cold.kib)) {
+                    (Some(b), Some(k)) => match median(&cold.mticks) {
+                        Some(t) => format!(
+                            "{} / {} / {}",
+                            format::count(b),
+                            format::value(k),
+                            format::value(t)
+                        ),
+                        None => format!("{} / {}", format::count(b), format::value(k)),
+                    },
                     _ => "not reported".to_owned(),
                 },
                 None => "no slot".to_owned(),

@@ -130,6 +130,9 @@ pub struct Instance {
     pub(crate) drk_iret: AtomicU64,
     /// drk events delivered untouched because the lock stayed busy.
     pub(crate) lock_busy: AtomicU64,
+    /// TSC ticks spent in the dispatcher and in translations asked for directly, lock held
+    /// ([`tsc`]): the cold-start cost in time; guest instructions under icount.
+    pub(crate) translate_tsc: AtomicU64,
     /// The code region whose events the drk entry routine gets (0..0 until written).
     pub(crate) region_lo: AtomicU64,
     pub(crate) region_hi: AtomicU64,
@@ -285,6 +288,7 @@ pub unsafe extern "C" fn kdbt_engine_create(
         trampoline_ret: AtomicU64::new(0),
         drk_iret: AtomicU64::new(0),
         lock_busy: AtomicU64::new(0),
+        translate_tsc: AtomicU64::new(0),
         region_lo: AtomicU64::new(0),
         region_hi: AtomicU64::new(0),
         tx_rip_delivered: AtomicU64::new(0),
@@ -454,8 +458,11 @@ pub unsafe extern "C" fn kdbt_engine_dispatch(
     // SAFETY: the trampoline passes the live instance it was built for.
     let inst = unsafe { &*instance };
     let mut g = inst.lock_forever();
+    let start = tsc();
     // SAFETY: `slot` is the live trampoline frame's target slot (caller's contract).
     unsafe { g.translator().dispatch_raw(exit_id, slot) };
+    inst.translate_tsc
+        .fetch_add(tsc().wrapping_sub(start), Relaxed);
     if g.translator().cache().past_flush_watermark() && !inst.flush_requested.swap(true, Relaxed) {
         // SAFETY: queues the module's flush work; callable with interrupts off.
         unsafe { kdbt_flush_request() };
@@ -573,7 +580,20 @@ pub unsafe extern "C" fn kdbt_engine_translate(instance: *const Instance, pc: u6
     // SAFETY: the caller's contract.
     let inst = unsafe { &*instance };
     let mut g = inst.lock_forever();
-    g.translator().translate(pc).unwrap_or(0)
+    let start = tsc();
+    let tx = g.translator().translate(pc).unwrap_or(0);
+    inst.translate_tsc
+        .fetch_add(tsc().wrapping_sub(start), Relaxed);
+    tx
+}
+
+/// The time-stamp counter. Under QEMU's icount clock it counts guest instructions (of every
+/// vCPU: `cpu_get_tsc` reads the one instruction counter), so the ticks an instance spends in
+/// its dispatcher are the guest instructions that ran meanwhile (workloads/README.md, "What
+/// the icount clock measures"); on hardware, TSC cycles.
+fn tsc() -> u64 {
+    // SAFETY: `rdtsc` reads a counter and has no other effect; CR4.TSD is clear in the kernel.
+    unsafe { core::arch::x86_64::_rdtsc() }
 }
 
 /// Names the native entry points of `instance` ([`kdbt_modes::Translator::set_entry_points`]):
@@ -668,6 +688,7 @@ pub unsafe extern "C" fn kdbt_engine_reset_stats(instance: *const Instance) {
         t.reset_stats();
         drk.stats = drk::Stats::default();
         inst.lock_busy.store(0, Relaxed);
+        inst.translate_tsc.store(0, Relaxed);
         inst.tx_rip_delivered.store(0, Relaxed);
     }
 }
@@ -689,6 +710,7 @@ pub unsafe extern "C" fn kdbt_engine_stats(
     let mut sums = [0u64; 18];
     let mut drk_sums = drk::Stats::default();
     let mut lock_busy = 0;
+    let mut translate_tsc = 0;
     for inst in first.chain() {
         let mut g = inst.lock_forever();
         let (t, drk) = g.parts();
@@ -721,6 +743,7 @@ pub unsafe extern "C" fn kdbt_engine_stats(
             *sum += v;
         }
         lock_busy += inst.lock_busy.load(Relaxed);
+        translate_tsc += inst.translate_tsc.load(Relaxed);
         drk_sums.0[drk::Counter::DeliveredWithTxRip as usize] +=
             inst.tx_rip_delivered.load(Relaxed);
     }
@@ -760,6 +783,7 @@ pub unsafe extern "C" fn kdbt_engine_stats(
         ("client_inscount", spec.options.inscount as u64),
         ("heap_bytes", heap_size as u64),
         ("heap_used_bytes", heap_used as u64),
+        ("translate_tsc", translate_tsc),
     ];
     for (name, value) in global {
         ok &= writeln!(w, "translator: {name} {value}").is_ok();
