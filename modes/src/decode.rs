@@ -105,8 +105,9 @@ pub fn decode_one(env: &mut dyn crate::env::Env, pc: u64) -> Result<NativeInsn, 
     Ok(NativeInsn::new(insn, bytes))
 }
 
-/// Bytes of native code read at once by [`decode_line`].
-const WINDOW: usize = 512;
+/// Bytes of native code read at once by [`decode_line`]: most blocks end within 100 bytes, and
+/// a longer line reads again (one window of 512 cost more, in copying, than the rereads).
+const WINDOW: usize = 256;
 
 /// Decodes the straight line at `pc` into `insns` (emptied first) while `goes_on` accepts each
 /// instruction's flow control (the last one decoded is the first it refuses), up to `max` instructions, with
