@@ -232,11 +232,20 @@ fn translation(out: &mut String, run: &Run) {
             _ => {}
         }
     }
-    let ticks = match run.manifest.clock {
+    let unit = match run.manifest.clock {
         Clock::Icount => {
             "millions of guest instructions (TSC ticks under the icount clock, every CPU's)"
         }
         Clock::Wall => "millions of TSC ticks",
+    };
+    // Result sets from before the module counted the time have blocks and KiB only.
+    let (time, counter) = if per.values().any(|c| !c.mticks.is_empty()) {
+        (
+            format!(" / time in the dispatcher and translator, in {unit},"),
+            "; the time is `translator_translate_tsc`",
+        )
+    } else {
+        (String::new(), "")
     };
     let modes: Vec<&String> = run
         .manifest
@@ -247,8 +256,8 @@ fn translation(out: &mut String, run: &Run) {
     let _ = writeln!(
         out,
         "## Translation per slot (cold start)\n\nBlocks translated / KiB of native code \
-         translated / time in the dispatcher and translator, in {ticks}, in a slot, warm-up \
-         included, median over the slots (`kdbt_stats.csv`, `translator_translate_tsc`). Each \
+         translated{time} in a slot, warm-up included, median over the slots \
+         (`kdbt_stats.csv`{counter}). Each \
          slot switches on a translator that is cold unless the previous slot ran the same \
          mode; drk translates once per CPU.\n"
     );
