@@ -489,7 +489,7 @@ impl Emitter {
     }
 
     /// `pad` bytes of padding ([`Emitter::field_pad`]), then a branch (`code`, a rel32 form)
-    /// to a tx address or to a label bound later, in one append: the state does not change
+    /// to tx address `target`, in one append: the state does not change
     /// between them, so one recipe note covers both. Returns the tx address of the rel32 field.
     ///
     /// With `prefixes`, the padding is 1–3 redundant CS segment-override prefixes (`2e`) that
@@ -503,16 +503,13 @@ impl Emitter {
         code: Code,
         pad: usize,
         prefixes: bool,
-        to: Result<u64, Label>,
+        target: u64,
     ) -> Result<u64, EncodeFailed> {
         let Some(op) = rel32_opcode(code) else {
             if pad != 0 {
                 self.raw(if prefixes { CS[pad] } else { NOPS[pad] });
             }
-            return match to {
-                Ok(tx) => self.branch_to(code, tx),
-                Err(label) => self.branch_to_label(code, label),
-            };
+            return self.branch_to(code, target);
         };
         // Byte by byte: these are 1–3 bytes, where a slice copy is a `memcpy` call.
         let mut bytes = [0u8; 12];
@@ -522,24 +519,9 @@ impl Emitter {
         }
         let n = pad + op.len() + 4;
         let end = self.here() + n as u64;
-        let target = match to {
-            Ok(tx) => tx,
-            // Fixed up when bound; until then what `branch_to_label` puts there.
-            Err(label) => self.label_tx(label).unwrap_or(end - 4 - op.len() as u64),
-        };
         let rel = i32::try_from(target.wrapping_sub(end) as i64).map_err(|_| EncodeFailed)?;
         bytes[n - 4..n].copy_from_slice(&rel.to_le_bytes());
         self.raw(&bytes[..n]);
-        if let Err(label) = to {
-            if self.labels[label.0 as usize].is_none() {
-                self.fixups.push(Fixup {
-                    field: self.offset() - 4,
-                    size: 4,
-                    from: self.offset(),
-                    label,
-                });
-            }
-        }
         Ok(end - 4)
     }
 

@@ -166,9 +166,7 @@ impl Cx<'_> {
         // to it (`Translator::invalidate`). Unlinked, the field is set when the stub is placed.
         self.links += u64::from(linked.is_some() && !native);
         let to = linked.unwrap_or(from);
-        let field = self
-            .e
-            .padded_branch(code, pad, self.opts.prefix_pad, Ok(to))?;
+        let field = self.e.padded_branch(code, pad, self.opts.prefix_pad, to)?;
         let pending = Pending::Stub {
             target,
             field,
