@@ -282,7 +282,6 @@ pub fn git_state() -> Result<(String, bool)> {
 
 fn host_info() -> store::HostInfo {
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
     let field = |text: &str, name: &str| -> Option<String> {
         text.lines()
             .find(|l| l.starts_with(name))
@@ -292,8 +291,20 @@ fn host_info() -> store::HostInfo {
     store::HostInfo {
         cpu_model: field(&cpuinfo, "model name").unwrap_or_else(|| "unknown".into()),
         cores: std::thread::available_parallelism().map_or(1, |n| n.get() as u32),
-        memory_mib: field(&meminfo, "MemTotal")
-            .and_then(|v| v.trim_end_matches(" kB").trim().parse::<u64>().ok())
-            .map_or(0, |kb| kb / 1024),
+        memory_mib: host_memory_mib().unwrap_or(0),
     }
+}
+
+/// The host's total memory, MiB (`MemTotal` of /proc/meminfo); `None` when unreadable.
+pub fn host_memory_mib() -> Option<u64> {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let kib = meminfo
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse::<u64>()
+        .ok()?;
+    Some(kib / 1024)
 }

@@ -28,9 +28,9 @@ use serde::{Deserialize, Serialize};
 use time::macros::format_description;
 
 /// Version of the manifest and CSV layout; bumped on any incompatible change.
-pub const SCHEMA_VERSION: u32 = 3;
-/// The oldest schema this build still reads: version 1 lacks the warm-up columns and version
-/// 2 the all-idle share, which then read as empty.
+pub const SCHEMA_VERSION: u32 = 4;
+/// The oldest schema this build still reads: version 1 lacks the warm-up columns, version 2
+/// the all-idle share, and version 3 the warm-up's bytes and time, which then read as empty.
 pub const OLDEST_SCHEMA_VERSION: u32 = 1;
 /// File name of the run manifest inside a run directory.
 pub const MANIFEST_FILE: &str = "manifest.json";
@@ -39,7 +39,7 @@ pub const SAMPLES_FILE: &str = "samples.csv";
 /// The mode that every other mode is compared against.
 pub const NATIVE_MODE: &str = "native";
 /// Columns of `samples.csv`, in order. Field meanings are documented on [`SampleRow`].
-pub const SAMPLE_COLUMNS: [&str; 17] = [
+pub const SAMPLE_COLUMNS: [&str; 19] = [
     "boot",
     "round",
     "mode",
@@ -57,11 +57,15 @@ pub const SAMPLE_COLUMNS: [&str; 17] = [
     "warmup_blocks",
     "warmup_settled",
     "all_idle_share",
+    "warmup_native_bytes",
+    "warmup_translate_tsc",
 ];
 /// Columns of a schema-1 `samples.csv`: all but the warm-up ones and the all-idle share.
 const SAMPLE_COLUMNS_V1: usize = 14;
-/// Columns of a schema-2 `samples.csv`: all but the all-idle share.
+/// Columns of a schema-2 `samples.csv`: all but the all-idle share and the later ones.
 const SAMPLE_COLUMNS_V2: usize = 16;
+/// Columns of a schema-3 `samples.csv`: all but the warm-up's bytes and time.
+const SAMPLE_COLUMNS_V3: usize = 17;
 
 /// Workload family a benchmark belongs to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -457,6 +461,13 @@ pub struct BenchRecord {
     /// Blocks kdbt translated during the warm-up: the benchmark's cold-start cost.
     #[serde(default)]
     pub warmup_blocks: Option<u64>,
+    /// Native code kdbt translated during the warm-up, bytes.
+    #[serde(default)]
+    pub warmup_native_bytes: Option<u64>,
+    /// TSC ticks kdbt spent translating and dispatching during the warm-up (guest
+    /// instructions under the icount clock, every CPU's).
+    #[serde(default)]
+    pub warmup_translate_tsc: Option<u64>,
     /// Whether the warm-up reached a pass that translated (almost) nothing.
     #[serde(default)]
     pub warmup_settled: Option<bool>,
@@ -542,6 +553,14 @@ pub struct SampleRow {
     /// (`kdbt_workloads::idle`); empty where not measured (file, apache).
     #[serde(default)]
     pub all_idle_share: Option<f64>,
+    /// Native code kdbt translated in that warm-up, bytes; empty as `warmup_blocks`.
+    #[serde(default)]
+    pub warmup_native_bytes: Option<u64>,
+    /// TSC ticks kdbt spent in its dispatcher and translator in that warm-up: guest
+    /// instructions under the icount clock, every CPU's. Empty as `warmup_blocks`, and from
+    /// a module that does not count them.
+    #[serde(default)]
+    pub warmup_translate_tsc: Option<u64>,
 }
 
 impl SampleRow {
@@ -572,6 +591,8 @@ impl SampleRow {
             warmup_blocks: record.warmup_blocks,
             warmup_settled: record.warmup_settled,
             all_idle_share: record.all_idle_share,
+            warmup_native_bytes: record.warmup_native_bytes,
+            warmup_translate_tsc: record.warmup_translate_tsc,
         };
         let rows = match record.status {
             Status::Ok => {
@@ -1020,6 +1041,8 @@ impl RunWriter {
             warmup_blocks: None,
             warmup_settled: None,
             all_idle_share: None,
+            warmup_native_bytes: None,
+            warmup_translate_tsc: None,
         })?;
         self.failures.push(failure);
         Ok(())
@@ -1168,6 +1191,7 @@ fn load_samples(path: &Path, manifest: &Manifest) -> Result<Vec<SampleRow>> {
     let columns = match manifest.schema_version {
         1 => &SAMPLE_COLUMNS[..SAMPLE_COLUMNS_V1],
         2 => &SAMPLE_COLUMNS[..SAMPLE_COLUMNS_V2],
+        3 => &SAMPLE_COLUMNS[..SAMPLE_COLUMNS_V3],
         _ => &SAMPLE_COLUMNS[..],
     };
     if headers.iter().ne(columns.iter().copied()) {

@@ -214,6 +214,22 @@ fn writer_then_reader_round_trips_records_failures_and_manifest() {
     assert_eq!(ab[1].value, Some(5100.0));
     assert_eq!(ab[1].sample, 1);
     assert_eq!(ab[1].iterations, Some(1000));
+    // The warm-up's cost rides on every sample row of its record.
+    let null = loaded
+        .samples
+        .iter()
+        .find(|r| r.benchmark == "lat_syscall null")
+        .unwrap();
+    assert_eq!(
+        (
+            null.warmup_blocks,
+            null.warmup_native_bytes,
+            null.warmup_translate_tsc,
+            null.warmup_settled
+        ),
+        (Some(840), Some(66458), Some(9_680_000), Some(true))
+    );
+    assert_eq!(ab[0].warmup_translate_tsc, None);
     let mode_with_comma: Vec<&SampleRow> = loaded
         .samples
         .iter()

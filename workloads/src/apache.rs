@@ -127,16 +127,12 @@ fn drive(opts: &Options, url: &str, concurrency: u64, base: Params) -> [Record; 
     // `min_requests` requests, sized to a quarter of a sample; the last one prices a request.
     let target_ns = stats::sample_target_ns(opts.budget_ns, opts.samples, 0);
     let mut last = (0u64, 0.0f64);
-    let warmed = crate::warmup::warm_up(
-        target_ns,
-        || crate::warmup::blocks_translated(std::path::Path::new(crate::warmup::STATS_PATH)),
-        |n| {
-            let n = n.max(min_requests(concurrency));
-            let r = run_ab(opts, url, n, concurrency)?;
-            last = (n, r.time_taken_s);
-            Ok::<_, anyhow::Error>((r.time_taken_s * 1e9) as u64)
-        },
-    );
+    let warmed = crate::warmup::warm_up(target_ns, crate::warmup::translated_now, |n| {
+        let n = n.max(min_requests(concurrency));
+        let r = run_ab(opts, url, n, concurrency)?;
+        last = (n, r.time_taken_s);
+        Ok::<_, anyhow::Error>((r.time_taken_s * 1e9) as u64)
+    });
     let warm = match warmed {
         Ok(w) => w,
         Err(e) => return failed(format!("warm-up: {e:#}"), &base),
@@ -184,9 +180,7 @@ fn drive(opts: &Options, url: &str, concurrency: u64, base: Params) -> [Record; 
     }
     let rec = |m, samples| {
         let mut r = Record::ok(Suite::Apache, BENCHMARK, p.clone(), m, samples, requests);
-        r.warmup_passes = Some(warm.passes);
-        r.warmup_blocks = Some(warm.blocks);
-        r.warmup_settled = Some(warm.settled);
+        r.set_warm_up(&warm);
         r
     };
     let records = [

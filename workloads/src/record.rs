@@ -204,6 +204,14 @@ pub struct Record {
     /// Blocks kdbt translated during the warm-up (the cold-start cost), in blocks.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub warmup_blocks: Option<u64>,
+    /// Native code kdbt translated during the warm-up, in bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warmup_native_bytes: Option<u64>,
+    /// TSC ticks kdbt spent translating and dispatching during the warm-up (guest
+    /// instructions under the icount clock, every CPU's); `None` also from a module that does
+    /// not count them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warmup_translate_tsc: Option<u64>,
     /// Whether the warm-up reached a pass that translated (almost) nothing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub warmup_settled: Option<bool>,
@@ -222,6 +230,15 @@ pub struct Record {
 }
 
 impl Record {
+    /// Records what a warm-up did: passes, what it translated, whether it settled.
+    pub fn set_warm_up(&mut self, warm: &crate::warmup::WarmUp) {
+        self.warmup_passes = Some(warm.passes);
+        self.warmup_blocks = Some(warm.translated.blocks);
+        self.warmup_native_bytes = Some(warm.translated.native_bytes);
+        self.warmup_translate_tsc = warm.translated.translate_tsc;
+        self.warmup_settled = Some(warm.settled);
+    }
+
     /// A successful record summarizing `samples`.
     ///
     /// Falls back to a failed record when `samples` is empty or holds a non-finite value,
@@ -264,6 +281,8 @@ impl Record {
             reason: None,
             warmup_passes: None,
             warmup_blocks: None,
+            warmup_native_bytes: None,
+            warmup_translate_tsc: None,
             warmup_settled: None,
             kdbt_measured: None,
             measured_ops: None,
@@ -297,6 +316,8 @@ impl Record {
             reason: Some(reason.into()),
             warmup_passes: None,
             warmup_blocks: None,
+            warmup_native_bytes: None,
+            warmup_translate_tsc: None,
             warmup_settled: None,
             kdbt_measured: None,
             measured_ops: None,

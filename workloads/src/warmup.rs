@@ -24,21 +24,70 @@ pub const MAX_PASSES: u32 = 16;
 pub struct WarmUp {
     /// Passes run (the first of one operation, the rest about a quarter of a sample each).
     pub passes: u32,
-    /// Blocks kdbt translated during them (all CPUs), in blocks.
-    pub blocks: u64,
+    /// What kdbt translated during them (all CPUs): the benchmark's cold-start cost.
+    pub translated: Translated,
     /// Whether the last pass translated at most the settled threshold.
     pub settled: bool,
 }
 
-/// Total `blocks_translated` in kdbt's statistics file at `path`: None when it cannot be
-/// read (kdbt not loaded, debugfs not mounted) or names no such counter.
-pub fn blocks_translated(path: &Path) -> Option<u64> {
-    let text = std::fs::read_to_string(path).ok()?;
-    blocks_in(&text)
+/// kdbt's translation counters, summed over its translators: totals since switch-on when
+/// read, or what a stretch of work added.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Translated {
+    /// Blocks translated (`blocks_translated`), in blocks.
+    pub blocks: u64,
+    /// Native code translated (`native_bytes_translated`), in bytes.
+    pub native_bytes: u64,
+    /// TSC ticks spent in the dispatcher and translator (`translate_tsc`): guest instructions
+    /// under the icount clock, every CPU's. None from a module that does not count them.
+    pub translate_tsc: Option<u64>,
 }
 
-fn blocks_in(text: &str) -> Option<u64> {
-    counter_in(text, "blocks_translated")
+impl Translated {
+    /// What `self` added since `earlier` (counters only grow; a reset reads as 0).
+    fn since(self, earlier: Translated) -> Translated {
+        Translated {
+            blocks: self.blocks.saturating_sub(earlier.blocks),
+            native_bytes: self.native_bytes.saturating_sub(earlier.native_bytes),
+            translate_tsc: self
+                .translate_tsc
+                .zip(earlier.translate_tsc)
+                .map(|(now, then)| now.saturating_sub(then)),
+        }
+    }
+
+    /// `self` plus `more`.
+    fn plus(self, more: Translated) -> Translated {
+        Translated {
+            blocks: self.blocks + more.blocks,
+            native_bytes: self.native_bytes + more.native_bytes,
+            translate_tsc: self
+                .translate_tsc
+                .zip(more.translate_tsc)
+                .map(|(a, b)| a + b),
+        }
+    }
+}
+
+/// kdbt's translation counters in its statistics file at `path`: None when it cannot be read
+/// (kdbt not loaded, debugfs not mounted) or names no translated blocks.
+pub fn translated(path: &Path) -> Option<Translated> {
+    let text = std::fs::read_to_string(path).ok()?;
+    translated_in(&text)
+}
+
+/// kdbt's translation counters in a statistics text, as [`translated`].
+fn translated_in(text: &str) -> Option<Translated> {
+    Some(Translated {
+        blocks: counter_in(text, "blocks_translated")?,
+        native_bytes: counter_in(text, "native_bytes_translated").unwrap_or(0),
+        translate_tsc: counter_in(text, "translate_tsc"),
+    })
+}
+
+/// [`translated`] from [`STATS_PATH`].
+pub fn translated_now() -> Option<Translated> {
+    translated(Path::new(STATS_PATH))
 }
 
 /// Sum of every `<name> N` in a statistics text (one per translator scope); None when the
@@ -59,9 +108,9 @@ pub fn counter_in(text: &str, name: &str) -> Option<u64> {
 
 /// Runs warm-up passes of `run(n)` (n operations; returns the ns they took) until a pass of
 /// at least a quarter of `target_ns` translates at most [`SETTLED_BLOCKS`] (or 1% of the
-/// first pass's blocks), or [`MAX_PASSES`] passes. `blocks()` reads the translated-block
-/// count; when it gives None before the first pass there is no translator to warm and nothing
-/// runs. The first pass is one operation; later passes are sized from the last one's time per
+/// first pass's blocks), or [`MAX_PASSES`] passes. `read()` reads the translation counters
+/// ([`translated_now`]); when it gives None before the first pass there is no translator to
+/// warm and nothing runs. The first pass is one operation; later passes are sized from the last one's time per
 /// operation to last a quarter of `target_ns`, so a pass that translated nothing was long
 /// enough to meet what the samples will meet (timers, the other CPU's work).
 ///
@@ -69,19 +118,22 @@ pub fn counter_in(text: &str, name: &str) -> Option<u64> {
 /// The first error `run` returns.
 pub fn warm_up<E>(
     target_ns: u64,
-    mut blocks: impl FnMut() -> Option<u64>,
+    mut read: impl FnMut() -> Option<Translated>,
     mut run: impl FnMut(u64) -> Result<u64, E>,
 ) -> Result<WarmUp, E> {
-    let Some(mut last) = blocks() else {
+    let Some(mut last) = read() else {
         return Ok(WarmUp {
             passes: 0,
-            blocks: 0,
+            translated: Translated::default(),
             settled: true,
         });
     };
     let mut w = WarmUp {
         passes: 0,
-        blocks: 0,
+        translated: Translated {
+            translate_tsc: last.translate_tsc.map(|_| 0),
+            ..Translated::default()
+        },
         settled: false,
     };
     let pass_ns = (target_ns / 4).max(1);
@@ -89,10 +141,11 @@ pub fn warm_up<E>(
     while w.passes < MAX_PASSES {
         let took = run(n)?;
         w.passes += 1;
-        let now = blocks().unwrap_or(last);
-        let pass = now.saturating_sub(last);
+        let now = read().unwrap_or(last);
+        let added = now.since(last);
         last = now;
-        w.blocks += pass;
+        w.translated = w.translated.plus(added);
+        let pass = added.blocks;
         let first = *first.get_or_insert(pass);
         let long = took >= pass_ns / 2;
         if long && pass <= SETTLED_BLOCKS.max(first / 100) {
@@ -113,11 +166,33 @@ mod tests {
     use std::convert::Infallible;
 
     #[test]
-    fn the_counter_is_summed_over_every_scope_of_the_stats_text() {
-        let text = "mode fast\ntranslator: blocks_translated 8112\ncpu1 translator: blocks_translated 8\ntotal: syscalls 5\n";
-        assert_eq!(blocks_in(text), Some(8120));
-        assert_eq!(blocks_in("total: syscalls 5\n"), None);
-        assert_eq!(blocks_in("translator: blocks_translated x\n"), None);
+    fn the_counters_are_summed_over_every_scope_of_the_stats_text() {
+        let text = "translator: mode fast\ntranslator: blocks_translated 8112\n\
+                    translator: native_bytes_translated 90000\ntranslator: translate_tsc 5000000\n\
+                    cpu1 translator: blocks_translated 8\ntotal: syscalls 5\n";
+        assert_eq!(
+            translated_in(text),
+            Some(Translated {
+                blocks: 8120,
+                native_bytes: 90000,
+                translate_tsc: Some(5_000_000)
+            })
+        );
+        assert_eq!(counter_in(text, "syscalls"), Some(5));
+        assert_eq!(translated_in("total: syscalls 5\n"), None);
+        assert_eq!(translated_in("translator: blocks_translated x\n"), None);
+        // A module from before the time counter: blocks and bytes, no time.
+        let old = "translator: blocks_translated 3\ntranslator: native_bytes_translated 40\n";
+        assert_eq!(translated_in(old).map(|t| t.translate_tsc), Some(None));
+    }
+
+    /// A fake translator's totals after `blocks` blocks: 64 native bytes and 500 ticks each.
+    fn totals(blocks: u64) -> Translated {
+        Translated {
+            blocks,
+            native_bytes: 64 * blocks,
+            translate_tsc: Some(500 * blocks),
+        }
     }
 
     #[test]
@@ -142,7 +217,7 @@ mod tests {
         let mut pass = 0;
         warm_up(
             400_000,
-            || Some(counter.get()),
+            || Some(totals(counter.get())),
             |n| {
                 counter.set(counter.get() + cold.get(pass).copied().unwrap_or(0));
                 pass += 1;
@@ -159,7 +234,7 @@ mod tests {
             w,
             WarmUp {
                 passes: 4,
-                blocks: 841,
+                translated: totals(841),
                 settled: true
             }
         );
@@ -185,7 +260,7 @@ mod tests {
         let mut lengths = Vec::new();
         warm_up(
             400_000,
-            || Some(counter.get()),
+            || Some(totals(counter.get())),
             |n| {
                 lengths.push(n);
                 counter.set(counter.get() + 100);

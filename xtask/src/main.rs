@@ -132,10 +132,11 @@ struct BenchArgs {
     #[arg(long, conflicts_with = "jobs")]
     shard: Option<String>,
     /// Guest boots at once on this host: the plan's N shards run in parallel and are merged
-    /// into one result set. Under icount the figures do not depend on host load; at most 2 on
-    /// 2 cores.
-    #[arg(long, default_value_t = 1)]
-    jobs: u32,
+    /// into one result set. Default: under the icount clock, whose figures do not depend on
+    /// host load, one per host core as far as host memory allows (2 on a 2-core host); under
+    /// the wall clock, 1, as parallel guests would slow each other's measured work.
+    #[arg(long)]
+    jobs: Option<u32>,
     /// A named plan (`plans/<name>.toml`: ablation, prof, scaling) or a plan file's path:
     /// modes, suites, benchmarks, rounds, vCPU counts and `ab` concurrency from the file
     /// (see README.md, "How to run an ablation").
@@ -285,6 +286,20 @@ fn run(cli: Cli) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Guest boots at once when `--jobs` is not given. Under icount a guest's figures count its
+/// own instructions, so guests may share the host: one per core (a TCG guest keeps one host
+/// thread busy), no more than host memory holds (`mem_mib` each, plus QEMU's own 512 MiB),
+/// and no more than the plan's benchmarks. Under the wall clock, 1.
+fn default_jobs(clock: Clock, mem_mib: u32, benchmarks: usize) -> u32 {
+    if clock != Clock::Icount {
+        return 1;
+    }
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let by_memory =
+        runner::host_memory_mib().map_or(1, |m| m / (u64::from(mem_mib) + 512)) as usize;
+    cores.min(by_memory).min(benchmarks).max(1) as u32
+}
+
 /// The workloads' benchmarks by suite, as plans name them.
 fn catalogue() -> Result<Vec<(store::Suite, String)>> {
     kdbt_workloads::catalogue()
@@ -379,13 +394,19 @@ fn bench(args: BenchArgs) -> Result<()> {
             "--shard with a plan that sets vcpus: a scaling run is not sliced (its sets would need merging per vCPU count); run it whole, with --jobs 2 to use two guests at once"
         );
     }
-    if args.jobs == 0 || args.jobs as usize > matrix.benchmarks.len() {
-        bail!(
-            "--jobs {}: give 1 to {} (the plan's benchmarks)",
-            args.jobs,
-            matrix.benchmarks.len()
-        );
-    }
+    let jobs = match (args.jobs, &args.shard) {
+        (Some(jobs), _) => {
+            if jobs == 0 || jobs as usize > matrix.benchmarks.len() {
+                bail!(
+                    "--jobs {jobs}: give 1 to {} (the plan's benchmarks)",
+                    matrix.benchmarks.len()
+                );
+            }
+            jobs
+        }
+        (None, Some(_)) => 1,
+        (None, None) => default_jobs(clock, args.mem, matrix.benchmarks.len()),
+    };
     let matrix_digest = matrix.digest();
     let shard = args.shard.as_deref().map(store::Shard::parse).transpose()?;
     let matrix = match shard {
@@ -399,7 +420,7 @@ fn bench(args: BenchArgs) -> Result<()> {
     setup::ensure(setup::ALL_STAGES)?;
     let lab = build_lab()?;
     eprintln!(
-        "kdbt bench: {} benchmarks x {} modes x {} rounds on {accel} with the {clock} clock, {} vCPU(s)",
+        "kdbt bench: {} benchmarks x {} modes x {} rounds on {accel} with the {clock} clock, {} vCPU(s), {jobs} guest boot(s) at once",
         matrix.benchmarks.len(),
         matrix.modes.len(),
         matrix.reps,
@@ -422,11 +443,11 @@ fn bench(args: BenchArgs) -> Result<()> {
         matrix_digest,
         shard,
     };
-    let dir = timed("bench", || match (&scaling_vcpus, args.jobs) {
+    let dir = timed("bench", || match (&scaling_vcpus, jobs) {
         _ if function_lists.is_some() => instrument::run(
             &config,
             function_lists.as_deref().unwrap_or_default(),
-            args.jobs,
+            jobs,
             &lab.kernel,
             &lab.rootfs,
             &lab.files,

@@ -132,3 +132,12 @@ fn bench_refuses_a_plan_with_bad_vcpus_naming_its_line() {
         &format!("{}:2: vcpus must be in ascending order", plan.display()),
     );
 }
+
+#[test]
+fn bench_refuses_jobs_out_of_range() {
+    refused(&["bench", "--jobs", "0"], "--jobs 0: give 1 to");
+    refused(
+        &["bench", "--suite", "apache", "--jobs", "9"],
+        "--jobs 9: give 1 to",
+    );
+}

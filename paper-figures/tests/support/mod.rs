@@ -68,5 +68,7 @@ pub fn sample(mode: &str, benchmark: &str, value: f64) -> SampleRow {
         warmup_blocks: None,
         warmup_settled: None,
         all_idle_share: None,
+        warmup_native_bytes: None,
+        warmup_translate_tsc: None,
     }
 }

@@ -169,9 +169,7 @@ pub fn run<W: Write>(
         match run_personality(p, &config, opts) {
             Ok((intervals, warm)) => {
                 for mut r in records(p, &base, &intervals) {
-                    r.warmup_passes = Some(warm.passes);
-                    r.warmup_blocks = Some(warm.blocks);
-                    r.warmup_settled = Some(warm.settled);
+                    r.set_warm_up(&warm);
                     sink.emit(&r)?;
                 }
             }
@@ -226,15 +224,11 @@ fn run_personality(
     let samples = opts.samples.max(1);
     let interval_ns = (opts.duration_ns / samples as u64).max(1);
     const MS: u64 = 1_000_000;
-    let warm = crate::warmup::warm_up(
-        interval_ns,
-        || crate::warmup::blocks_translated(std::path::Path::new(crate::warmup::STATS_PATH)),
-        |ms| {
-            let t0 = Instant::now();
-            run_flows(p, config, &set, &log_path, ms * MS, 1)?;
-            Ok::<_, anyhow::Error>(t0.elapsed().as_nanos() as u64)
-        },
-    )
+    let warm = crate::warmup::warm_up(interval_ns, crate::warmup::translated_now, |ms| {
+        let t0 = Instant::now();
+        run_flows(p, config, &set, &log_path, ms * MS, 1)?;
+        Ok::<_, anyhow::Error>(t0.elapsed().as_nanos() as u64)
+    })
     .context("warm-up")?;
     let intervals = run_flows(p, config, &set, &log_path, opts.duration_ns, samples)?;
     Ok((intervals, warm))

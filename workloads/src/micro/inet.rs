@@ -75,9 +75,10 @@ pub(super) fn specs() -> Vec<Spec> {
                 let listener = TcpListener::bind(loopback()).context("bind")?;
                 sys::listen(listener.as_fd(), CONNECT_BACKLOG).context("listen")?;
                 let addr = listener.local_addr()?;
-                // The server on the other CPU, as lat_pipe's peer: unpinned, where the
-                // scheduler put it changed from sample to sample (workloads/README.md).
-                let peer = Peer::spawn_apart(|| loop {
+                // The server on the client's CPU: apart, its work per wakeup depended on
+                // how many connections it found queued, and so did a sample's figure
+                // (workloads/README.md).
+                let peer = Peer::spawn_beside(|| loop {
                     let (conn, _) = listener.accept()?;
                     drop(conn);
                 })?;

@@ -252,14 +252,10 @@ fn measure(spec: &Spec, env: &Env, samples: usize, target_ns: u64) -> Record {
         Err(e) => return fail("setup", e),
     };
     // Steady state first: calibration never sees a cold translator.
-    let warm = match warmup::warm_up(
-        target_ns,
-        || warmup::blocks_translated(std::path::Path::new(warmup::STATS_PATH)),
-        |n| {
-            let ns = bench.run(n)?;
-            Ok::<_, anyhow::Error>(bench.last_run_total_ns().unwrap_or(ns))
-        },
-    ) {
+    let warm = match warmup::warm_up(target_ns, warmup::translated_now, |n| {
+        let ns = bench.run(n)?;
+        Ok::<_, anyhow::Error>(bench.last_run_total_ns().unwrap_or(ns))
+    }) {
         Ok(w) => w,
         Err(e) => return fail("warm-up", e),
     };
@@ -303,9 +299,7 @@ fn measure(spec: &Spec, env: &Env, samples: usize, target_ns: u64) -> Record {
         values,
         iters,
     );
-    record.warmup_passes = Some(warm.passes);
-    record.warmup_blocks = Some(warm.blocks);
-    record.warmup_settled = Some(warm.settled);
+    record.set_warm_up(&warm);
     record.all_idle_share = all_idle_share;
     if kdbt_measured.is_some() {
         record.kdbt_measured = kdbt_measured;
