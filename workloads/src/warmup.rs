@@ -122,9 +122,13 @@ pub fn warm_up<E>(
     mut run: impl FnMut(u64) -> Result<u64, E>,
 ) -> Result<WarmUp, E> {
     let Some(mut last) = read() else {
+        // Nothing translates: nothing to warm, and no time spent translating.
         return Ok(WarmUp {
             passes: 0,
-            translated: Translated::default(),
+            translated: Translated {
+                translate_tsc: Some(0),
+                ..Translated::default()
+            },
             settled: true,
         });
     };
@@ -208,6 +212,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!((runs, w.passes, w.settled), (0, 0, true));
+        assert_eq!(w.translated, totals(0));
     }
 
     /// A translator that translates `cold[i]` blocks in pass i, then nothing; an operation
