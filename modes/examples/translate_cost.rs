@@ -31,8 +31,10 @@ fn once(mode: &str, kib: u64, dump: Option<&str>) -> u64 {
     let cfg = ExecConfig {
         cache_size: 64 << 20,
         flush_safe: Some(true),
-        // As the kernel's switch-on: translating then never grows a record vector.
+        // As the kernel's switch-on: translating then never grows a record vector, and its
+        // memory is present.
         records: Some(KERNEL_RECORDS),
+        prefault: true,
         ..ExecConfig::default()
     };
     Executor::with_config(spec, cfg.clone()).translate_sweep(start, 4 << 10);

@@ -322,6 +322,12 @@ impl CodeCache {
         Ok(())
     }
 
+    /// Writes one byte in every page of the block and exit records' spare capacity.
+    pub(crate) fn touch_records(&mut self) {
+        touch_spare(&mut self.blocks);
+        touch_spare(&mut self.exits);
+    }
+
     /// Whether one more block (with up to `exits` exits) fits the reserved records.
     pub(crate) fn records_fit(&self, exits: usize) -> bool {
         match self.limits {
@@ -464,4 +470,15 @@ impl CodeCache {
             _ => tx,
         }
     }
+}
+
+/// Writes every page of `v`'s spare capacity (the values stay uninitialised to Rust).
+fn touch_spare<T>(v: &mut Vec<T>) {
+    let step = (4096 / core::mem::size_of::<T>().max(1)).max(1);
+    let spare = v.spare_capacity_mut();
+    for slot in spare.iter_mut().step_by(step) {
+        *slot = core::mem::MaybeUninit::zeroed();
+    }
+    // Kept opaque: stores nothing reads back would be dead.
+    core::hint::black_box(spare);
 }

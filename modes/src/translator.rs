@@ -135,6 +135,13 @@ impl<E: Env> Translator<E> {
         self.cache.reserve(blocks, exits)
     }
 
+    /// Writes every page of the records [`Translator::reserve`] reserved, so that filling
+    /// them takes no first-touch page fault (user mode; the kernel's heap is present from
+    /// allocation).
+    pub fn touch_records(&mut self) {
+        self.cache.touch_records();
+    }
+
     /// Gives client `funccount` its functions (from now on each entry of one of them adds one
     /// to its counter). Errors: [`FuncSetError::ClientOff`] without `funccount` in the spec;
     /// [`FuncSetError::AfterTranslation`] once a block is translated (its entries would go

@@ -233,6 +233,14 @@ pub struct ExecConfig {
     /// Block and exit records reserved up front ([`Translator::reserve`]), as the kernel's
     /// switch-on does ([`KERNEL_RECORDS`]); None: the record vectors grow as needed.
     pub records: Option<(usize, usize)>,
+    /// Memory present before translating, as the kernel's is (its code cache comes from
+    /// `execmem_alloc`, its heap from `vmalloc`, both backed at allocation): the code cache's
+    /// writable mapping is populated, the reserved records are touched, and this process's
+    /// `malloc` heap is grown and touched once ([`prefault_heap`]), so that translating takes
+    /// no page fault. Off, a first-touch fault costs about as much as translating 15–25
+    /// native instructions on this host, and a bench would measure the host kernel's fault
+    /// path.
+    pub prefault: bool,
 }
 
 /// The records the module reserves for one translator at switch-on (module/translator.rs,
@@ -252,6 +260,30 @@ impl Default for ExecConfig {
             native: None,
             funcs: Vec::new(),
             records: None,
+            prefault: false,
+        }
+    }
+}
+
+/// Heap kept grown and touched by [`prefault_heap`], bytes: more than a sweep of libc's text
+/// allocates, and under glibc's largest `mmap` threshold, so that every allocation up to it
+/// comes from the heap.
+const PREFAULT_HEAP: usize = 24 << 20;
+
+/// Grows this process's `malloc` heap by [`PREFAULT_HEAP`] bytes of touched memory and keeps
+/// it: allocations up to 32 MiB come from the heap (not fresh `mmap`s), and freeing never
+/// trims it. Process-wide and idempotent; for benches ([`ExecConfig::prefault`]).
+pub fn prefault_heap() {
+    // SAFETY: mallopt only tunes glibc's allocator; the buffer is our own, written in full
+    // and freed once.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 256 << 20);
+        let p = libc::malloc(PREFAULT_HEAP).cast::<u8>();
+        if !p.is_null() {
+            core::ptr::write_bytes(p, 1, PREFAULT_HEAP);
+            // Kept opaque: a buffer written and freed unread would be a dead store.
+            libc::free(core::hint::black_box(p).cast());
         }
     }
 }
@@ -334,11 +366,12 @@ impl Executor {
         assert!(fd >= 0, "memfd_create failed");
         // SAFETY: resizing our own fd.
         assert_eq!(unsafe { libc::ftruncate(fd, total as i64) }, 0);
+        let populate = if cfg.prefault { libc::MAP_POPULATE } else { 0 };
         let rw = map(
             0,
             total,
             libc::PROT_READ | libc::PROT_WRITE,
-            libc::MAP_SHARED,
+            libc::MAP_SHARED | populate,
             fd,
         )
         .expect("rw map");
@@ -433,6 +466,12 @@ impl Executor {
             Box::new(Translator::new(spec, env, code, data_mem).expect("translator setup"));
         if let Some((blocks, exits)) = cfg.records {
             translator.reserve(blocks, exits).expect("records reserved");
+            if cfg.prefault {
+                translator.touch_records();
+            }
+        }
+        if cfg.prefault {
+            prefault_heap();
         }
         let mut counts = None;
         if !cfg.funcs.is_empty() && cfg.counters_in_gs {
