@@ -20,6 +20,8 @@ fn fresh(mode: &str) -> Executor {
         // memory is present (a first-touch page fault would time the host kernel).
         records: Some(KERNEL_RECORDS),
         prefault: true,
+        // As the kernel's cache is within rel32 reach of kernel text.
+        near: Some(libc_text().0),
         ..ExecConfig::default()
     };
     Executor::with_config(ModeSpec::parse(mode).unwrap(), cfg)

@@ -35,6 +35,7 @@ fn once(mode: &str, kib: u64, dump: Option<&str>) -> u64 {
         // memory is present.
         records: Some(KERNEL_RECORDS),
         prefault: true,
+        near: Some(start),
         ..ExecConfig::default()
     };
     Executor::with_config(spec, cfg.clone()).translate_sweep(start, 4 << 10);

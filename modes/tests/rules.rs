@@ -1178,3 +1178,31 @@ fn a_prefaulted_executor_translates_without_page_faults() {
         "without prefault: only {faults} page faults: the test shows nothing"
     );
 }
+
+/// `near` places the code cache within rel32 reach of the given code, as the kernel's is of
+/// kernel text: RIP-relative operands of libc then keep their one-instruction form, and the
+/// same sweep emits less than with the cache near this binary (far path).
+#[test]
+fn a_cache_placed_near_libc_reaches_libc_with_rel32() {
+    let (start, len) = libc_text();
+    let sweep = |near: Option<u64>| {
+        let cfg = ExecConfig {
+            flush_safe: Some(true),
+            near,
+            ..ExecConfig::default()
+        };
+        let mut ex = Executor::with_config(ModeSpec::parse("fast").unwrap(), cfg);
+        ex.translate_sweep(start, len.min(32 << 10));
+        let tx = ex.translator().cache().blocks()[0].tx_start;
+        (tx, ex.stats().bytes_emitted)
+    };
+    let (tx, near_bytes) = sweep(Some(start));
+    assert!(
+        tx.abs_diff(start) < 1 << 31,
+        "cache at {tx:#x}, libc at {start:#x}"
+    );
+    let (tx, far_bytes) = sweep(None);
+    if tx.abs_diff(start) >= 1 << 31 {
+        assert!(near_bytes < far_bytes, "{near_bytes} vs {far_bytes} bytes");
+    }
+}

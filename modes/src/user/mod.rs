@@ -241,6 +241,11 @@ pub struct ExecConfig {
     /// native instructions on this host, and a bench would measure the host kernel's fault
     /// path.
     pub prefault: bool,
+    /// Native code the code cache must be within ±2 GiB of (rel32 reach), as the kernel's
+    /// cache is of all kernel text; default: this binary's code. A translation bench over
+    /// libc places it near libc, so that RIP-relative operands are re-encoded as the kernel's
+    /// are, not through the far path.
+    pub near: Option<u64>,
 }
 
 /// The records the module reserves for one translator at switch-on (module/translator.rs,
@@ -261,6 +266,7 @@ impl Default for ExecConfig {
             funcs: Vec::new(),
             records: None,
             prefault: false,
+            near: None,
         }
     }
 }
@@ -375,7 +381,9 @@ impl Executor {
             fd,
         )
         .expect("rw map");
-        let here = Executor::with_config as *const () as usize as u64;
+        let here = cfg
+            .near
+            .unwrap_or(Executor::with_config as *const () as usize as u64);
         let mut rx = None;
         for step in 1..64u64 {
             for hint in [here.wrapping_add(step << 24), here.wrapping_sub(step << 24)] {
@@ -394,7 +402,7 @@ impl Executor {
         }
         // SAFETY: our fd, mapped twice already.
         unsafe { libc::close(fd) };
-        let rx = rx.expect("no room for the code cache within reach of the test binary");
+        let rx = rx.expect("no room for the code cache within reach of its native code");
         let tx_base = rx.0 as u64;
         let data_len = clients::DATA_SIZE + 4096;
         let data = map(
