@@ -278,11 +278,12 @@ const PREFAULT_HEAP: usize = 24 << 20;
 
 /// Grows this process's `malloc` heap by [`PREFAULT_HEAP`] bytes of touched memory and keeps
 /// it: allocations up to 32 MiB come from the heap (not fresh `mmap`s), and freeing never
-/// trims it. Process-wide and idempotent; for benches ([`ExecConfig::prefault`]).
+/// trims it. Process-wide, done once; for benches ([`ExecConfig::prefault`]).
 pub fn prefault_heap() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
     // SAFETY: mallopt only tunes glibc's allocator; the buffer is our own, written in full
     // and freed once.
-    unsafe {
+    ONCE.call_once(|| unsafe {
         libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
         libc::mallopt(libc::M_TRIM_THRESHOLD, 256 << 20);
         let p = libc::malloc(PREFAULT_HEAP).cast::<u8>();
@@ -291,7 +292,7 @@ pub fn prefault_heap() {
             // Kept opaque: a buffer written and freed unread would be a dead store.
             libc::free(core::hint::black_box(p).cast());
         }
-    }
+    });
 }
 
 /// Bytes of each dispatcher stack ([`ExecConfig::dispatcher_stacks`]).
