@@ -123,7 +123,6 @@ pub fn decode_line(
     insns.clear();
     let mut buf = [0u8; WINDOW];
     let mut at = pc;
-    let mut insn = Instruction::default();
     loop {
         let got = env.read_native(at, &mut buf);
         if got == 0 {
@@ -137,8 +136,18 @@ pub fn decode_line(
             if got == WINDOW && got - off < 15 {
                 break;
             }
-            decoder.decode_out(&mut insn);
+            // Decoded in place: the instruction is not moved into the vector afterwards.
+            insns.push(NativeInsn {
+                insn: Instruction::default(),
+                bytes: [0u8; 15],
+                flow: FlowControl::Next,
+            });
+            let last = insns.len() - 1;
+            let n = &mut insns[last];
+            decoder.decode_out(&mut n.insn);
+            let insn = &n.insn;
             if insn.is_invalid() {
+                insns.pop();
                 let short =
                     got - off < 15 && decoder.last_error() == iced_x86::DecoderError::NoMoreBytes;
                 let stop = if short {
@@ -152,16 +161,15 @@ pub fn decode_line(
             }
             // A fixed-size copy where the window allows (the bytes after the instruction's
             // come along, as in `decode_one`), not a `memcpy` call per instruction.
-            let mut bytes = [0u8; 15];
-            if off + 15 <= WINDOW {
-                bytes.copy_from_slice(&buf[off..off + 15]);
-            } else {
-                bytes[..insn.len()].copy_from_slice(&buf[off..off + insn.len()]);
-            }
+            let len = insn.len();
             at = insn.next_ip();
-            let flow = insn.flow_control();
-            let more = goes_on(flow);
-            insns.push(NativeInsn { insn, bytes, flow });
+            n.flow = insn.flow_control();
+            if off + 15 <= WINDOW {
+                n.bytes.copy_from_slice(&buf[off..off + 15]);
+            } else {
+                n.bytes[..len].copy_from_slice(&buf[off..off + len]);
+            }
+            let more = goes_on(n.flow);
             if !more || insns.len() >= max {
                 return None;
             }

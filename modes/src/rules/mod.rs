@@ -357,24 +357,31 @@ pub(crate) fn translate_block(
     let mut fall_to: Option<u64> = None;
     let mut ended = false;
     let mut fall_exit = None;
+    let no_clients = inscount.is_none() && cfg.funcs.is_none();
 
     for (i, n) in insns.iter().enumerate() {
         if i >= MAX_BLOCK_INSNS && !cx.shadow {
             fall_to = Some(n.insn.ip());
             break;
         }
-        let func = cfg
-            .funcs
-            .as_ref()
-            .and_then(|f| Some(f.counter_home(f.index(n.insn.ip())?)));
-        if func.is_some() && i > 0 {
-            // A counted function's entry starts a block of its own.
-            fall_to = Some(n.insn.ip());
-            break;
-        }
-        let deferred = no_stack && i == stack_from;
-        let bump =
-            inscount.is_some() && !cx.shadow && i >= stack_from && (cx.new_segment || deferred);
+        // Without clients (the common case) nothing counts, and no per-instruction checks.
+        let (func, deferred, bump) = if no_clients {
+            (None, false, false)
+        } else {
+            let func = cfg
+                .funcs
+                .as_ref()
+                .and_then(|f| Some(f.counter_home(f.index(n.insn.ip())?)));
+            if func.is_some() && i > 0 {
+                // A counted function's entry starts a block of its own.
+                fall_to = Some(n.insn.ip());
+                break;
+            }
+            let deferred = no_stack && i == stack_from;
+            let bump =
+                inscount.is_some() && !cx.shadow && i >= stack_from && (cx.new_segment || deferred);
+            (func, deferred, bump)
+        };
         let tx_off = cx.e.offset();
         // Most instructions: one every design copies as it is, with no counter bump before it.
         // What its rule does, without a checkpoint, the rulebooks' matches or a recipe to
