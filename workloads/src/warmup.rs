@@ -69,25 +69,20 @@ impl Translated {
     }
 }
 
-/// kdbt's translation counters in its statistics file at `path`: None when it cannot be read
-/// (kdbt not loaded, debugfs not mounted) or names no translated blocks.
-pub fn translated(path: &Path) -> Option<Translated> {
-    let text = std::fs::read_to_string(path).ok()?;
+/// kdbt's translation counters in its statistics file ([`STATS_PATH`]): None when it cannot
+/// be read (kdbt not loaded, debugfs not mounted) or names no translated blocks.
+pub fn translated_now() -> Option<Translated> {
+    let text = std::fs::read_to_string(Path::new(STATS_PATH)).ok()?;
     translated_in(&text)
 }
 
-/// kdbt's translation counters in a statistics text, as [`translated`].
+/// kdbt's translation counters in a statistics text, as [`translated_now`].
 fn translated_in(text: &str) -> Option<Translated> {
     Some(Translated {
         blocks: counter_in(text, "blocks_translated")?,
         native_bytes: counter_in(text, "native_bytes_translated").unwrap_or(0),
         translate_tsc: counter_in(text, "translate_tsc"),
     })
-}
-
-/// [`translated`] from [`STATS_PATH`].
-pub fn translated_now() -> Option<Translated> {
-    translated(Path::new(STATS_PATH))
 }
 
 /// Sum of every `<name> N` in a statistics text (one per translator scope); None when the
@@ -110,9 +105,9 @@ pub fn counter_in(text: &str, name: &str) -> Option<u64> {
 /// at least a quarter of `target_ns` translates at most [`SETTLED_BLOCKS`] (or 1% of the
 /// first pass's blocks), or [`MAX_PASSES`] passes. `read()` reads the translation counters
 /// ([`translated_now`]); when it gives None before the first pass there is no translator to
-/// warm and nothing runs. The first pass is one operation; later passes are sized from the last one's time per
-/// operation to last a quarter of `target_ns`, so a pass that translated nothing was long
-/// enough to meet what the samples will meet (timers, the other CPU's work).
+/// warm and nothing runs. The first pass is one operation; later passes are sized from the
+/// last one's time per operation to last a quarter of `target_ns`, so a pass that translated
+/// nothing was long enough to meet what the samples will meet (timers, the other CPU's work).
 ///
 /// # Errors
 /// The first error `run` returns.
