@@ -96,6 +96,10 @@ pub struct Spec {
     pub kind: Kind,
     /// Prepares the benchmark.
     pub setup: Setup,
+    /// How many times the driver's sample length this row's samples last (1 for most).
+    /// Longer for a row whose kernel work comes in bursts a short sample catches a varying
+    /// number of ([`Spec::longer_samples`]).
+    pub sample_scale: u64,
 }
 
 impl Spec {
@@ -110,7 +114,25 @@ impl Spec {
             params,
             kind,
             setup: Box::new(setup),
+            sample_scale: 1,
         }
+    }
+
+    /// This row's samples last `scale` times the driver's target, its budget growing with
+    /// them: for a row part of whose cost comes in bursts, so that a short sample catches
+    /// a varying number of them (`lat_connect`, workloads/README.md).
+    ///
+    /// # Panics
+    /// If `scale` is 0.
+    fn longer_samples(mut self, scale: u64) -> Spec {
+        assert!(scale > 0, "a sample scale of 0");
+        self.sample_scale = scale;
+        self
+    }
+
+    /// The length in ns of this row's samples when the driver's target is `target_ns`.
+    fn sample_target_ns(&self, target_ns: u64) -> u64 {
+        target_ns.saturating_mul(self.sample_scale)
     }
 
     fn metric(&self) -> Metric {
@@ -212,6 +234,7 @@ pub fn run<W: Write>(
             .prefix("kdbt-micro.")
             .tempdir_in(&dir)
             .with_context(|| format!("creating a scratch directory in {}", dir.display()))?;
+        let target = spec.sample_target_ns(target);
         let env = Env {
             dir: scratch.path().to_owned(),
             sample_target_ns: target,
@@ -306,4 +329,21 @@ fn measure(spec: &Spec, env: &Env, samples: usize, target_ns: u64) -> Record {
         record.measured_ops = Some(ops_measured);
     }
     record
+}
+
+#[cfg(test)]
+mod tests {
+    use super::specs;
+
+    #[test]
+    fn only_lat_connect_takes_longer_samples() {
+        for spec in specs() {
+            let want = if spec.name == "lat_connect" {
+                8_000
+            } else {
+                1_000
+            };
+            assert_eq!(spec.sample_target_ns(1_000), want, "{}", spec.name);
+        }
+    }
 }
