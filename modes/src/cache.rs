@@ -9,6 +9,7 @@
 use alloc::vec::Vec;
 
 use crate::block_map::BlockMap;
+use crate::chunked::{Chunked, Span};
 use crate::env::CodeMemory;
 use crate::link::{self, Entries, PERSISTENT_SIZE};
 use crate::rollback::{PcSource, Recipe};
@@ -53,11 +54,11 @@ pub struct Block {
     pub body_end: u64,
     /// End of the block, stubs included.
     pub tx_end: u64,
-    /// Its native instructions, in order.
-    pub insns: Vec<InsnMap>,
-    /// (offset, recipe before the instruction at offset), sorted. None for the direct exit
-    /// stubs: [`CodeCache::tx_info`] derives theirs from the exits.
-    pub recipes: Vec<(u32, Recipe)>,
+    /// Its native instructions, in order ([`CodeCache::insns`]).
+    pub insns: Span,
+    /// (offset, recipe before the instruction at offset), sorted ([`CodeCache::recipes`]).
+    /// None for the direct exit stubs: [`CodeCache::tx_info`] derives theirs from the exits.
+    pub recipes: Span,
     /// Its exits: indices into [`CodeCache::exits`], in the order the body leaves by them
     /// (their stubs, where they have one after the body, are in the same order).
     pub exits: core::ops::Range<u32>,
@@ -120,6 +121,9 @@ pub struct CodeCache {
     blocks: Vec<Block>,
     by_native: BlockMap,
     exits: Vec<Exit>,
+    /// Every block's instruction maps and recipes, until the next flush.
+    insn_maps: Chunked<InsnMap>,
+    recipes: Chunked<(u32, Recipe)>,
     generation: u32,
     /// Record limits set by [`CodeCache::reserve`] (blocks, exits).
     limits: Option<(usize, usize)>,
@@ -175,6 +179,8 @@ impl CodeCache {
             blocks: Vec::new(),
             by_native: BlockMap::new(),
             exits: Vec::new(),
+            insn_maps: Chunked::new(),
+            recipes: Chunked::new(),
             generation: 0,
             limits: None,
         })
@@ -247,11 +253,28 @@ impl CodeCache {
         self.mem.contains(tx)
     }
 
-    /// Commits an emitted block: writes its bytes and records it and its exits.
-    pub(crate) fn commit(&mut self, bytes: &[u8], mut block: Block, exits: &[Exit]) {
-        // Blocks live as long as the cache: keep no growth slack (the kernel's heap is fixed).
-        block.insns.shrink_to_fit();
-        block.recipes.shrink_to_fit();
+    /// The instruction maps of `block`, one of this cache's.
+    pub fn insns(&self, block: &Block) -> &[InsnMap] {
+        self.insn_maps.get(block.insns)
+    }
+
+    /// The recorded recipes of `block`, one of this cache's.
+    pub fn recipes(&self, block: &Block) -> &[(u32, Recipe)] {
+        self.recipes.get(block.recipes)
+    }
+
+    /// Commits an emitted block: writes its bytes and records it, its instruction maps and
+    /// recipes, and its exits.
+    pub(crate) fn commit(
+        &mut self,
+        bytes: &[u8],
+        mut block: Block,
+        insns: &[InsnMap],
+        recipes: &[(u32, Recipe)],
+        exits: &[Exit],
+    ) {
+        block.insns = self.insn_maps.push(insns);
+        block.recipes = self.recipes.push(recipes);
         debug_assert_eq!(block.tx_start, self.next_tx());
         self.mem.write(block.tx_start, bytes);
         self.next = block.tx_end;
@@ -341,7 +364,7 @@ impl CodeCache {
     pub(crate) fn mark_stale(&mut self, lo: u64, hi: u64) -> Vec<usize> {
         let mut marked = Vec::new();
         for (b, block) in self.blocks.iter_mut().enumerate() {
-            let overlaps = block.insns.iter().any(|m| {
+            let overlaps = self.insn_maps.get(block.insns).iter().any(|m| {
                 let end = m.native_pc + m.native_len as u64;
                 m.native_pc < hi && lo < end
             });
@@ -362,6 +385,8 @@ impl CodeCache {
         self.blocks.clear();
         self.by_native.clear();
         self.exits.clear();
+        self.insn_maps.clear();
+        self.recipes.clear();
         self.landings.clear();
         self.next = self.mem.tx_base() + PERSISTENT_SIZE;
         self.generation = self.generation.wrapping_add(1);
@@ -399,17 +424,15 @@ impl CodeCache {
         };
         let block = &self.blocks[b];
         let off = (tx - block.tx_start) as u32;
-        let recorded = block
-            .recipes
+        let recipes = self.recipes(block);
+        let recorded = recipes
             .partition_point(|(o, _)| *o <= off)
             .checked_sub(1)
-            .map(|r| block.recipes[r]);
+            .map(|r| recipes[r]);
         if tx < block.body_end {
-            let i = block
-                .insns
-                .partition_point(|m| m.tx_off <= off)
-                .checked_sub(1)?;
-            let m = block.insns[i];
+            let insns = self.insns(block);
+            let i = insns.partition_point(|m| m.tx_off <= off).checked_sub(1)?;
+            let m = insns[i];
             // A body instruction's clean start state is not recorded (`Emitter::note_recipe`):
             // no recipe recorded since its start means that one.
             let recipe = match recorded {

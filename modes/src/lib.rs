@@ -42,6 +42,7 @@ extern crate std;
 
 pub(crate) mod block_map;
 pub mod cache;
+pub mod chunked;
 pub mod clients;
 pub mod decode;
 pub mod dispatch;

@@ -123,8 +123,9 @@ impl<E: Env> Translator<E> {
     }
 
     /// Allocates the block and exit records up front, for at most `blocks` blocks and
-    /// `exits` exits: translating then allocates only small objects (the kernel's dispatcher
-    /// runs with interrupts off, where only small atomic allocations are reliable). A block
+    /// `exits` exits: translating then allocates only small objects and, every few hundred
+    /// blocks, a chunk of 4,096 instruction maps or recipes (`chunked.rs`), never a block's
+    /// own (the kernel's dispatcher runs with interrupts off, on the engine's arena). A block
     /// that would exceed either limit is treated like a full code cache. Errors: the heap
     /// cannot hold the records (nothing is limited then).
     pub fn reserve(
@@ -214,12 +215,17 @@ impl<E: Env> Translator<E> {
         };
         let tx = built.block.tx_start;
         self.stats.blocks += 1;
-        self.stats.native_insns += built.block.insns.len() as u64;
+        self.stats.native_insns += self.scratch.maps.len() as u64;
         self.stats.native_bytes += built.native_bytes;
         self.stats.bytes_emitted += self.scratch.e.code().len() as u64;
         self.stats.links += built.links;
-        self.cache
-            .commit(self.scratch.e.code(), built.block, &self.scratch.exits);
+        self.cache.commit(
+            self.scratch.e.code(),
+            built.block,
+            &self.scratch.maps,
+            &self.scratch.e.recipes,
+            &self.scratch.exits,
+        );
         // New tables start all unresolved; the block is unreachable until this returns.
         for table in &built.tables {
             for i in 0..table.entries as usize {
@@ -319,7 +325,7 @@ impl<E: Env> Translator<E> {
             if self.entry_points.binary_search(&block.native_start).is_ok() {
                 continue;
             }
-            for m in &block.insns {
+            for m in self.cache.insns(block) {
                 poisoned.push(block.tx_start + m.tx_off as u64);
             }
         }
@@ -421,11 +427,12 @@ impl<E: Env> Translator<E> {
             ExitKind::Direct { field } => Some(link::rel32_target(&self.cache.mem, field)),
             ExitKind::Indirect | ExitKind::Switch { .. } => None,
         };
-        let fall = || match block.insns.get(i + 1) {
+        let insns = self.cache.insns(block);
+        let fall = || match insns.get(i + 1) {
             Some(next) => Some(block.tx_start + next.tx_off as u64),
             None => block.fall_exit.and_then(dest),
         };
-        let next = match block.insns[i].after {
+        let next = match insns[i].after {
             After::FallThrough => [fall(), None],
             After::FallThroughOr(exit) => [fall(), dest(exit)],
             After::Exit(exit) => [dest(exit), None],

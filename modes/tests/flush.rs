@@ -46,7 +46,7 @@ fn a_translated_calls_return_address_maps_to_the_native_return_site() {
         }
         // Every native instruction's first tx address maps back to it.
         for block in t.cache().blocks() {
-            for insn in &block.insns {
+            for insn in t.cache().insns(block) {
                 let tx = block.tx_start + u64::from(insn.tx_off);
                 if let Some(native) = t.native_at_boundary(tx) {
                     assert_eq!(native, insn.native_pc, "[{mode}] at {tx:#x}");

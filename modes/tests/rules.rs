@@ -712,7 +712,8 @@ fn iretq_in_drk_looks_up_kernel_frames_and_writes_the_frame_last() {
     // Rollback just before the kernel-mode iretq maps the frame slot back.
     let mut ex = Executor::new(ModeSpec::parse("drk").unwrap());
     let tx = ex.translator_mut().translate(s.entry).unwrap();
-    let last = ex.translator().cache().blocks()[0].insns[0];
+    let cache = ex.translator().cache();
+    let last = cache.insns(&cache.blocks()[0])[0];
     let code = decode(&read_tx(&ex, tx, last.tx_end as usize), tx);
     let iret_tx = code[code.len() - 2].ip();
     assert_eq!(

@@ -80,14 +80,14 @@ fn check_block(t: &Translator<UserEnv>, tx: u64) -> u64 {
         starts.insert((i.ip() - tx) as u32);
         emitted.push(i);
     }
-    for (off, _) in &block.recipes {
+    for (off, _) in cache.recipes(&block) {
         assert!(
             starts.contains(off),
             "recipe at {off} is not an instruction boundary"
         );
     }
     let mut env = t_env_reader();
-    for m in &block.insns {
+    for m in cache.insns(&block) {
         let at = tx + m.tx_off as u64;
         let info = t.tx_info(at).expect("tx_info of an instruction start");
         assert_eq!(
@@ -158,7 +158,7 @@ fn sweep(mode: &str, segments: &[(u64, u64)], limit: u64) -> Sweep {
                         .iter()
                         .find(|b| b.tx_start == tx)
                         .unwrap();
-                    let last = block.insns.last().unwrap();
+                    let last = t.cache().insns(block).last().unwrap();
                     pc = last.native_pc + last.native_len as u64;
                 }
                 Err(TranslateError::Untranslatable { .. }) => {

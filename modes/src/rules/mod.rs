@@ -19,6 +19,7 @@ use alloc::vec::Vec;
 use iced_x86::{Code, FlowControl};
 
 use crate::cache::{After, Block, CodeCache, Exit, ExitKind, InsnMap};
+use crate::chunked::Span;
 use crate::clients::{self, Counter, Home};
 use crate::decode::{self, DecodeStop, NativeInsn, MAX_BLOCK_INSNS};
 use crate::emit::{Emitter, EncodeFailed, Label};
@@ -75,7 +76,7 @@ pub(crate) struct Scratch {
     pub(crate) e: Emitter,
     pub(crate) exits: Vec<Exit>,
     pending: Vec<Pending>,
-    maps: Vec<InsnMap>,
+    pub(crate) maps: Vec<InsnMap>,
     insns: Vec<NativeInsn>,
     /// iced's instruction-info factory keeps its buffers between calls: one per translator,
     /// not one per instruction (a new one allocates).
@@ -550,8 +551,9 @@ pub(crate) fn translate_block(
         tx_start,
         body_end,
         tx_end,
-        insns: maps.to_vec(),
-        recipes: cx.e.recipes.to_vec(),
+        // Filled in by `CodeCache::commit`, from `Scratch::maps` and the emitter's recipes.
+        insns: Span::default(),
+        recipes: Span::default(),
         exits: {
             let first = cache.next_exit_index() as u32;
             first..first + cx.exits.len() as u32

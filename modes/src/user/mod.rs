@@ -562,7 +562,9 @@ impl Executor {
             match t.translate(pc) {
                 Ok(tx) => {
                     let b = t.cache().blocks().iter().rev().find(|b| b.tx_start == tx);
-                    let last = b.and_then(|b| b.insns.last()).expect("a new block");
+                    let last = b
+                        .and_then(|b| t.cache().insns(b).last())
+                        .expect("a new block");
                     pc = last.native_pc + last.native_len as u64;
                 }
                 Err(TranslateError::Untranslatable { .. }) => pc += 1,
