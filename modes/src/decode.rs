@@ -48,6 +48,9 @@ pub struct NativeInsn {
     pub bytes: [u8; 15],
     /// `insn.flow_control()`, looked up once: the block builder and the rulebooks ask often.
     pub flow: FlowControl,
+    /// Offset in [`NativeInsn::bytes`] of a RIP-relative operand's disp32, as the decoder
+    /// found it; 0 if the instruction has none or it is not known.
+    pub rip_disp: u8,
 }
 
 impl NativeInsn {
@@ -57,6 +60,20 @@ impl NativeInsn {
             flow: insn.flow_control(),
             insn,
             bytes,
+            rip_disp: 0,
+        }
+    }
+
+    /// Where `decoder`'s last instruction, this one, has its RIP-relative disp32 (0: none).
+    fn rip_disp_of(decoder: &Decoder<'_>, insn: &Instruction) -> u8 {
+        if !insn.is_ip_rel_memory_operand() {
+            return 0;
+        }
+        let offsets = decoder.get_constant_offsets(insn);
+        if offsets.displacement_size() == 4 {
+            offsets.displacement_offset() as u8
+        } else {
+            0
         }
     }
 
@@ -102,7 +119,11 @@ pub fn decode_one(env: &mut dyn crate::env::Env, pc: u64) -> Result<NativeInsn, 
             },
         );
     }
-    Ok(NativeInsn::new(insn, bytes))
+    let rip_disp = NativeInsn::rip_disp_of(&decoder, &insn);
+    Ok(NativeInsn {
+        rip_disp,
+        ..NativeInsn::new(insn, bytes)
+    })
 }
 
 /// Bytes of native code read at once by [`decode_line`]: most blocks end within 100 bytes, and
@@ -141,6 +162,7 @@ pub fn decode_line(
                 insn: Instruction::default(),
                 bytes: [0u8; 15],
                 flow: FlowControl::Next,
+                rip_disp: 0,
             });
             let last = insns.len() - 1;
             let n = &mut insns[last];
@@ -164,6 +186,7 @@ pub fn decode_line(
             let len = insn.len();
             at = insn.next_ip();
             n.flow = insn.flow_control();
+            n.rip_disp = NativeInsn::rip_disp_of(&decoder, insn);
             if off + 15 <= WINDOW {
                 n.bytes.copy_from_slice(&buf[off..off + 15]);
             } else {

@@ -77,10 +77,26 @@ pub(crate) fn is_plain_copy(n: &NativeInsn) -> bool {
         }
 }
 
-/// Identity copy; RIP-relative operands re-encoded for the tx address.
+/// Identity copy; RIP-relative operands re-targeted for the tx address.
 pub(crate) fn identity(cx: &mut Cx, n: &NativeInsn) -> RuleResult {
     if !n.insn.is_ip_rel_memory_operand() {
         cx.e.raw(n.bytes());
+        return Ok(Flow::Continue);
+    }
+    let len = n.insn.len();
+    let off = n.rip_disp as usize;
+    if off != 0 {
+        // The native bytes with the disp32 the decoder located rewritten: the same instruction
+        // and length, so the same next IP the displacement is relative to. Re-encoding with
+        // iced costs a few hundred host instructions more and may pick another encoding.
+        let end = cx.e.here() + len as u64;
+        let Ok(disp) = i32::try_from(n.insn.memory_displacement64().wrapping_sub(end) as i64)
+        else {
+            return far_rip(cx, n);
+        };
+        let mut bytes = n.bytes;
+        bytes[off..off + 4].copy_from_slice(&disp.to_le_bytes());
+        cx.e.raw(&bytes[..len]);
         return Ok(Flow::Continue);
     }
     let cp = cx.e.checkpoint();
