@@ -145,7 +145,7 @@ fn digest(mode: &str, text: &[u8], place: Place) -> String {
 
     let mut records = String::new();
     for b in t.cache().blocks() {
-        writeln!(records, "{:x?}", Block::of(t.cache(), b)).unwrap();
+        writeln!(records, "{:x?}", Block(t.cache(), b)).unwrap();
     }
     writeln!(records, "{:x?}", t.cache().exits()).unwrap();
     writeln!(records, "{:?}", t.stats()).unwrap();
@@ -241,12 +241,6 @@ struct Block<'a>(
     &'a kdbt_modes::cache::CodeCache,
     &'a kdbt_modes::cache::Block,
 );
-
-impl<'a> Block<'a> {
-    fn of(cache: &'a kdbt_modes::cache::CodeCache, b: &'a kdbt_modes::cache::Block) -> Self {
-        Block(cache, b)
-    }
-}
 
 impl std::fmt::Debug for Block<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
