@@ -1,8 +1,10 @@
 // SPDX-License-Identifier: GPL-2.0
 
-//! Entry stubs: what the private IDT's gates and `MSR_LSTAR` point at. A stub counts the entry
-//! and jumps to the translation of the native handler (or to the native handler itself when
-//! that could not be translated). The syscall stub and exception stubs:
+//! Entry stubs: what the private IDT's gates and `MSR_LSTAR` point at when entries are counted
+//! (the spec option `stats`), and drk's gates always; otherwise those point straight at the
+//! translations (module/interposer.rs). A stub counts the entry and jumps to the translation
+//! of the native handler (or to the native handler itself when that could not be
+//! translated). The syscall stub and exception stubs:
 //!
 //! ```text
 //! inc qword [rip+entries]     this CPU's counter for this entry
@@ -22,7 +24,8 @@
 //! inc  qword [rip+entries]
 //! jmp  tx
 //! ```
-//! In the drk design every interposed vector's stub checks the interrupted RIP, and when it is
+//! In the drk design every interposed vector's stub (counting only with `stats`: a `counter`
+//! of 0 leaves the increments out) checks the interrupted RIP, and when it is
 //! in the code cache hands the event to the CPU's drk entry routine (kdbt_modes::drk_entry),
 //! which rolls back or delays it (module/engine/src/drk.rs) before the handler runs:
 //!
@@ -137,7 +140,8 @@ pub(crate) fn counting_stub(
     Ok(c.bytes)
 }
 
-/// The drk stub at tx address `at` (see the module docs): counts into `counter`, and when the
+/// The drk stub at tx address `at` (see the module docs): counts into `counter` (0: does not
+/// count), and when the
 /// interrupted RIP is in `watch`'s range counts into its counter (0: none) and hands the event
 /// to `event.entry`; otherwise jumps to `target`. Errors: `ERANGE`.
 pub(crate) fn drk_stub(
@@ -152,7 +156,9 @@ pub(crate) fn drk_stub(
         bytes: [0xcc; STUB_BYTES],
         len: 0,
     };
-    c.put_rel32(&[0x48, 0xff, 0x05], counter)?; // inc qword [rip+counter]
+    if counter != 0 {
+        c.put_rel32(&[0x48, 0xff, 0x05], counter)?; // inc qword [rip+counter]
+    }
     c.put(&[0x50]); // push rax
     c.put(&[0x48, 0x8b, 0x44, 0x24, 8 + watch.rip_at]); // mov rax, [rsp+8+rip_at]
     c.put_imm32(&[0x48, 0x2d], watch.start)?; // sub rax, imm32

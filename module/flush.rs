@@ -33,6 +33,7 @@ extern "C" {
     fn kdbt_stubs_check_take() -> bool;
     fn kdbt_stop_cpus(
         f: extern "C" fn(*mut core::ffi::c_void) -> core::ffi::c_int,
+        each: extern "C" fn(*mut core::ffi::c_void),
         ctx: *mut core::ffi::c_void,
     ) -> core::ffi::c_int;
 }
@@ -43,8 +44,9 @@ pub(crate) fn stubs_check_take() -> bool {
     unsafe { kdbt_stubs_check_take() }
 }
 
-/// Stops every CPU and runs `f(interposer)` on one of them meanwhile. Errors: `f`'s, or
-/// `stop_machine`'s.
+/// Stops every CPU and runs `f(interposer)` on one of them meanwhile; then each CPU reloads
+/// its syscall entry ([`Interposer::reload_this_cpu`]) before it leaves the stop. Errors:
+/// `f`'s, or `stop_machine`'s.
 pub(crate) fn stop_cpus_and(
     interposer: &mut Interposer,
     f: fn(&mut Interposer) -> Result,
@@ -61,9 +63,15 @@ pub(crate) fn stop_cpus_and(
             Err(e) => e.to_errno(),
         }
     }
+    extern "C" fn each(ctx: *mut core::ffi::c_void) {
+        // SAFETY: `ctx` is the `Call` below; every CPU reads it only after `run` returned on
+        // the one CPU that used it mutably (module/flush_stop.c orders them).
+        let call = unsafe { &*(ctx as *const Call<'_>) };
+        call.interposer.reload_this_cpu();
+    }
     let mut call = Call { interposer, f };
-    // SAFETY: `run` gets `call` back only during the stop.
-    let rc = unsafe { kdbt_stop_cpus(run, &mut call as *mut Call<'_> as *mut _) };
+    // SAFETY: `run` and `each` get `call` back only during the stop.
+    let rc = unsafe { kdbt_stop_cpus(run, each, &mut call as *mut Call<'_> as *mut _) };
     if rc < 0 {
         return Err(Error::from_errno(rc));
     }
@@ -156,6 +164,16 @@ extern "C" fn kdbt_flush_finish(ctx: *mut core::ffi::c_void, flush: bool) -> boo
             .translator()
             .is_some_and(|t| t.delivery_pending())
     }
+}
+
+/// Every CPU, before it leaves a flush's stop: reloads its syscall entry, which the flush may
+/// have moved.
+#[no_mangle]
+extern "C" fn kdbt_entries_reload(ctx: *mut core::ffi::c_void) {
+    // SAFETY: as for `kdbt_flush_native_of`; the CPU that walked the stacks is done with its
+    // exclusive use (module/flush_stop.c calls this after publishing the outcome).
+    let interposer = unsafe { &*(ctx as *const Interposer) };
+    interposer.reload_this_cpu();
 }
 
 /// Logs the first stack word that held a flush or drain back (`comm` a NUL-padded task name).

@@ -177,9 +177,10 @@ static int kdbt_flush_fn(void *arg)
 		atomic_inc(&f->own);
 	atomic_inc(&f->arrived);
 	if (atomic_xchg(&f->claimed, 1)) {
-		/* No CPU may run on before the stubs lead to the new cache. */
+		/* No CPU may run on before the entries lead to the new cache. */
 		while (!smp_load_acquire(&f->outcome))
 			cpu_relax();
+		kdbt_entries_reload(f->ctx);
 		return 0;
 	}
 	while (atomic_read(&f->arrived) < num_online_cpus())
@@ -195,6 +196,7 @@ static int kdbt_flush_fn(void *arg)
 	outcome = !f->unmovable && !atomic_read(&f->own) && kdbt_flush_finish(f->ctx, f->flush) ?
 		1 : -1;
 	smp_store_release(&f->outcome, outcome);
+	kdbt_entries_reload(f->ctx);
 	return 0;
 }
 
@@ -220,9 +222,37 @@ long kdbt_flush_stacks(u64 lo, u64 hi, void *ctx, bool flush, u64 *rewritten, u6
 	return f.outcome > 0;
 }
 
-int kdbt_stop_cpus(int (*fn)(void *), void *ctx)
+struct kdbt_stop {
+	int (*fn)(void *);
+	void (*each)(void *);
+	void *ctx;
+	atomic_t claimed;
+	int done, rc;
+};
+
+/* One CPU runs fn while the others wait; then each CPU runs each (stop_machine has every
+ * online CPU here with interrupts off before any runs this). */
+static int kdbt_stop_fn(void *arg)
 {
-	return stop_machine(fn, ctx, NULL);
+	struct kdbt_stop *s = arg;
+
+	if (!atomic_xchg(&s->claimed, 1)) {
+		s->rc = s->fn(s->ctx);
+		smp_store_release(&s->done, 1);
+	} else {
+		while (!smp_load_acquire(&s->done))
+			cpu_relax();
+	}
+	s->each(s->ctx);
+	return 0;
+}
+
+int kdbt_stop_cpus(int (*fn)(void *), void (*each)(void *), void *ctx)
+{
+	struct kdbt_stop s = { .fn = fn, .each = each, .ctx = ctx };
+	int rc = stop_machine(kdbt_stop_fn, &s, cpu_online_mask);
+
+	return rc ? rc : s.rc;
 }
 
 static void *kdbt_flush_ctx;

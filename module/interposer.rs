@@ -4,10 +4,17 @@
 //! whose interposable gates enter the code cache, and `MSR_LSTAR` at the translation of
 //! `entry_SYSCALL_64`; switch-off restores both.
 //!
+//! Where the entries lead (BTKernel §3.2): in fast, the private gates and `MSR_LSTAR` point
+//! straight at the translated handlers, so an entry costs no instruction more than natively.
+//! With the spec option `stats`, and for drk's gates always, they lead to entry stubs instead
+//! (module/entry_stub.rs): counting the entry, and in drk checking whether the interrupted RIP
+//! is in the code cache (rollback or delay, DRK §4), then jumping to the translated handler.
+//! A flush or an invalidation moves the translations: with every CPU stopped, the gates and
+//! stubs are rewritten, and each CPU reloads its own LSTAR before it leaves the stop.
+//!
 //! The code cache region: per translator its dispatcher trampoline and drk entry routine, then
-//! the entry stubs (one block per possible CPU: a stub per gate and one for `syscall`, each
-//! counting the entry and jumping to the translated handler; module/entry_stub.rs), then the
-//! translators' code memories. fast runs one translator for every CPU (a shared code cache,
+//! the entry stubs (one block per possible CPU: a stub per gate and one for `syscall`), then
+//! the translators' code memories. fast runs one translator for every CPU (a shared code cache,
 //! BTKernel §3); drk one per CPU (private code caches, DRK §4.3: its interrupt delay patches
 //! the cache), each CPU's entries leading into its own.
 //!
@@ -66,6 +73,9 @@ struct CpuSlot {
     switched: AtomicBool,
     failed: AtomicBool,
     native_lstar: AtomicU64,
+    /// What `MSR_LSTAR` holds while switched: the syscall stub, or the translation of the
+    /// syscall entry ([`Interposer::write_stubs`]).
+    entry_lstar: AtomicU64,
     native_idt_base: AtomicU64,
     native_idt_limit: AtomicU32,
 }
@@ -173,6 +183,8 @@ pub(crate) struct Interposer {
     flushes: Flushes,
     /// A retargeting of the entry stubs failed and is retried by the flush work.
     retarget_pending: bool,
+    /// The last switch-on's spec has `stats`: every entry goes through a counting stub.
+    counting: bool,
 }
 
 /// Why a switch-on was refused.
@@ -213,6 +225,7 @@ impl Interposer {
             native_lstar: 0,
             flushes: Flushes::default(),
             retarget_pending: false,
+            counting: false,
         })
     }
 
@@ -226,6 +239,42 @@ impl Interposer {
     /// The entry counters.
     pub(crate) fn stats(&self) -> &Stats {
         &self.stats
+    }
+
+    /// Whether the last switch-on counted entries (its spec has `stats`); the counters are
+    /// those of the last switch-on that did.
+    pub(crate) fn counting(&self) -> bool {
+        self.counting
+    }
+
+    /// What the entries of the mode switched on lead to, for the status file.
+    pub(crate) fn entries_text(&self) -> &'static str {
+        let drk = self.live.as_ref().is_some_and(|l| l.per_cpu())
+            || self.mode().is_some_and(|m| m.starts_with("drk"));
+        match (self.counting, drk) {
+            (true, _) => "stubs (count, then the translated handler)",
+            (false, false) => "direct (gates and LSTAR at the translated handlers; not counted)",
+            (false, true) => {
+                "LSTAR direct; gates through drk stubs (the code-cache RIP check); not counted"
+            }
+        }
+    }
+
+    /// Loads this CPU's `MSR_LSTAR` with what it is to hold while switched (after a flush or
+    /// a retargeting moved the syscall entry's translation). Only inside a stop of every CPU
+    /// (module/flush_stop.c), after the stubs were rewritten.
+    pub(crate) fn reload_this_cpu(&self) {
+        let slot = &self.cpus[cpu::this_cpu()];
+        if !slot.switched.load(Relaxed) {
+            return;
+        }
+        let entry = slot.entry_lstar.load(Relaxed);
+        if syscall_entry::current() != entry {
+            // SAFETY: interrupts are off (stop_machine); `entry` is the syscall stub or the
+            // translation of entry_SYSCALL_64 just written by `write_stubs`, or the native
+            // entry (`set`'s contract).
+            unsafe { syscall_entry::set(entry) };
+        }
     }
 
     /// The first translator (the chain's head: its statistics cover all), while they live
@@ -317,6 +366,7 @@ impl Interposer {
             self.release();
         }
         let pinned_before = self.live.as_ref().is_some_and(|l| l.pin.is_some());
+        self.counting = counts_entries(mode);
         if let Some(live) = self.live.as_mut() {
             if live.pin.is_none() {
                 live.pin = Some(ModulePin::take());
@@ -364,9 +414,9 @@ impl Interposer {
             // translation or in it (`build`).
             unsafe { idt::load(&private) };
             // SAFETY: the syscall stub touches neither registers, the stack nor GS, and jumps
-            // to the translation of entry_SYSCALL_64, which starts with the native entry's
-            // own instructions (`build`).
-            unsafe { syscall_entry::set(this.stub(cpu, GATES)) };
+            // to the translation of entry_SYSCALL_64; that translation starts with the native
+            // entry's own instructions (`build`).
+            unsafe { syscall_entry::set(slot.entry_lstar.load(Relaxed)) };
             slot.switched.store(true, Relaxed);
         });
         if injected == InjectedFailure::Cpus {
@@ -582,12 +632,12 @@ impl Interposer {
         self.write_stubs(Stubs::Switching)
     }
 
-    /// Writes every possible CPU's entry stubs for the native gates in `native_idt` and the
-    /// native syscall entry `native_lstar`, each leading to its handler's translation in the CPU's
-    /// translator (to the native handler where it has none). When switching, also fills the
-    /// private IDTs with gates to the stubs, and an untranslatable syscall entry is an error
-    /// (`EIO`); after a flush the gates stay as they are and the syscall stub then leads to
-    /// the native entry. Errors: `EIO`, `ERANGE`.
+    /// Points every possible CPU's entries at its translator: the private IDT's interposed
+    /// gates and the CPU's LSTAR value ([`CpuSlot::entry_lstar`]) lead to the handlers'
+    /// translations (to the native handler where there is none), straight or through the
+    /// stubs written here (`stats`, drk's gates). When switching, an untranslatable syscall
+    /// entry is an error (`EIO`); after a flush the syscall entry then leads to the native
+    /// entry. Errors: `EIO`, `ERANGE`.
     fn write_stubs(&mut self, why: Stubs) -> Result {
         let Some(live) = &self.live else {
             return Err(EIO);
@@ -595,6 +645,7 @@ impl Interposer {
         let native_lstar = self.native_lstar;
         let n = self.cpus.len();
         let drk = live.per_cpu() || live.translators[0].spec().starts_with("drk");
+        let counting = self.counting;
         let mut targets = [0u64; GATES];
         for cpu in (0..n).rev() {
             let index = live.index_of(cpu);
@@ -631,8 +682,19 @@ impl Interposer {
                     }
                     continue;
                 }
+                if !counting && !drk {
+                    // No CPU takes this gate meanwhile: none is switched yet, or every CPU is
+                    // stopped with interrupts off (the gates that could still arrive, NMI and
+                    // the like, stay native).
+                    self.idts[cpu * GATES + v] = gate.with_target(targets[v]);
+                    continue;
+                }
                 let at = self.stub(cpu, v);
-                let counter = &counters.vectors[v] as *const _ as u64;
+                let counter = if counting {
+                    &counters.vectors[v] as *const _ as u64
+                } else {
+                    0
+                };
                 let error_code = ERROR_CODE_VECTORS.contains(&v);
                 let watch = |counter: Option<&AtomicU64>| InCache {
                     rip_at: if error_code { 8 } else { 0 },
@@ -641,6 +703,7 @@ impl Interposer {
                     counter: counter.map_or(0, |c| c as *const _ as u64),
                 };
                 let in_cache = match v {
+                    _ if !counting => None,
                     PAGE_FAULT => Some(&counters.page_faults_in_cache),
                     v if v >= FIRST_INTERRUPT => Some(&counters.interrupts_in_cache),
                     _ => None,
@@ -659,15 +722,21 @@ impl Interposer {
                 // CPU is stopped (after a flush); writes are serialized by the control mutex
                 // (&mut self).
                 unsafe { self.region.write(at, &code) };
-                if why == Stubs::Switching {
-                    self.idts[cpu * GATES + v] = gate.with_target(at);
-                }
+                // A gate to a stub may have led straight to a handler before (another mode).
+                self.idts[cpu * GATES + v] = gate.with_target(at);
             }
-            let at = self.stub(cpu, GATES);
-            let counter = &counters.syscalls as *const _ as u64;
-            let code = entry_stub::counting_stub(at, counter, syscall_tx, None)?;
-            // SAFETY: as above.
-            unsafe { self.region.write(at, &code) };
+            let entry_lstar = if counting {
+                let at = self.stub(cpu, GATES);
+                let counter = &counters.syscalls as *const _ as u64;
+                let code = entry_stub::counting_stub(at, counter, syscall_tx, None)?;
+                // SAFETY: as above.
+                unsafe { self.region.write(at, &code) };
+                at
+            } else {
+                syscall_tx
+            };
+            // Loaded by the CPU itself: at switch-on, or before it leaves this stop.
+            self.cpus[cpu].entry_lstar.store(entry_lstar, Relaxed);
         }
         Ok(())
     }
@@ -797,6 +866,12 @@ impl Drop for Interposer {
             self.release();
         }
     }
+}
+
+/// Whether canonical spec `spec` counts entries (has the option `stats`).
+fn counts_entries(spec: &str) -> bool {
+    spec.split_once(':')
+        .is_some_and(|(_, opts)| opts.split(',').any(|o| o == "stats"))
 }
 
 const _: () = assert!(CPU_BLOCK % 16 == 0 && TRAMPOLINE_BYTES % 16 == 0);

@@ -145,7 +145,7 @@ fn render_status(shared: &Shared, w: &mut debugfs::TextWriter<'_>) -> Result {
     let state = match interposer.mode() {
         Some(mode) => {
             let _ = writeln!(w, "state: on\nmode: {mode}");
-            let _ = writeln!(w, "entries: stubs (count, then the translated handler)");
+            let _ = writeln!(w, "entries: {}", interposer.entries_text());
             "on"
         }
         None => "off",
@@ -218,19 +218,25 @@ fn render_status(shared: &Shared, w: &mut debugfs::TextWriter<'_>) -> Result {
         text_distance,
         code_cache::REL32_REACH
     );
-    let label = if state == "on" {
-        "syscall entry stub"
-    } else {
-        "entry_SYSCALL_64"
-    };
-    let _ = writeln!(w, "lstar: {lstar:#x}\n{label}:");
-    let n = write_entry_disassembly(lstar, w.rest())?;
-    w.advance(n);
-    if state == "on" {
+    let _ = writeln!(w, "lstar: {lstar:#x}");
+    let in_cache = (cache.exec()..cache.exec() + cache.len() as u64).contains(&lstar);
+    let translated = if in_cache && interposer.counting() {
+        let _ = writeln!(w, "syscall entry stub:");
+        let n = write_entry_disassembly(lstar, w.rest())?;
+        w.advance(n);
         // The stub is `inc qword [rip+counter]` (7 bytes) then `jmp rel32` (module/entry_stub.rs).
         // SAFETY: LSTAR is this CPU's syscall stub, 12 mapped bytes in the code cache.
         let rel = unsafe { core::ptr::read_unaligned((lstar + 8) as *const i32) };
-        let tx = (lstar + 12).wrapping_add(rel as i64 as u64);
+        Some((lstar + 12).wrapping_add(rel as i64 as u64))
+    } else if in_cache {
+        Some(lstar)
+    } else {
+        let _ = writeln!(w, "entry_SYSCALL_64:");
+        let n = write_entry_disassembly(lstar, w.rest())?;
+        w.advance(n);
+        None
+    };
+    if let Some(tx) = translated {
         let _ = writeln!(w, "translated entry_SYSCALL_64 at {tx:#x}:");
         let n = write_entry_disassembly(tx, w.rest())?;
         w.advance(n);
@@ -242,7 +248,12 @@ fn render_status(shared: &Shared, w: &mut debugfs::TextWriter<'_>) -> Result {
 fn render_stats(shared: &Shared, w: &mut debugfs::TextWriter<'_>) -> Result {
     let interposer = shared.interposer.lock();
     let _ = writeln!(w, "state: {}", interposer.mode().unwrap_or("off"));
-    interposer.stats().render(w);
+    if interposer.counting() {
+        interposer.stats().render(w);
+    } else {
+        // Not a zero: entries led straight into the cache and nothing counted them.
+        let _ = writeln!(w, "entries: not counted (the mode spec has no `stats`)");
+    }
     let (pokes, invalidating, redirected) = hooks::counts();
     let _ = writeln!(
         w,

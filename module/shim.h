@@ -98,7 +98,8 @@ bool kdbt_core_kernel_text(u64 addr);
  * rewrites stacks in lo..hi with kdbt_flush_native_of and, when no word is left, finishes with
  * kdbt_flush_finish(ctx, flush): empties the caches (flush) or only checks that nothing else
  * holds them (a drain). Returns 1 finished, 0 left, or a negative errno; *held is the number
- * of words left.
+ * of words left. Before leaving the stop, every CPU calls kdbt_entries_reload(ctx): a flush
+ * may have moved the translation MSR_LSTAR points at, and LSTAR is per CPU.
  */
 #define KDBT_FLUSH_RETRY_MS 5
 void kdbt_flush_request(void);
@@ -108,15 +109,17 @@ bool kdbt_flush_tick(void *ctx);
 long kdbt_flush_stacks(u64 lo, u64 hi, void *ctx, bool flush, u64 *rewritten, u64 *held);
 u64 kdbt_flush_native_of(void *ctx, u64 tx);
 bool kdbt_flush_finish(void *ctx, bool flush);
+void kdbt_entries_reload(void *ctx);
 /*
  * After an invalidation: kdbt_stubs_check_take says whether one happened since the last
  * call; kdbt_stubs_retarget_now(ctx) points the entry stubs at fresh translations if one
  * leads to an invalidated block (0 or -errno); kdbt_stop_cpus runs fn(ctx) on one CPU with
- * every other CPU stopped (stop_machine's result).
+ * every other CPU stopped, then each(ctx) on every CPU before any leaves the stop (fn's
+ * result, or stop_machine's).
  */
 bool kdbt_stubs_check_take(void);
 int kdbt_stubs_retarget_now(void *ctx);
-int kdbt_stop_cpus(int (*fn)(void *), void *ctx);
+int kdbt_stop_cpus(int (*fn)(void *), void (*each)(void *), void *ctx);
 /* Logs the first word that held a flush back: its task, value and depth below the top. */
 void kdbt_flush_report(void *ctx, const char *comm, int pid, u64 word, u64 depth, u64 words);
 /*

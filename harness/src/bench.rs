@@ -868,6 +868,10 @@ mod tests {
         assert!(shows_translation(&s));
         let identity_only = parse_stats(&["total: syscalls 36003 exceptions 8".into()]);
         assert!(!shows_translation(&identity_only));
+        // A mode without `stats` counts no entries: no counter, not zeros.
+        let uncounted =
+            parse_stats(&["entries: not counted (the mode spec has no `stats`)".into()]);
+        assert!(uncounted.is_empty(), "{uncounted:?}");
     }
 
     #[test]

@@ -36,7 +36,8 @@ total() { kdbtctl stats | awk -v k="$1" '$1=="total:" { for (i=2;i<NF;i++) if ($
 /// classes; `$STRESS_S` seconds, default 20), Apache under `ab -c 16` (`$AB_REQUESTS`
 /// requests, default 2000), `tar | gzip` of `$FILES` MB (default 20) whose checksum must match
 /// the native run's, file churn, a static-key flip (live text patching), a uaccess fault
-/// (exception-table fixup at a code-cache address), and `$GETPPID_N` `getppid` calls (default 1,000,000). One mode
+/// (exception-table fixup at a code-cache address), and `$GETPPID_N` `getppid` calls (default 1,000,000), counted
+/// as entries when the mode has `stats` (`GETPPID`; else `GETPPID uncounted`). One mode
 /// per boot. `$FUNCS`, if set, is a function list (names or globs, space-separated) loaded before
 /// switch-on, for the `funccount` client.
 pub const MIX: &str = r#"
@@ -60,7 +61,7 @@ perl -e 'open(F, "<", "/dev/zero") or die; my $r = syscall(0, fileno(F), 16, 64)
 before=$(total syscalls)
 perl -e "getppid() for 1..${GETPPID_N:-1000000}"
 echo "GETPPID_N ${GETPPID_N:-1000000}"
-echo "GETPPID $(( $(total syscalls) - before ))"
+if [ -n "$before" ]; then echo "GETPPID $(( $(total syscalls) - before ))"; else echo "GETPPID uncounted"; fi
 # drk delays an interrupt only when one lands inside a rule's expansion with its next boundary
 # known: where interrupts land is up to the host, so keep the CPUs in the kernel until one
 # has, bounded by rounds, never by time.

@@ -85,6 +85,12 @@ pub enum ExitKind {
         /// The table's offset in the data memory ([`crate::switch_table::Table::data_off`]).
         data_off: u32,
     },
+    /// An indirect `call`/`jmp` site's inline-cache fill stub ([`crate::inline_cache`]):
+    /// emit the IC landing for the target and point the site's jump at it.
+    InlineCache {
+        /// tx address of the rel32 field of the site's jump, in the block body or a call tail.
+        field: u64,
+    },
 }
 
 /// An exit of a block.
@@ -94,7 +100,8 @@ pub struct Exit {
     pub kind: ExitKind,
     /// Native target (direct exits).
     pub target: u64,
-    /// tx address of the stub (direct) or of the miss path (indirect).
+    /// tx address of the stub (direct), of the miss path (indirect) or of the fill stub
+    /// (inline cache).
     pub stub: u64,
 }
 
@@ -129,7 +136,7 @@ pub struct CodeCache {
     limits: Option<(usize, usize)>,
     /// Where lookups keep the target ([`crate::landing::Layout`]).
     layout: crate::landing::Layout,
-    /// Landings with recipes (slot layout), in address order.
+    /// Landings and IC landings with recipes (slot layout), in address order.
     landings: Vec<LandingCode>,
     /// The shapes of the direct exit stubs, which give their recipes.
     pub(crate) direct_stubs: link::DirectStubs,

@@ -20,12 +20,16 @@ pub enum Counter {
     Instructions = 0,
     /// Indirect branches, indirect calls and lookup returns executed (client `indirect`).
     IndirectBranches = 1,
-    /// Of those, resolved by the inline jumptable (client `indirect`).
+    /// Of those, resolved inline by the jumptable probe or a landing (client `indirect`).
     JumptableHits = 2,
+    /// Of those, resolved by the site's inline cache ([`crate::inline_cache`]; client
+    /// `indirect`). Not also in [`Counter::JumptableHits`]: [`Stats::jumptable_hits`] is the
+    /// sum of both.
+    InlineCacheHits = 3,
 }
 
 /// Number of emitted counters.
-pub const COUNTERS: usize = 3;
+pub const COUNTERS: usize = 4;
 /// Offset of the counters in [`crate::env::DataMemory`] when homed there.
 pub const COUNTERS_OFF: usize = jumptable::SIZE;
 /// Bytes of [`crate::env::DataMemory`] the translator needs.
@@ -161,7 +165,8 @@ pub struct Stats {
     /// Exits chained: rel32 patches at dispatch plus direct links made at translation.
     pub links: u64,
     /// Indirect transfers resolved by the dispatcher (jumptable misses; every indirect transfer
-    /// with the jumptable off).
+    /// with the jumptable off; the first execution of a site with an inline cache, which fills
+    /// it).
     pub jumptable_misses: u64,
     /// Jumptable slots filled.
     pub jumptable_inserts: u64,
@@ -182,8 +187,15 @@ pub struct Stats {
     pub insns_executed: u64,
     /// Client `indirect`: indirect transfers executed (when on).
     pub indirect_executed: u64,
-    /// Client `indirect`: of those, jumptable hits (when on).
+    /// Client `indirect`: of those, resolved inline without the dispatcher (when on): jumptable
+    /// probe, landing and inline-cache hits.
     pub jumptable_hits: u64,
+    /// Inline caches filled ([`crate::inline_cache`]): per-site IC landings emitted, one per
+    /// indirect `call`/`jmp` site and code-cache generation at most.
+    pub inline_cache_fills: u64,
+    /// Client `indirect`: of [`Stats::jumptable_hits`], those an inline cache resolved (when
+    /// on).
+    pub inline_cache_hits: u64,
 }
 
 #[cfg(test)]

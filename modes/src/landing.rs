@@ -96,7 +96,7 @@ impl Layout {
     }
 
     /// Bytes a landing drops after restoring rax and rcx: the slot, if any, and the gap.
-    fn drop(self, gap: u16) -> i32 {
+    pub(crate) fn drop(self, gap: u16) -> i32 {
         gap as i32 + if self == Layout::Slot { 8 } else { 0 }
     }
 }
@@ -162,16 +162,18 @@ pub(crate) fn emit_table_jump(
 }
 
 /// A landing, emitted at `e`'s address: `native` → `tx`, else on to `next`. `gap`: the bytes
-/// every site left between the saved registers (and slot) and the native stack. `hits` counts
-/// hits in the `indirect` client. In the slot layout `e` records the recipes. Returns the tx
-/// address of the `jrcxz` displacement, which [`DISABLED_REL8`] disables.
+/// every site left between the saved registers (and slot) and the native stack. `hits`: the
+/// `indirect` client's counters a hit bumps ([`Counter::JumptableHits`] for a landing; an
+/// inline cache's far shape, [`crate::inline_cache`], bumps its own). In the slot layout `e`
+/// records the recipes. Returns the tx address of the `jrcxz` displacement, which
+/// [`DISABLED_REL8`] disables.
 pub(crate) fn emit(
     e: &mut Emitter,
     native: u64,
     tx: u64,
     next: u64,
     gap: u16,
-    hits: Option<Home>,
+    hits: Option<(Home, &[Counter])>,
     layout: Layout,
 ) -> Result<u64, EncodeFailed> {
     if layout == Layout::Slot {
@@ -199,13 +201,29 @@ pub(crate) fn emit(
     }
     e.branch_to(Code::Jmp_rel32_64, next)?;
     e.bind(ok);
-    if let Some(home) = hits {
-        clients::emit_bump_via(e, home, Counter::JumptableHits, iced_x86::Register::RCX)?;
+    if let Some((home, counters)) = hits {
+        for &c in counters {
+            clients::emit_bump_via(e, home, c, iced_x86::Register::RCX)?;
+        }
     }
     e.pop_reg(iced_x86::Register::RAX)?;
     if layout == Layout::Slot {
         e.cur.pc = PcSource::StackSlot(8);
     }
+    emit_hit_tail(e, layout, gap, native, tx)?;
+    Ok(rel8)
+}
+
+/// The end of a hit on `native`, rax restored (or never saved): pops rcx, drops the slot (if
+/// any) and the `gap`, jumps to `tx`; in the slot layout the state rolls forward to `native`
+/// until the pop and is `native`'s after the drop. Shared with the inline cache's landings.
+pub(crate) fn emit_hit_tail(
+    e: &mut Emitter,
+    layout: Layout,
+    gap: u16,
+    native: u64,
+    tx: u64,
+) -> Result<(), EncodeFailed> {
     e.pop_reg(iced_x86::Register::RCX)?;
     if layout == Layout::Slot {
         e.cur.pc = PcSource::StackSlot(0);
@@ -215,7 +233,7 @@ pub(crate) fn emit(
         e.cur = Recipe::clean(native);
     }
     e.branch_to(Code::Jmp_rel32_64, tx)?;
-    Ok(rel8)
+    Ok(())
 }
 
 /// The byte that makes a landing's `jrcxz` fall through: a disabled landing passes every

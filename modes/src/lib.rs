@@ -20,6 +20,7 @@
 //! | `block_map` | native→tx of block entries: an open-addressing hash table |
 //! | [`jumptable`] | the inline indirect-branch lookup table (drk, and fast without landings) |
 //! | [`landing`] | fast's indirect-branch lookup: a table of per-target landings |
+//! | [`inline_cache`] | per-site inline caches at indirect `call`/`jmp` sites, in front of the landing lookup |
 //! | [`switch_table`] | translated jump tables of bounded `switch` jumps |
 //! | [`rollback`] | recipes and native-state reconstruction |
 //! | [`clients`] | inscount and indirect counters, statistics |
@@ -50,6 +51,7 @@ pub mod drk_entry;
 pub(crate) mod emit;
 pub mod env;
 pub mod funccount;
+pub mod inline_cache;
 pub mod jumptable;
 pub mod landing;
 pub mod link;

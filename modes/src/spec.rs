@@ -13,12 +13,14 @@
 //! | `landings` | on | on | the lookup jumps through a table of per-target landings (off: the two-array probe) |
 //! | `callret` | on | — | identity call/ret (fast only; `fast:no-callret` is the paper's ablation) |
 //! | `switch-tables` | on | on | a bounded jump-table jump goes through a table of tx addresses filled on demand |
+//! | `inline-cache` | on | on | an indirect `call`/`jmp` landing site first compares with the first target it saw and jumps straight to its translation (inert without landings) |
 //! | `flags-liveness` | on | on | skip flag-preserving sequences where the flags are dead |
 //! | `prefix-pad` | on | on | align chainable rel32 fields with prefixes of the branch, not NOPs before it |
 //! | `line-pad` | on | on | pad a chainable branch only where its rel32 field would cross a cache line (off: align every field to 4 bytes) |
 //! | `inscount` | off | off | count native instructions executed |
 //! | `indirect` | off | off | count indirect branches executed and jumptable hits |
 //! | `funccount` | off | off | count entries of a loaded set of functions ([`crate::funccount`]) |
+//! | `stats` | off | off | entries go through counting stubs (syscalls, each gate, interrupts in the cache); off: the IDT and `MSR_LSTAR` point straight at the translations |
 //!
 //! One option takes a value: `cache=<size>` (`cache=1M`, `cache=512K`; 256K to 1024M) caps each
 //! translator's code memory, so tests and ablations can force flushes of a full cache. Without
@@ -71,6 +73,11 @@ pub struct Options {
     /// A `jmp [table + idx*8]` whose index the block bounds goes through a table of tx
     /// addresses filled on demand ([`crate::switch_table`]); off: an indirect-branch lookup.
     pub switch_tables: bool,
+    /// An indirect `call`/`jmp` site compares the target with the first one it saw (patched
+    /// in once) and jumps straight to its translation; other targets take the site's lookup
+    /// as without it ([`crate::inline_cache`]). Landing sites only: with `no-landings` or
+    /// `no-jumptable` it is inert (accepted, nothing emitted), and `ret` never has one.
+    pub inline_cache: bool,
     /// Skip flag-preserving sequences for inserted code where a liveness pass shows the
     /// arithmetic flags dead.
     pub flags_liveness: bool,
@@ -90,21 +97,28 @@ pub struct Options {
     /// Client: count entries of the functions of a [`crate::funccount::FuncSet`] given to
     /// the translator (JIFL-style instrumentation, [`crate::funccount`]).
     pub funccount: bool,
+    /// Entries are counted: the IDT's gates and `MSR_LSTAR` lead to counting stubs
+    /// (module/entry_stub.rs) in front of the translated handlers. Off (the default, and what
+    /// the bench measures): they point straight at the translations, as in BTKernel §3.2, and
+    /// entries are not counted. The translator itself ignores it.
+    pub stats: bool,
 }
 
 /// The option names in the order the canonical text form prints them.
-pub const OPTION_NAMES: [&str; 11] = [
+pub const OPTION_NAMES: [&str; 13] = [
     "chaining",
     "jumptable",
     "landings",
     "callret",
     "switch-tables",
+    "inline-cache",
     "flags-liveness",
     "prefix-pad",
     "line-pad",
     "inscount",
     "indirect",
     "funccount",
+    "stats",
 ];
 
 /// Index of `landings` in [`OPTION_NAMES`].
@@ -119,12 +133,14 @@ impl Options {
             landings: true,
             callret: matches!(design, Design::Fast),
             switch_tables: true,
+            inline_cache: true,
             flags_liveness: true,
             prefix_pad: true,
             line_pad: true,
             inscount: false,
             indirect: false,
             funccount: false,
+            stats: false,
         }
     }
 
@@ -135,12 +151,14 @@ impl Options {
             2 => &mut self.landings,
             3 => &mut self.callret,
             4 => &mut self.switch_tables,
-            5 => &mut self.flags_liveness,
-            6 => &mut self.prefix_pad,
-            7 => &mut self.line_pad,
-            8 => &mut self.inscount,
-            9 => &mut self.indirect,
-            _ => &mut self.funccount,
+            5 => &mut self.inline_cache,
+            6 => &mut self.flags_liveness,
+            7 => &mut self.prefix_pad,
+            8 => &mut self.line_pad,
+            9 => &mut self.inscount,
+            10 => &mut self.indirect,
+            11 => &mut self.funccount,
+            _ => &mut self.stats,
         }
     }
 

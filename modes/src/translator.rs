@@ -59,6 +59,9 @@ pub struct Translator<E: Env> {
     /// Live landings ([`crate::landing`]): native target → tx address of the `jrcxz`
     /// displacement that [`Translator::invalidate`] rewrites.
     landings: alloc::collections::BTreeMap<u64, u64>,
+    /// Live IC landings ([`crate::inline_cache`]): (native target, tx address of the `jrcxz`
+    /// displacement), disabled like landings when the target's block is invalidated.
+    inline_caches: alloc::collections::BTreeSet<(u64, u64)>,
     /// Native entry points the environment enters directly (sorted): their blocks are never
     /// poisoned by [`Translator::invalidate`].
     entry_points: Vec<u64>,
@@ -115,6 +118,7 @@ impl<E: Env> Translator<E> {
             cfg,
             stats: Stats::default(),
             landings: alloc::collections::BTreeMap::new(),
+            inline_caches: alloc::collections::BTreeSet::new(),
             entry_points: Vec::new(),
             tables: Vec::new(),
             switch_next: crate::switch_table::OFF,
@@ -247,6 +251,8 @@ impl<E: Env> Translator<E> {
             crate::landing::clear(&self.data, self.cache.entries.landing_miss);
             self.landings.clear();
         }
+        // IC landings and the sites they serve go with the cache; new blocks fill anew.
+        self.inline_caches.clear();
         // Also with landings: `ret imm16` and drk's `iretq` to the kernel look up here.
         crate::jumptable::clear(&self.data);
         self.tables.clear();
@@ -318,6 +324,16 @@ impl<E: Env> Translator<E> {
             if let Some(rel8) = self.landings.remove(&native) {
                 self.cache.mem.write(rel8, &[crate::landing::DISABLED_REL8]);
             }
+            // A site keeps its (disabled) IC landing: every target then goes to its lookup.
+            let ics: Vec<(u64, u64)> = self
+                .inline_caches
+                .range((native, 0)..=(native, u64::MAX))
+                .copied()
+                .collect();
+            for ic in ics {
+                self.cache.mem.write(ic.1, &[crate::landing::DISABLED_REL8]);
+                self.inline_caches.remove(&ic);
+            }
         }
         let mut poisoned = Vec::new();
         for &b in &stale {
@@ -347,7 +363,8 @@ impl<E: Env> Translator<E> {
             };
             s.insns_executed = read(Counter::Instructions);
             s.indirect_executed = read(Counter::IndirectBranches);
-            s.jumptable_hits = read(Counter::JumptableHits);
+            s.inline_cache_hits = read(Counter::InlineCacheHits);
+            s.jumptable_hits = read(Counter::JumptableHits) + s.inline_cache_hits;
         }
         s
     }
@@ -425,7 +442,7 @@ impl<E: Env> Translator<E> {
         let block = &self.cache.blocks()[b];
         let dest = |exit: u32| match self.cache.exits()[exit as usize].kind {
             ExitKind::Direct { field } => Some(link::rel32_target(&self.cache.mem, field)),
-            ExitKind::Indirect | ExitKind::Switch { .. } => None,
+            ExitKind::Indirect | ExitKind::Switch { .. } | ExitKind::InlineCache { .. } => None,
         };
         let insns = self.cache.insns(block);
         let fall = || match insns.get(i + 1) {
@@ -454,22 +471,26 @@ impl<E: Env> Translator<E> {
         self.stats.dispatches += 1;
         let landing_miss = exit_id == crate::landing::MISS_ID as i64 as u64;
         if landing_miss
-            || matches!(self.cache.exit(exit_id), Some((_, exit)) if exit.kind == ExitKind::Indirect)
+            || matches!(self.cache.exit(exit_id), Some((_, exit))
+                if matches!(exit.kind, ExitKind::Indirect | ExitKind::InlineCache { .. }))
         {
             self.stats.jumptable_misses += 1;
         }
         let native = *slot;
         if self.env.run_natively(native) || self.cache.contains(native) {
+            self.inline_cache_to_lookup(exit_id);
             return;
         }
         let tx = match self.translate(native) {
             Ok(tx) => tx,
             Err(TranslateError::Untranslatable { .. }) => {
                 self.stats.untranslatable += 1;
+                self.inline_cache_to_lookup(exit_id);
                 return;
             }
             Err(TranslateError::CacheFull) => {
                 self.stats.cache_full_native += 1;
+                self.inline_cache_to_lookup(exit_id);
                 return;
             }
         };
@@ -486,6 +507,9 @@ impl<E: Env> Translator<E> {
                     self.stats.links += 1;
                 }
                 ExitKind::Switch { data_off } => self.resolve_switch(data_off as usize, native, tx),
+                ExitKind::InlineCache { field } => {
+                    self.fill_inline_cache(field, exit.stub, native, tx)
+                }
                 ExitKind::Indirect if self.spec.options.jumptable => {
                     match crate::jumptable::insert(&self.data, native, tx) {
                         crate::jumptable::Insert::Added => self.stats.jumptable_inserts += 1,
@@ -532,7 +556,8 @@ impl<E: Env> Translator<E> {
         }
         let at = self.cache.next_tx();
         let next = crate::landing::head(&self.data, native);
-        let hits = Some(self.cfg.counters).filter(|_| self.spec.options.indirect);
+        let hits = Some((self.cfg.counters, &[Counter::JumptableHits][..]))
+            .filter(|_| self.spec.options.indirect);
         let mut e = crate::emit::Emitter::new(at);
         let layout = crate::landing::Layout::of(self.spec.design);
         let Ok(rel8) =
@@ -550,6 +575,58 @@ impl<E: Env> Translator<E> {
             self.stats.jumptable_conflicts += 1;
         }
         crate::landing::push_front(&self.data, native, at);
+    }
+
+    /// Fills the inline cache whose site jump has its rel32 field at `field` and still leads
+    /// to its fill stub `stub`: emits the IC landing `native` → `tx` at the end of the code
+    /// cache, then points the field at it with one atomic store ([`crate::inline_cache`]).
+    /// With no room left, the field goes to the site's lookup: the IC stays empty.
+    fn fill_inline_cache(&mut self, field: u64, stub: u64, native: u64, tx: u64) {
+        if link::rel32_target(&self.cache.mem, field) != stub {
+            // Another CPU's dispatch filled it first (or gave it up).
+            return;
+        }
+        let lookup = crate::inline_cache::lookup_of(field);
+        let at = self.cache.next_tx();
+        let hits = Some(self.cfg.counters).filter(|_| self.spec.options.indirect);
+        let layout = crate::landing::Layout::of(self.spec.design);
+        let mut e = crate::emit::Emitter::new(at);
+        let emitted = crate::inline_cache::emit_landing(
+            &mut e,
+            native,
+            tx,
+            lookup,
+            self.cfg.red_zone,
+            hits,
+            layout,
+        );
+        let Ok(rel8) = emitted else {
+            link::patch_rel32(&self.cache.mem, field, lookup);
+            return;
+        };
+        e.finish();
+        if !self.cache.append_landing(e.code(), &e.recipes) {
+            link::patch_rel32(&self.cache.mem, field, lookup);
+            return;
+        }
+        self.inline_caches.insert((native, rel8));
+        self.stats.inline_cache_fills += 1;
+        // The IC landing is complete before the field leads to it.
+        link::patch_rel32(&self.cache.mem, field, at);
+    }
+
+    /// Gives up the inline cache of exit `exit_id`, if it is one still leading to its fill
+    /// stub, for a target the cache cannot serve (it runs natively, or was not translated):
+    /// the site jumps straight to its lookup from now on, as without the option.
+    fn inline_cache_to_lookup(&mut self, exit_id: u64) {
+        if let Some((_, exit)) = self.cache.exit(exit_id) {
+            if let ExitKind::InlineCache { field } = exit.kind {
+                if link::rel32_target(&self.cache.mem, field) == exit.stub {
+                    let lookup = crate::inline_cache::lookup_of(field);
+                    link::patch_rel32(&self.cache.mem, field, lookup);
+                }
+            }
+        }
     }
 
     /// [`Translator::dispatch`] for an assembly trampoline.

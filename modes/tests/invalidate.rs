@@ -180,3 +180,47 @@ fn an_entry_points_block_goes_stale_without_poison_and_stays_runnable() {
         assert_eq!(unsafe { ex.call(s.entry, &[]) }.unwrap(), 12, "[{mode}]");
     }
 }
+
+/// An indirect call site's inline cache holds the callee's old translation: invalidating the
+/// callee disables the IC landing (like a landing), the site goes on to its lookup and
+/// reaches the new translation, and the site is never filled again.
+#[test]
+fn an_inline_cache_to_an_invalidated_callee_falls_back_to_the_lookup() {
+    for mode in MODES {
+        // `call rsi; add eax, 10; ret` and `callee: mov eax, 1; ret`.
+        let mut s = snippet(|a| {
+            let mut callee = a.create_label();
+            a.call(rsi)?;
+            a.add(eax, 10)?;
+            a.ret()?;
+            a.set_label(&mut callee)?;
+            a.mov(eax, 1u32)?;
+            a.ret()?;
+            Ok(vec![callee])
+        });
+        let callee = s.labels[0];
+        let imm = callee + 1;
+        let mut ex = Executor::new(ModeSpec::parse(mode).unwrap());
+        for _ in 0..2 {
+            // SAFETY: the snippet is a well-formed function of (rdi, rsi).
+            assert_eq!(unsafe { ex.call(s.entry, &[0, callee]) }.unwrap(), 11);
+        }
+        let fills = ex.stats().inline_cache_fills;
+        let ic = ModeSpec::parse(mode).unwrap().options.inline_cache
+            && ModeSpec::parse(mode).unwrap().options.landings;
+        assert_eq!(fills, u64::from(ic), "[{mode}]");
+        let off = (imm - s.mem.addr()) as usize;
+        s.mem.bytes_mut()[off] = 2;
+        ex.translator_mut().invalidate(imm, imm + 4);
+        for _ in 0..2 {
+            // SAFETY: as above; no poisoned `int3` is reached.
+            let got = unsafe { ex.call(s.entry, &[0, callee]) }.unwrap();
+            assert_eq!(got, 12, "[{mode}]");
+        }
+        assert_eq!(
+            ex.stats().inline_cache_fills,
+            fills,
+            "[{mode}] not refilled"
+        );
+    }
+}

@@ -121,8 +121,13 @@ impl Lab {
     /// Follows a lookup from the table jump with rcx = `target`: returns the instructions
     /// executed and where control ends (a block start or the persistent miss path).
     fn follow(&self, target: u64) -> (usize, u64) {
+        self.follow_from(self.head(target), target)
+    }
+
+    /// [`Lab::follow`] from tx address `at` (an IC landing) with rcx = `target`.
+    fn follow_from(&self, at: u64, target: u64) -> (usize, u64) {
         let (mut rcx, mut scratch) = (target, landing::bucket(target) as u64);
-        let mut at = self.head(target);
+        let mut at = at;
         let mut n = 0;
         loop {
             if self.t.cache().blocks().iter().any(|b| b.tx_start == at)
@@ -158,7 +163,9 @@ impl Lab {
 
 #[test]
 fn a_hit_is_ten_instructions_for_jmp_and_eleven_for_a_callret_call() {
-    let mut lab = lab("fast");
+    // The landing lookup alone: with the inline cache (`inline_cache.rs`) the site jumps
+    // through it first.
+    let mut lab = lab("fast:no-inline-cache");
     let jmp = lab.t.translate(JMP).unwrap();
     let site = lab.body(jmp);
     let mnemonics: Vec<_> = site.iter().map(|i| i.mnemonic()).collect();
@@ -260,4 +267,57 @@ fn a_flush_empties_every_bucket() {
     lab.t.flush();
     assert_eq!(lab.head(T1), empty);
     assert_eq!(lab.follow(T1), (0, empty));
+}
+
+/// With the inline cache (the default), a site whose first target was T1 reaches tx(T1) in 7
+/// instructions for `jmp *` and 8 for a callret `call *`: `push rcx`, `mov rcx, op`, the
+/// site's `jmp`, then the IC landing's `lea`, `jrcxz`, `pop rcx`, `jmp tx`.
+#[test]
+fn an_inline_cache_hit_is_seven_instructions_for_jmp_and_eight_for_a_callret_call() {
+    let mut lab = lab("fast");
+    let jmp = lab.t.translate(JMP).unwrap();
+    let call = lab.t.translate(CALL).unwrap();
+    let tx1 = lab.t.translate(T1).unwrap();
+    let sites: Vec<(usize, u64)> = lab
+        .t
+        .cache()
+        .exits()
+        .iter()
+        .enumerate()
+        .filter_map(|(k, x)| match x.kind {
+            kdbt_modes::cache::ExitKind::InlineCache { field } => Some((k, field)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(sites.len(), 2, "one inline cache per site");
+    for &(k, field) in &sites {
+        // The fill: the site's fill stub enters the dispatcher with its exit id.
+        let mut slot = T1;
+        lab.t.dispatch(k as u64, &mut slot);
+        assert_eq!(slot, tx1);
+        let off = (field - TX) as usize;
+        let rel = i32::from_le_bytes(lab.code[off..off + 4].try_into().unwrap());
+        let ic = (field + 4).wrapping_add(rel as i64 as u64);
+        assert_eq!(lab.follow_from(ic, T1), (4, tx1), "lea, jrcxz, pop, jmp");
+    }
+    assert_eq!(lab.t.stats().inline_cache_fills, 2);
+
+    // `jmp rax`: push rcx, mov rcx, rax, the site's jmp (then the lookup it skips).
+    let site = lab.body(jmp);
+    assert_eq!(site[2].code(), Code::Jmp_rel32_64);
+    assert_eq!(site[3].mnemonic(), Mnemonic::Push, "the lookup follows");
+    // callret `call [rbx]`: the inline call, then push rcx, mov rcx, [rbx], the site's jmp
+    // in its tail.
+    let body = lab.body(call);
+    let mut at = body[0].near_branch_target();
+    let mut tail = Vec::new();
+    loop {
+        let i = lab.decode(at);
+        tail.push(i.code());
+        at = i.next_ip();
+        if i.code() == Code::Jmp_rel32_64 {
+            break;
+        }
+    }
+    assert_eq!(1 + tail.len(), 4, "{tail:?}");
 }

@@ -200,6 +200,8 @@ struct TimerLog {
     exit: u64,
     /// Every native PC an interrupt was rolled back to.
     rolled_back_to: std::collections::BTreeSet<u64>,
+    /// Every code-cache address an interrupt arrived at and was rolled back from.
+    interrupted_at: std::collections::BTreeSet<u64>,
     /// What a native state must satisfy.
     loop_rsp: u64,
     boundaries: Vec<u64>,
@@ -270,6 +272,7 @@ fn interrupt(ex: &mut Executor, tx: MachineState) {
         match ex.translator().rollback(&mut s, &mut |a| read_u64(a)) {
             Ok(_) => {
                 log.checked += 1;
+                log.interrupted_at.insert(tx.rip);
                 if s.rip != log.exit {
                     log.rolled_back_to.insert(s.rip);
                 }
@@ -550,5 +553,67 @@ fn timer_signals_at_random_points_see_native_state() {
             "{mode}: {} signals in the cache, {} at a boundary, {} delayed ({} delivered), {} dynamic",
             log.in_cache, log.delivered_here, log.delayed, log.delivered_delayed, log.dynamic
         );
+    }
+}
+
+/// The code-cache addresses a run executes from `at` up to and including the first `jmp
+/// rel32`, taking every `jrcxz` (an inline cache's hit path, or a fill stub).
+fn path_to_jmp(ex: &Executor, mut at: u64) -> Vec<u64> {
+    let mut path = Vec::new();
+    loop {
+        let mut bytes = [0u8; 16];
+        ex.translator().read_code(at, &mut bytes);
+        let i = iced_x86::Decoder::with_ip(64, &bytes, at, iced_x86::DecoderOptions::NONE).decode();
+        path.push(at);
+        match i.code() {
+            Code::Jmp_rel32_64 => return path,
+            Code::Jrcxz_rel8_64 => at = i.near_branch_target(),
+            _ => at = i.next_ip(),
+        }
+    }
+}
+
+/// A cold run stepped from its first instruction: every address of the inline caches' fill
+/// stubs, and in drk of the IC landings' hit paths (emitted during this run), is where an
+/// interrupt arrives, and each rolls back to a native state ([`check_native`]).
+#[test]
+fn an_interrupt_at_every_address_of_an_inline_cache_fill_and_hit_rolls_back() {
+    let s = timer_loop();
+    install(libc::SIGTRAP, on_trap);
+    for mode in ["drk", "fast", "fast:no-callret"] {
+        let mut ex = Executor::new(ModeSpec::parse(mode).unwrap());
+        let (_, log) = run_loop(&mut ex, &s, mode, 3, 0x202 | TF, nothing_beside);
+        let t = ex.translator();
+        let sites: Vec<(u64, u64)> = t
+            .cache()
+            .exits()
+            .iter()
+            .filter_map(|x| match x.kind {
+                kdbt_modes::cache::ExitKind::InlineCache { field } => Some((field, x.stub)),
+                _ => None,
+            })
+            .collect();
+        // `call rsi`, `call [rbx]` and `jmp rdx`.
+        assert_eq!(sites.len(), 3, "{mode}");
+        assert_eq!(ex.stats().inline_cache_fills, 3, "{mode}");
+        for (field, stub) in sites {
+            for at in path_to_jmp(&ex, stub) {
+                assert!(
+                    log.interrupted_at.contains(&at),
+                    "{mode}: fill stub address {at:#x} never rolled back"
+                );
+            }
+            if mode == "drk" {
+                let mut rel = [0u8; 4];
+                t.read_code(field, &mut rel);
+                let ic = (field + 4).wrapping_add(i32::from_le_bytes(rel) as i64 as u64);
+                for at in path_to_jmp(&ex, ic) {
+                    assert!(
+                        log.interrupted_at.contains(&at),
+                        "{mode}: IC landing address {at:#x} never rolled back"
+                    );
+                }
+            }
+        }
     }
 }

@@ -22,6 +22,10 @@
 //! | `ret`, red zone | `lea rsp,[rsp+8-rz]` `push [rsp+rz-8]` `push rcx` `mov rcx,[rsp+8]` → table |
 //!
 //! `ret imm16` keeps the probe of [`crate::jumptable`]: the landing cannot drop its bytes.
+//!
+//! With `inline-cache` (the default) the `jmp r/m` and `call r/m` sites, not `ret`, put their
+//! inline cache's `jmp rel32` between loading the target and the table jump
+//! ([`crate::inline_cache`]).
 
 use iced_x86::{Code, Instruction, MemoryOperand, OpKind, Register};
 
@@ -107,20 +111,48 @@ fn load_target(cx: &mut Cx, i: &Instruction) -> Result<(), Unsupported> {
     Ok(())
 }
 
-/// The end every site shares: rcx saved at `[rsp]`, the target loaded, the table jump.
-fn load_and_jump(cx: &mut Cx, i: &Instruction) -> Result<(), Unsupported> {
-    load_target(cx, i)?;
+/// Whether a site gets an inline cache in front of its table jump ([`crate::inline_cache`]).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Ic {
+    /// No (`ret`, or the option off).
+    No,
+    /// Yes, in the body: the fill stub goes after the body with the exit stubs.
+    Body,
+    /// Yes, in a callret call tail (after the stubs): the fill stub follows the tail.
+    Tail,
+}
+
+/// The table jump with rcx saved at `[rsp]` and the target in rcx, behind the site's inline
+/// cache if it has one: its `jmp rel32`, patched once, is the last instruction before the
+/// lookup, which its misses go on to.
+fn table_jump(cx: &mut Cx, ic: Ic) -> Result<(), Unsupported> {
+    let site = if ic != Ic::No && cx.opts.inline_cache {
+        let recipe = cx.e.cur;
+        let field =
+            crate::inline_cache::emit_site_jump(cx.e, cx.opts.line_pad, cx.opts.prefix_pad)?;
+        Some((field, recipe))
+    } else {
+        None
+    };
     landing::emit_table_jump(cx.e, cx.data_addr, cx.indirect)?;
+    if let Some((field, recipe)) = site {
+        cx.inline_cache_exit(field, recipe, ic == Ic::Tail)?;
+    }
     Ok(())
+}
+
+/// The end every site shares: rcx saved at `[rsp]`, the target loaded, the table jump.
+fn load_and_jump(cx: &mut Cx, i: &Instruction, ic: Ic) -> Result<(), Unsupported> {
+    load_target(cx, i)?;
+    table_jump(cx, ic)
 }
 
 /// The end of a site whose target is on the stack at `[rsp+at]`: save rcx, load the target
 /// (at `[rsp+at+8]` after the push), jump through the table.
-fn stacked_target_and_jump(cx: &mut Cx, at: i64) -> Result<(), Unsupported> {
+fn stacked_target_and_jump(cx: &mut Cx, at: i64, ic: Ic) -> Result<(), Unsupported> {
     cx.e.push_reg(Register::RCX)?;
     cx.e.load_rsp(Register::RCX, at as i32 + 8)?;
-    landing::emit_table_jump(cx.e, cx.data_addr, cx.indirect)?;
-    Ok(())
+    table_jump(cx, ic)
 }
 
 /// `jmp r/m`.
@@ -128,12 +160,12 @@ pub(crate) fn jmp_indirect(cx: &mut Cx, n: &NativeInsn) -> RuleResult {
     cx.e.lea_rsp(-(cx.red_zone as i32))?;
     if cx.design == crate::Design::Drk {
         super::common::push_target(cx, &n.insn)?;
-        stacked_target_and_jump(cx, 0)?;
+        stacked_target_and_jump(cx, 0, Ic::Body)?;
         cx.after = After::Dynamic;
         return Ok(Flow::End);
     }
     cx.e.push_reg(Register::RCX)?;
-    load_and_jump(cx, &n.insn)?;
+    load_and_jump(cx, &n.insn, Ic::Body)?;
     cx.after = After::Dynamic;
     Ok(Flow::End)
 }
@@ -166,7 +198,7 @@ pub(crate) fn emit_call_tail(
     };
     cx.e.lea_rsp(-(cx.red_zone as i32))?;
     cx.e.push_reg(Register::RCX)?;
-    load_and_jump(cx, i)
+    load_and_jump(cx, i, Ic::Tail)
 }
 
 /// no-callret and drk `call r/m`: the native return address where the hardware puts it.
@@ -176,14 +208,14 @@ pub(crate) fn call_push_native(cx: &mut Cx, n: &NativeInsn) -> RuleResult {
     if cx.design == crate::Design::Drk {
         super::common::push_target(cx, &n.insn)?;
         cx.e.store_u64(8 + rz, n.insn.next_ip())?;
-        stacked_target_and_jump(cx, 0)?;
+        stacked_target_and_jump(cx, 0, Ic::Body)?;
         cx.after = After::Dynamic;
         return Ok(Flow::End);
     }
     cx.e.push_reg(Register::RCX)?;
     load_target(cx, &n.insn)?;
     cx.e.store_u64(8 + rz, n.insn.next_ip())?;
-    landing::emit_table_jump(cx.e, cx.data_addr, cx.indirect)?;
+    table_jump(cx, Ic::Body)?;
     cx.after = After::Dynamic;
     Ok(Flow::End)
 }
@@ -198,7 +230,7 @@ pub(crate) fn ret(cx: &mut Cx, _n: &NativeInsn) -> RuleResult {
             let ra = MemoryOperand::with_base_displ(Register::RSP, (rz - 8) as i64);
             cx.e.pushing(&Instruction::with1(Code::Push_rm64, ra)?)?;
         }
-        stacked_target_and_jump(cx, 0)?;
+        stacked_target_and_jump(cx, 0, Ic::No)?;
         cx.after = After::Dynamic;
         return Ok(Flow::End);
     }
@@ -212,7 +244,7 @@ pub(crate) fn ret(cx: &mut Cx, _n: &NativeInsn) -> RuleResult {
     } else {
         // The return address is at [rsp + rz - 8] once rsp moved up to below the red zone.
         cx.e.lea_rsp(8 - rz)?;
-        stacked_target_and_jump(cx, (rz - 8) as i64)?;
+        stacked_target_and_jump(cx, (rz - 8) as i64, Ic::No)?;
     }
     cx.after = After::Dynamic;
     Ok(Flow::End)

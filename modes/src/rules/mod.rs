@@ -62,6 +62,12 @@ enum Pending {
     },
     /// An indirect miss path, already emitted.
     Done,
+    /// An inline cache's fill stub, for the site jump whose rel32 field is at `field`
+    /// (`recipe`: the state there).
+    InlineCacheFill {
+        field: u64,
+        recipe: crate::rollback::Recipe,
+    },
     /// A translated jump table's resolve stub, for the jump at native `pc`.
     Switch {
         label: Label,
@@ -223,6 +229,55 @@ impl Cx<'_> {
             native_table: site.native_table,
             resolve: 0,
         });
+    }
+
+    /// Registers the inline cache of the site jump whose rel32 field is at `field` (`recipe`:
+    /// the state there). Its fill stub goes after the body with the exit stubs, or here and
+    /// now (`now`: in a call tail, which comes after them).
+    pub(crate) fn inline_cache_exit(
+        &mut self,
+        field: u64,
+        recipe: crate::rollback::Recipe,
+        now: bool,
+    ) -> Result<(), EncodeFailed> {
+        let index = self.cache.next_exit_index() + self.exits.len();
+        self.exits.push(Exit {
+            kind: ExitKind::InlineCache { field },
+            target: 0,
+            stub: 0,
+        });
+        if now {
+            let id = self.cache.exit_id(index);
+            let stub = self.place_fill(field, recipe, id)?;
+            if let Some(exit) = self.exits.last_mut() {
+                exit.stub = stub;
+            }
+        } else {
+            self.pending
+                .push(Pending::InlineCacheFill { field, recipe });
+        }
+        Ok(())
+    }
+
+    /// Emits an inline cache's fill stub here, points its site's field at it, and returns
+    /// its address.
+    fn place_fill(
+        &mut self,
+        field: u64,
+        recipe: crate::rollback::Recipe,
+        id: u32,
+    ) -> Result<u64, EncodeFailed> {
+        let stub = self.e.here();
+        self.e.set_u32(field, stub.wrapping_sub(field + 4) as u32);
+        crate::inline_cache::emit_fill(
+            self.e,
+            recipe,
+            id,
+            self.entries.for_k(self.red_zone, self.red_zone),
+            crate::landing::Layout::of(self.design),
+            self.indirect,
+        )?;
+        Ok(stub)
     }
 
     /// Sets the miss-path address of the latest indirect exit (known once emitted).
@@ -502,9 +557,9 @@ pub(crate) fn translate_block(
     let red_zone = cx.red_zone;
     let entries = cx.entries;
     let direct_stubs = &cache.direct_stubs;
-    for (k, pending) in cx.pending.iter().enumerate() {
+    for k in 0..cx.pending.len() {
         let id = cache.exit_id(cache.next_exit_index() + k);
-        match *pending {
+        match cx.pending[k] {
             Pending::Stub {
                 target,
                 field,
@@ -533,6 +588,12 @@ pub(crate) fn translate_block(
                 }
                 common::emit_switch_resolve(cx.e, jmp_pc, site, id, red_zone, &entries)
                     .map_err(|_| TranslateError::Untranslatable { pc })?;
+            }
+            Pending::InlineCacheFill { field, recipe } => {
+                let stub = cx
+                    .place_fill(field, recipe, id)
+                    .map_err(|_| TranslateError::Untranslatable { pc })?;
+                cx.exits[k].stub = stub;
             }
             Pending::Done => {}
         }

@@ -609,11 +609,12 @@ impl Executor {
     pub fn stats(&self) -> crate::Stats {
         let mut s = self.translator.stats();
         if let Some(page) = &self.gs_page {
-            // SAFETY: the gs page is ours and holds the three counters.
+            // SAFETY: the gs page is ours and holds the counters.
             let c = |i: usize| unsafe { *(page.0 as *const u64).add(i) };
             s.insns_executed = c(0);
             s.indirect_executed = c(1);
-            s.jumptable_hits = c(2);
+            s.inline_cache_hits = c(3);
+            s.jumptable_hits = c(2) + s.inline_cache_hits;
         }
         s
     }

@@ -330,6 +330,9 @@ pub mod reg {
     pub const R10: usize = 10;
     pub const R11: usize = 11;
     pub const R12: usize = 12;
+    pub const R13: usize = 13;
+    pub const R14: usize = 14;
+    pub const R15: usize = 15;
 }
 
 /// Differential run of a real function `f` (SysV, ≤ 6 integer arguments): natively once, then

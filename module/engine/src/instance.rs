@@ -707,7 +707,7 @@ pub unsafe extern "C" fn kdbt_engine_stats(
     // SAFETY: the caller's contract.
     let first = unsafe { &*instance };
     let mut spec = None;
-    let mut sums = [0u64; 18];
+    let mut sums = [0u64; 20];
     let mut drk_sums = drk::Stats::default();
     let mut lock_busy = 0;
     let mut translate_tsc = 0;
@@ -728,6 +728,8 @@ pub unsafe extern "C" fn kdbt_engine_stats(
             s.jumptable_inserts,
             s.jumptable_conflicts,
             s.jumptable_hits,
+            s.inline_cache_fills,
+            s.inline_cache_hits,
             s.switch_entries,
             s.indirect_executed,
             s.insns_executed,
@@ -750,7 +752,7 @@ pub unsafe extern "C" fn kdbt_engine_stats(
     let Some(spec) = spec else {
         return -(EINVAL as isize);
     };
-    const NAMES: [&str; 18] = [
+    const NAMES: [&str; 20] = [
         "blocks_translated",
         "native_insns_translated",
         "native_bytes_translated",
@@ -762,6 +764,8 @@ pub unsafe extern "C" fn kdbt_engine_stats(
         "jumptable_inserts",
         "jumptable_conflicts",
         "jumptable_hits",
+        "inline_cache_fills",
+        "inline_cache_hits",
         "switch_entries_resolved",
         "indirect_executed",
         "insns_executed",
