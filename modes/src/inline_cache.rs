@@ -78,7 +78,7 @@ use crate::clients::{self, Counter, Home};
 use crate::emit::{Emitter, EncodeFailed};
 use crate::env::is_abs32;
 use crate::landing::{self, Layout};
-use crate::rollback::{gpr_index, PcSource, Recipe};
+use crate::rollback::Recipe;
 
 /// The `indirect` client's counters an inline-cache hit bumps.
 const HIT_COUNTERS: [Counter; 2] = [Counter::IndirectBranches, Counter::InlineCacheHits];
@@ -137,14 +137,7 @@ pub(crate) fn emit_fill(
 /// The recipe at an IC landing's start in the slot layout: the state at the target T, with
 /// `[rsp]` = saved rcx, `[rsp+8]` = T, then the `gap`.
 pub(crate) fn entry_recipe(gap: u16) -> Recipe {
-    let adjust = 16 + gap as i32;
-    let mut r = Recipe {
-        pc: PcSource::StackSlot(8),
-        rsp_adjust: adjust,
-        ..Recipe::clean(0)
-    };
-    r.spills[0] = Some((gpr_index(Register::RCX) as u8, -adjust));
-    r
+    landing::slot_recipe_saving(&[Register::RCX], gap)
 }
 
 /// An IC landing at `e`'s address: `native` → `tx`, else on to the site's `lookup`. `gap` as

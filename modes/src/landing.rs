@@ -104,14 +104,23 @@ impl Layout {
 /// The recipe at a landing (and the miss path) before its pops in the slot layout: the
 /// state at the target, registers in their spill slots.
 pub(crate) fn slot_recipe(gap: u16) -> Recipe {
-    let adjust = 24 + gap as i32;
+    slot_recipe_saving(&[iced_x86::Register::RCX, iced_x86::Register::RAX], gap)
+}
+
+/// The recipe in the slot layout with the `saved` registers pushed in that order (the last
+/// at `[rsp]`) below the slot holding the target, then the `gap`: the state at the target,
+/// the registers in their spill slots.
+pub(crate) fn slot_recipe_saving(saved: &[iced_x86::Register], gap: u16) -> Recipe {
+    let k = saved.len() as i32;
+    let adjust = 8 * (k + 1) + gap as i32;
     let mut r = Recipe {
-        pc: PcSource::StackSlot(16),
+        pc: PcSource::StackSlot(8 * k),
         rsp_adjust: adjust,
         ..Recipe::clean(0)
     };
-    r.spills[0] = Some((gpr_index(iced_x86::Register::RCX) as u8, 8 - adjust));
-    r.spills[1] = Some((gpr_index(iced_x86::Register::RAX) as u8, -adjust));
+    for (i, &reg) in saved.iter().enumerate() {
+        r.spills[i] = Some((gpr_index(reg) as u8, 8 * (k - 1 - i as i32) - adjust));
+    }
     r
 }
 
